@@ -1,0 +1,128 @@
+"""Reading and writing the files that pass between the scripts: atomically, and checked on the way in.
+
+    preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
+    train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
+"""
+
+import json
+import os
+import random
+import sys
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+import config
+from encoding import DELIMITER
+
+
+CHECKPOINT_FORMAT = "melody-lstm/1"  # checkpoints say what wrote them, so a foreign .pth is refused clearly
+
+
+class UserError(Exception):
+    """A problem the user can fix: scripts print its one sentence instead of a traceback."""
+
+
+def run_script(main):
+    """Run a script's main(), turning a UserError (or Ctrl-C) into one line on stderr and exit status 1."""
+    try:
+        main()
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted: nothing half-written was left behind", file=sys.stderr)
+        sys.exit(130)
+
+
+@contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; rename it onto `path` only when the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_text(path, text):
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def save_torch(path, obj):
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_torch(path, what="model"):
+    """torch.load with weights_only=True; a missing, corrupt or foreign file is a UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: run train.py first (or pass the right path)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a truncated or non-torch file
+        raise UserError(f"{path} is not a readable {what} checkpoint ({type(error).__name__}): re-run train.py") from None
+    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+        raise UserError(f"{path} is not a checkpoint written by this project's train.py: re-run train.py")
+    return obj
+
+
+
+def load_mapping(path=config.MAPPING_PATH):
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} not found: run preprocess.py first")
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise UserError(f"{path} is not valid JSON (truncated?): run preprocess.py again") from None
+    if not isinstance(mapping, dict) or sorted(mapping.values()) != list(range(len(mapping))):
+        raise UserError(f"{path} is not a symbol -> 0..n-1 mapping: run preprocess.py again")
+    return mapping
+
+
+def load_songs(dataset_path=config.SINGLE_FILE_DATASET, mapping_path=config.MAPPING_PATH):
+    """file_dataset + mapping.json -> (songs as lists of ints, without delimiters; mapping)."""
+    mapping = load_mapping(mapping_path)
+    dataset_path = Path(dataset_path)
+    if not dataset_path.is_file():
+        raise UserError(f"{dataset_path} not found: run preprocess.py first")
+    symbols = dataset_path.read_text(encoding="utf-8").split()
+    if not symbols:
+        raise UserError(f"{dataset_path} is empty: run preprocess.py on a dataset with songs in it")
+    unknown = sorted(set(symbols) - set(mapping))
+    if unknown:
+        raise UserError(f"{dataset_path} has symbols missing from {mapping_path} ({', '.join(unknown[:5])}): "
+                        "the two are from different runs; run preprocess.py again")
+    if symbols[-1] != DELIMITER:
+        raise UserError(f"{dataset_path} does not end with a delimiter (truncated?): run preprocess.py again")
+    songs, current = [], []
+    for symbol in symbols:
+        if symbol == DELIMITER:
+            if current:
+                songs.append(current)
+            current = []
+        else:
+            current.append(mapping[symbol])
+    return songs, mapping
+
+
+def split_songs(num_songs, fraction=config.VALIDATION_SPLIT, seed=config.SEED):
+    """Seeded split by song: (train indices, validation indices), each sorted; at least one of each."""
+    order = list(range(num_songs))
+    random.Random(seed).shuffle(order)
+    num_val = min(max(1, round(num_songs * fraction)), num_songs - 1) if num_songs > 1 else 0
+    return sorted(order[num_val:]), sorted(order[:num_val])

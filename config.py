@@ -1,0 +1,34 @@
+"""Shared settings. Every script reads its defaults from here; its command-line flags override them."""
+
+# Data
+DATASET_PATH = "deutschl/erk"  # folder searched recursively for .krn files
+DATASET_ROOT = "deutschl"  # where `preprocess.py --download` unpacks the collection
+DOWNLOAD_URL = "https://kern.humdrum.org/data?f=zip&l=/essen/europa/deutschl"
+FALLBACK_CORPUS = "essenFolksong/erk*.abc"  # shipped with music21; used when DATASET_PATH is absent
+ACCEPTABLE_DURATIONS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]  # in quarter lengths
+TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
+
+# Artefacts written by preprocess.py
+SAVE_DIR = "music_dataset"
+SINGLE_FILE_DATASET = "file_dataset"
+MAPPING_PATH = "mapping.json"
+CACHE_DIR = ".cache"
+
+# Model and training
+SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset; steps per truncated-BPTT chunk
+NUM_UNITS = [256]  # one LSTM layer per entry
+DROPOUT = 0.2
+LEARNING_RATE = 0.001
+BATCH_SIZE = 64  # songs per batch
+EPOCHS = 50
+VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
+PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never
+SEED = 42
+MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
+TRAIN_STATE_PATH = "train_state.pth"  # last epoch, with optimizer state, for --resume
+TRAINING_LOG = "training_log.csv"
+TRAINING_PLOT = "training_curve.png"
+
+# Generation and evaluation
+OUTPUT_PATH = "generated.mid"
+EVALUATION_DIR = "evaluation"

@@ -1,0 +1,138 @@
+"""The melody encoding, defined once, with its inverse beside it.
+
+A melody is a time series of symbols, one per TIME_STEP (a 16th note by default):
+
+    "60"  a note with MIDI number 60 starts on this step
+    "r"   a rest starts on this step
+    "_"   the note or rest before goes on for this step (a tied note goes on with "_" too)
+    "/"   song delimiter: not musical time; file_dataset puts SEQUENCE_LENGTH of them after each song
+
+    encode_events(events) -> symbols           decode_melody(symbols) -> music21 stream
+    events_from_stream(music21 stream) -> events (the music21 path into encode_events)
+
+An *event* is one written note or rest: (midi or None for a rest, quarter length, tied), where
+tied means it continues the note before it. Readers of any format (preprocess.py) produce events,
+so the duration filter, the transposition and the encoding below serve every format alike.
+"""
+
+from fractions import Fraction
+
+from music21 import chord, key, meter, note, stream, tempo
+
+import config
+
+REST = "r"
+HOLD = "_"
+DELIMITER = "/"
+
+Event = tuple  # (int | None, float, bool): MIDI pitch or None, quarter length, continues a tie
+
+
+def encode_events(events, time_step=config.TIME_STEP):
+    """Events -> symbols: the onset symbol on a note's first step, then HOLD for each further step."""
+    symbols = []
+    for midi, quarter_length, tied in events:
+        steps = int(round(quarter_length / time_step))
+        if tied and symbols and midi is not None:
+            symbols.extend([HOLD] * steps)
+            continue
+        if steps == 0:
+            continue  # shorter than one step (a grace note that slipped through): no time to hold
+        symbols.append(REST if midi is None else str(midi))
+        symbols.extend([HOLD] * (steps - 1))
+    return symbols
+
+
+def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signature=None):
+    """Symbols -> a music21 stream of notes and rests; the inverse of encode_events.
+
+    `_` extends whatever came before; a leading `_` is a rest. `/` delimiters are skipped.
+    encode_events(events_from_stream(decode_melody(s))) == s for every s that starts with an onset.
+    """
+    melody = stream.Stream()
+    if bpm is not None:
+        melody.append(tempo.MetronomeMark(number=bpm))
+    if time_signature is not None:
+        melody.append(meter.TimeSignature(time_signature))
+    start, steps = None, 0
+
+    def flush():
+        if steps:
+            length = Fraction(step_duration).limit_denominator(1024) * steps
+            element = note.Rest(quarterLength=length) if start in (None, REST) else note.Note(int(start), quarterLength=length)
+            melody.append(element)
+
+    for symbol in symbols:
+        if symbol == DELIMITER:
+            continue
+        if symbol == HOLD:
+            steps += 1
+            continue
+        if symbol != REST and not symbol.isdigit():
+            raise ValueError(f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or {DELIMITER!r}")
+        flush()
+        start, steps = symbol, 1
+    flush()
+    return melody
+
+
+def events_from_stream(song):
+    """A music21 stream -> events of its top part (highest mean pitch), grace notes dropped, chords by top note."""
+    parts = list(song.parts) if hasattr(song, "parts") and len(song.parts) > 1 else [song]
+    best, best_mean = [], float("-inf")
+    for part in parts:
+        events = []
+        for element in part.flatten().notesAndRests:
+            if element.duration.isGrace:
+                continue
+            midi = None
+            if isinstance(element, chord.Chord):
+                midi = max(p.midi for p in element.pitches)
+            elif isinstance(element, note.Note):
+                midi = element.pitch.midi
+            tied = element.tie is not None and element.tie.type in ("stop", "continue")
+            events.append((midi, float(element.quarterLength), tied))
+        pitches = [e[0] for e in events if e[0] is not None]
+        mean = sum(pitches) / len(pitches) if pitches else float("-inf")
+        if mean > best_mean:
+            best, best_mean = events, mean
+    return best
+
+
+def declared_key(song):
+    """The first key.Key a music21 stream declares, as (tonic name, mode), or None."""
+    for k in song.recurse().getElementsByClass(key.Key):
+        return k.tonic.name, k.mode
+    return None
+
+
+def analyse_key(events):
+    """music21's key analysis (Krumhansl-Schmuckler) of the events' notes, as (tonic name, mode)."""
+    melody = stream.Stream(note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None)
+    k = melody.analyze("key")
+    return k.tonic.name, k.mode
+
+
+def has_acceptable_durations(events, acceptable_durations=config.ACCEPTABLE_DURATIONS):
+    """True when every written note and rest lasts one of the acceptable quarter lengths."""
+    acceptable = {float(d) for d in acceptable_durations}
+    return all(ql in acceptable for _, ql, _ in events)
+
+
+_LETTER_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
+
+
+def transposition_semitones(key_signature):
+    """Semitones that move (tonic, mode) to C major or A minor, as music21's Interval(tonic, C) does.
+
+    Like the tutorial, the tonic is taken in octave 4 and moved to C4 (major) or A4 (minor), so
+    G major goes down 7 and A major up 3.
+    """
+    tonic, mode = key_signature
+    tonic_midi = 60 + _LETTER_SEMITONES[tonic[0].upper()] + tonic.count("#") - tonic.count("-")
+    target = 69 if mode == "minor" else 60
+    return target - tonic_midi
+
+
+def transpose_events(events, semitones):
+    return [(None if midi is None else midi + semitones, ql, tied) for midi, ql, tied in events]

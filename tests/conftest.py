@@ -1,0 +1,40 @@
+"""Shared test fixtures: small artefacts written in tmp_path, never the real dataset."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+FIXTURES = Path(__file__).parent / "fixtures"
+SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
+
+from encoding import DELIMITER  # noqa: E402
+
+# Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an arpeggio with a rest).
+TINY_SONGS = [
+    "60 _ 62 _ 64 _ 65 _ 67 _ _ _ 65 _ 64 _ 62 _ 60 _ _ _",
+    "72 _ 71 _ 69 _ 67 _ 65 _ 64 _ 62 _ 60 _ _ _ r _ _ _",
+    "57 _ 60 _ 64 _ 69 _ _ _ r _ 64 _ 60 _ 57 _ _ _ _ _",
+]
+
+
+@pytest.fixture
+def tiny_artefacts(tmp_path):
+    """file_dataset and mapping.json for TINY_SONGS, as preprocess.py would write them (SEQUENCE_LENGTH 4)."""
+    text = " ".join(" ".join([song] + [DELIMITER] * 4) for song in TINY_SONGS)
+    vocabulary = sorted(set(text.split()))
+    (tmp_path / "file_dataset").write_text(text)
+    (tmp_path / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}, indent=2, sort_keys=True) + "\n")
+    return tmp_path
+
+
+def shared_dataset(name=""):
+    """Path of ../shared/deutschl/<name>, or skip the test where it is absent."""
+    path = SHARED_DEUTSCHL / name
+    if not path.is_dir():
+        pytest.skip(f"{path} not present")
+    return path
