@@ -41,3 +41,51 @@ class MelodyLSTM(nn.Module):
         model = cls(**checkpoint["hyperparameters"])
         model.load_state_dict(checkpoint["model_state"])
         return model.eval()
+
+
+@torch.no_grad()
+def song_log_probs(model, songs, delimiter_index, batch_size=64, device="cpu"):
+    """Log-probabilities the model gives every target step of every song, with the generation context.
+
+    For each song (a list of symbol indices, no delimiters) the input is [/] + song from a zero state
+    and the targets are song + [/]. Returns a list of [len(song) + 1, vocab] float32 CPU tensors.
+    """
+    model.eval()
+    out = [None] * len(songs)
+    order = sorted(range(len(songs)), key=lambda i: len(songs[i]))  # similar lengths together: little padding
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = len(songs[batch[-1]]) + 1
+        x = torch.full((len(batch), width), delimiter_index, dtype=torch.long)
+        for row, i in enumerate(batch):
+            x[row, 1:len(songs[i]) + 1] = torch.tensor(songs[i], dtype=torch.long)
+        logits, _ = model(x.to(device))
+        log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
+        for row, i in enumerate(batch):
+            out[i] = log_probs[row, :len(songs[i]) + 1]  # padding comes after: it cannot affect these steps
+    return out
+
+
+def score(log_probs, songs, delimiter_index, hold_index=None):
+    """NLL (nats per step) and accuracy over the targets song + [/] of every song.
+
+    With hold_index, also the NLL of hold steps (`_`) and of onset steps (everything else) apart.
+    """
+    nll, correct, hold_nll, hold_steps = 0.0, 0, 0.0, 0
+    steps = 0
+    for lp, song in zip(log_probs, songs):
+        targets = torch.tensor(list(song) + [delimiter_index], dtype=torch.long)
+        step_nll = -lp.gather(1, targets[:, None]).squeeze(1).double()
+        nll += step_nll.sum().item()
+        correct += (lp.argmax(1) == targets).sum().item()
+        steps += len(targets)
+        if hold_index is not None:
+            is_hold = targets == hold_index
+            hold_nll += step_nll[is_hold].sum().item()
+            hold_steps += int(is_hold.sum())
+    result = {"nll": nll / steps, "accuracy": correct / steps, "steps": steps}
+    if hold_index is not None:
+        result["hold_nll"] = hold_nll / max(hold_steps, 1)
+        result["onset_nll"] = (nll - hold_nll) / max(steps - hold_steps, 1)
+        result["hold_share"] = hold_steps / steps
+    return result
