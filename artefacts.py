@@ -12,8 +12,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import torch
-
 import config
 from encoding import DELIMITER
 
@@ -62,12 +60,16 @@ def write_json(path, obj):
 
 
 def save_torch(path, obj):
+    import torch  # here, not at the top: preprocess.py uses this module and should not pay torch's import time
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 
 
 def load_torch(path, what="model"):
     """torch.load with weights_only=True; a missing, corrupt or foreign file is a UserError."""
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path} not found: run train.py first (or pass the right path)")

@@ -76,27 +76,36 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
     return melody
 
 
-def events_from_stream(song):
-    """A music21 stream -> events of its top part (highest mean pitch), grace notes dropped, chords by top note."""
-    parts = list(song.parts) if hasattr(song, "parts") and len(song.parts) > 1 else [song]
+def top_part(parts):
+    """The events of the part with the highest mean pitch (the melody of a multi-part score), first on a draw."""
     best, best_mean = [], float("-inf")
-    for part in parts:
-        events = []
-        for element in part.flatten().notesAndRests:
-            if element.duration.isGrace:
-                continue
-            midi = None
-            if isinstance(element, chord.Chord):
-                midi = max(p.midi for p in element.pitches)
-            elif isinstance(element, note.Note):
-                midi = element.pitch.midi
-            tied = element.tie is not None and element.tie.type in ("stop", "continue")
-            events.append((midi, float(element.quarterLength), tied))
-        pitches = [e[0] for e in events if e[0] is not None]
+    for events in parts:
+        pitches = [midi for midi, _, _ in events if midi is not None]
         mean = sum(pitches) / len(pitches) if pitches else float("-inf")
         if mean > best_mean:
             best, best_mean = events, mean
     return best
+
+
+def events_from_stream(song):
+    """A music21 stream -> events of its top part, grace notes dropped, chords by their top note."""
+    parts = list(song.parts) if hasattr(song, "parts") and len(song.parts) > 1 else [song]
+    return top_part(_part_events(part) for part in parts)
+
+
+def _part_events(part):
+    events = []
+    for element in part.flatten().notesAndRests:
+        if element.duration.isGrace:
+            continue
+        midi = None
+        if isinstance(element, chord.Chord):
+            midi = max(p.midi for p in element.pitches)
+        elif isinstance(element, note.Note):
+            midi = element.pitch.midi
+        tied = element.tie is not None and element.tie.type in ("stop", "continue")
+        events.append((midi, float(element.quarterLength), tied))
+    return events
 
 
 def declared_key(song):
@@ -108,7 +117,7 @@ def declared_key(song):
 
 def analyse_key(events):
     """music21's key analysis (Krumhansl-Schmuckler) of the events' notes, as (tonic name, mode)."""
-    melody = stream.Stream(note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None)
+    melody = stream.Stream([note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None])
     k = melody.analyze("key")
     return k.tonic.name, k.mode
 
