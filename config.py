@@ -23,6 +23,7 @@ BATCH_SIZE = 64  # songs per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never
+GRAD_CLIP_NORM = 1.0  # LSTM gradients can spike on long songs; clipping keeps one bad chunk from wrecking the weights
 SEED = 42
 MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
 TRAIN_STATE_PATH = "train_state.pth"  # last epoch, with optimizer state, for --resume
@@ -31,4 +32,11 @@ TRAINING_PLOT = "training_curve.png"
 
 # Generation and evaluation
 OUTPUT_PATH = "generated.mid"
+SEED_MELODY = "55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _"  # the tutorial's seed (G C G G); "" starts from nothing
+GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
+TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
+BPM = 120
+TIME_SIGNATURE = "4/4"
 EVALUATION_DIR = "evaluation"
+NUM_EVAL_MELODIES = 200  # melodies evaluate.py samples per model to compare with the held-out songs
+MAX_NGRAM_ORDER = 10  # evaluate.py tries n-gram baselines of orders 1..this
