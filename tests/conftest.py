@@ -4,7 +4,14 @@ import json
 import sys
 from pathlib import Path
 
+import os
+
 import pytest
+import torch
+
+# The models in tests are tiny: one thread avoids contention on a 2-core machine (subprocesses inherit it).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
