@@ -17,9 +17,10 @@ so the duration filter, the transposition and the encoding below serve every for
 
 from fractions import Fraction
 
-from music21 import chord, key, meter, note, stream, tempo
-
 import config
+
+# music21 is imported inside the functions that use it: training, and preprocessing from its cache,
+# never touch a music21 object and should not pay its import (about half a second).
 
 REST = "r"
 HOLD = "_"
@@ -49,6 +50,8 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
     `_` extends whatever came before; a leading `_` is a rest. `/` delimiters are skipped.
     encode_events(events_from_stream(decode_melody(s))) == s for every s that starts with an onset.
     """
+    from music21 import meter, note, stream, tempo
+
     melody = stream.Stream()
     if bpm is not None:
         melody.append(tempo.MetronomeMark(number=bpm))
@@ -94,6 +97,8 @@ def events_from_stream(song):
 
 
 def _part_events(part):
+    from music21 import chord, note
+
     events = []
     for element in part.flatten().notesAndRests:
         if element.duration.isGrace:
@@ -110,6 +115,8 @@ def _part_events(part):
 
 def declared_key(song):
     """The first key.Key a music21 stream declares, as (tonic name, mode), or None."""
+    from music21 import key
+
     for k in song.recurse().getElementsByClass(key.Key):
         return k.tonic.name, k.mode
     return None
@@ -117,6 +124,8 @@ def declared_key(song):
 
 def analyse_key(events):
     """music21's key analysis (Krumhansl-Schmuckler) of the events' notes, as (tonic name, mode)."""
+    from music21 import note, stream
+
     melody = stream.Stream([note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None])
     k = melody.analyze("key")
     return k.tonic.name, k.mode

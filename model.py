@@ -33,6 +33,38 @@ class MelodyLSTM(nn.Module):
             new_state.append(layer_state)
         return self.head(h), new_state
 
+    def stepper(self):
+        """A function (symbols [n], state) -> (logits [n, vocab], state) that advances the model one step.
+
+        The same computation as forward() on one step, with the weights arranged once so that a step
+        is a handful of small matrix products: nn.LSTM's per-call overhead is most of the cost of a
+        one-step call on a CPU. The one-hot input becomes a row lookup; dropout is off (eval mode).
+        """
+        layers = []
+        for i, lstm in enumerate(self.lstms):
+            bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
+            w_in = lstm.weight_ih_l0.detach().t()
+            layers.append((w_in + bias if i == 0 else w_in.contiguous(), bias, lstm.weight_hh_l0.detach().t().contiguous()))
+        head_weight, head_bias = self.head.weight.detach().t().contiguous(), self.head.bias.detach()
+
+        def step(symbols, state):
+            new_state = []
+            for i, (w_in, bias, w_hh) in enumerate(layers):
+                h, c = state[i][0][0], state[i][1][0]
+                if i == 0:
+                    gates = torch.addmm(w_in[symbols], h, w_hh)
+                else:
+                    gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)
+                # nn.LSTM's gate order is i, f, g, o; one sigmoid over all four is cheaper than three calls.
+                in_gate, forget_gate, _, out_gate = gates.sigmoid().chunk(4, 1)
+                cell = gates[:, 2 * h.shape[1]:3 * h.shape[1]].tanh()
+                c = torch.addcmul(forget_gate * c, in_gate, cell)
+                x = out_gate * c.tanh()
+                new_state.append((x[None], c[None]))
+            return torch.addmm(head_bias, x, head_weight), new_state
+
+        return step
+
     def hyperparameters(self):
         return {"vocab_size": self.vocab_size, "num_units": self.num_units, "dropout": self.dropout_p}
 

@@ -239,7 +239,7 @@ def test_stops_at_delimiter_or_runs_to_num_steps(model_path, tmp_path):
 
 
 def test_max_sequence_length_bounds_the_context_at_per_step_cost(mg, monkeypatch):
-    """Every call is one step [n, 1] or a rebuild from `/` + the last N symbols; the context stays in N..2N."""
+    """Every call is one step or a rebuild from `/` + the last N symbols; the context stays in N..2N."""
     calls = []
     forward = mg.model.forward
 
@@ -247,7 +247,16 @@ def test_max_sequence_length_bounds_the_context_at_per_step_cost(mg, monkeypatch
         calls.append((x.clone(), state is None))
         return forward(x, state)
 
+    def recording_stepper(make_step=mg.model.stepper):
+        advance = make_step()
+
+        def step(symbols, state):
+            calls.append((symbols[:, None].clone(), False))
+            return advance(symbols, state)
+        return step
+
     monkeypatch.setattr(mg.model, "forward", recording)
+    monkeypatch.setattr(mg.model, "stepper", recording_stepper)
     n, seed = 8, "60 _ 62 _ 64 _ 65 _ 67 _ _ _".split()
     melody = mg.generate_melody(seed, 60, n, temperature=1.5, rng=0)
     context, length = None, len(seed)
@@ -352,3 +361,17 @@ def test_script_without_a_usable_model_says_so_in_one_line(tmp_path):
     assert corrupt.returncode == 1 and "Traceback" not in corrupt.stderr
     assert len(corrupt.stderr.strip().splitlines()) == 1 and "model.pth is not a readable" in corrupt.stderr
     assert not list(tmp_path.glob("*.mid"))
+
+
+def test_one_step_function_matches_the_full_forward_pass():
+    torch.manual_seed(0)
+    model = MelodyLSTM(12, [32, 16], dropout=0.2).eval()
+    x = torch.randint(0, 12, (3, 15))
+    with torch.no_grad():
+        expected, _ = model(x)
+        logits, state = model(x[:, :1])
+        advance, steps = model.stepper(), [logits[:, -1]]
+        for t in range(1, x.shape[1]):
+            logits, state = advance(x[:, t], state)
+            steps.append(logits)
+    assert torch.allclose(torch.stack(steps, 1), expected, atol=1e-5)
