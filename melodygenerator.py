@@ -133,13 +133,13 @@ class MelodyGenerator:
     def _read(self, rows, max_sequence_length):
         """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for None).
 
-        Returns the logits for the next symbol [n, vocab] and the state.
+        Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's form.
         """
         if max_sequence_length is not None:
             rows = rows[:, rows.shape[1] - min(rows.shape[1], max_sequence_length):]
         start = torch.full((rows.shape[0], 1), self.index[DELIMITER], dtype=torch.long)
         logits, state = self.model(torch.cat([start, rows], 1).to(self.device))
-        return logits[:, -1], state
+        return logits[:, -1], [(h[0], c[0]) for h, c in state]  # the stepper's state: no layer axis
 
     def _seed_indices(self, seed):
         symbols = seed.split() if isinstance(seed, str) else [str(s) for s in seed]

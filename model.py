@@ -36,6 +36,8 @@ class MelodyLSTM(nn.Module):
     def stepper(self):
         """A function (symbols [n], state) -> (logits [n, vocab], state) that advances the model one step.
 
+        Its state is forward()'s without the leading layer axis: per layer (h, c), each [n, units].
+
         The same computation as forward() on one step, with the weights arranged once so that a step
         is a handful of small matrix products: nn.LSTM's per-call overhead is most of the cost of a
         one-step call on a CPU. The one-hot input becomes a row lookup; dropout is off (eval mode).
@@ -43,15 +45,15 @@ class MelodyLSTM(nn.Module):
         layers = []
         for i, lstm in enumerate(self.lstms):
             bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
-            w_in = lstm.weight_ih_l0.detach().t()
-            layers.append((w_in + bias if i == 0 else w_in.contiguous(), bias, lstm.weight_hh_l0.detach().t().contiguous()))
+            w_in, w_hh = lstm.weight_ih_l0.detach().t(), lstm.weight_hh_l0.detach().t().contiguous()
+            # Layer 0's input is one-hot: a row of (input weights + biases) replaces a product. Bias None marks it.
+            layers.append((w_in + bias, None, w_hh) if i == 0 else (w_in.contiguous(), bias, w_hh))
         head_weight, head_bias = self.head.weight.detach().t().contiguous(), self.head.bias.detach()
 
         def step(symbols, state):
             new_state = []
-            for i, (w_in, bias, w_hh) in enumerate(layers):
-                h, c = state[i][0][0], state[i][1][0]
-                if i == 0:
+            for (w_in, bias, w_hh), (h, c) in zip(layers, state):
+                if bias is None:
                     gates = torch.addmm(w_in[symbols], h, w_hh)
                 else:
                     gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)
@@ -60,7 +62,7 @@ class MelodyLSTM(nn.Module):
                 cell = gates[:, 2 * h.shape[1]:3 * h.shape[1]].tanh()
                 c = torch.addcmul(forget_gate * c, in_gate, cell)
                 x = out_gate * c.tanh()
-                new_state.append((x[None], c[None]))
+                new_state.append((x, c))
             return torch.addmm(head_bias, x, head_weight), new_state
 
         return step

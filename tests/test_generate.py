@@ -370,6 +370,7 @@ def test_one_step_function_matches_the_full_forward_pass():
     with torch.no_grad():
         expected, _ = model(x)
         logits, state = model(x[:, :1])
+        state = [(h[0], c[0]) for h, c in state]
         advance, steps = model.stepper(), [logits[:, -1]]
         for t in range(1, x.shape[1]):
             logits, state = advance(x[:, t], state)
