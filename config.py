@@ -15,11 +15,11 @@ MAPPING_PATH = "mapping.json"
 CACHE_DIR = ".cache"
 
 # Model and training
-SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset; steps per truncated-BPTT chunk
+SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset; steps per training window
 NUM_UNITS = [256]  # one LSTM layer per entry
 DROPOUT = 0.2
 LEARNING_RATE = 0.001
-BATCH_SIZE = 64  # songs per batch
+BATCH_SIZE = 64  # training windows per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never

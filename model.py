@@ -46,14 +46,14 @@ class MelodyLSTM(nn.Module):
         for i, lstm in enumerate(self.lstms):
             bias = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
             w_in, w_hh = lstm.weight_ih_l0.detach().t(), lstm.weight_hh_l0.detach().t().contiguous()
-            # Layer 0's input is one-hot: a row of (input weights + biases) replaces a product. Bias None marks it.
-            layers.append((w_in + bias, None, w_hh) if i == 0 else (w_in.contiguous(), bias, w_hh))
+            # Layer 0's input is one-hot: a row of (input weights + biases) replaces a product.
+            layers.append((w_in + bias if i == 0 else w_in.contiguous(), bias, w_hh))
         head_weight, head_bias = self.head.weight.detach().t().contiguous(), self.head.bias.detach()
 
         def step(symbols, state):
-            new_state = []
+            new_state, x = [], None  # x: the layer's dense input; layer 0 has none
             for (w_in, bias, w_hh), (h, c) in zip(layers, state):
-                if bias is None:
+                if x is None:
                     gates = torch.addmm(w_in[symbols], h, w_hh)
                 else:
                     gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)

@@ -39,7 +39,6 @@ Command line (used by bench/run.py, each in its own process so that time and mem
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
