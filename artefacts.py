@@ -1,7 +1,7 @@
 """Reading and writing the files that pass between the scripts: atomically, and checked on the way in.
 
-    preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
-    train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
+preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
+train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
 """
 
 import json
@@ -15,8 +15,9 @@ from pathlib import Path
 import config
 from encoding import DELIMITER
 
-
-CHECKPOINT_FORMAT = "melody-lstm/1"  # checkpoints say what wrote them, so a foreign .pth is refused clearly
+CHECKPOINT_FORMAT = (
+    "melody-lstm/1"  # checkpoints say what wrote them, so a foreign .pth is refused clearly
+)
 
 
 class UserError(Exception):
@@ -46,7 +47,9 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes it private (0600); the artefact should get the usual mode
+    os.chmod(
+        tmp, 0o666 & ~_UMASK
+    )  # mkstemp makes it private (0600); the artefact should get the usual mode
     try:
         yield Path(tmp)
         os.replace(tmp, path)
@@ -81,11 +84,14 @@ def load_torch(path, what="model"):
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for a truncated or non-torch file
-        raise UserError(f"{path} is not a readable {what} checkpoint ({type(error).__name__}): re-run train.py") from None
+        raise UserError(
+            f"{path} is not a readable {what} checkpoint ({type(error).__name__}): re-run train.py"
+        ) from None
     if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
-        raise UserError(f"{path} is not a checkpoint written by this project's train.py: re-run train.py")
+        raise UserError(
+            f"{path} is not a checkpoint written by this project's train.py: re-run train.py"
+        )
     return obj
-
 
 
 def load_mapping(path=config.MAPPING_PATH):
@@ -112,10 +118,14 @@ def load_songs(dataset_path=config.SINGLE_FILE_DATASET, mapping_path=config.MAPP
         raise UserError(f"{dataset_path} is empty: run preprocess.py on a dataset with songs in it")
     unknown = sorted(set(symbols) - set(mapping))
     if unknown:
-        raise UserError(f"{dataset_path} has symbols missing from {mapping_path} ({', '.join(unknown[:5])}): "
-                        "the two are from different runs; run preprocess.py again")
+        raise UserError(
+            f"{dataset_path} has symbols missing from {mapping_path} ({', '.join(unknown[:5])}): "
+            "the two are from different runs; run preprocess.py again"
+        )
     if symbols[-1] != DELIMITER:
-        raise UserError(f"{dataset_path} does not end with a delimiter (truncated?): run preprocess.py again")
+        raise UserError(
+            f"{dataset_path} does not end with a delimiter (truncated?): run preprocess.py again"
+        )
     songs, current = [], []
     for symbol in symbols:
         if symbol == DELIMITER:

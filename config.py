@@ -32,7 +32,9 @@ TRAINING_PLOT = "training_curve.png"
 
 # Generation and evaluation
 OUTPUT_PATH = "generated.mid"
-SEED_MELODY = "55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _"  # the tutorial's seed (G C G G); "" starts from nothing
+SEED_MELODY = (
+    "55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _"  # the tutorial's seed (G C G G); "" starts from nothing
+)
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
 BPM = 120

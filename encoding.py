@@ -62,7 +62,11 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
     def flush():
         if steps:
             length = Fraction(step_duration).limit_denominator(1024) * steps
-            element = note.Rest(quarterLength=length) if start in (None, REST) else note.Note(int(start), quarterLength=length)
+            element = (
+                note.Rest(quarterLength=length)
+                if start in (None, REST)
+                else note.Note(int(start), quarterLength=length)
+            )
             melody.append(element)
 
     for symbol in symbols:
@@ -72,7 +76,9 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
             steps += 1
             continue
         if symbol != REST and not symbol.isdigit():
-            raise ValueError(f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or {DELIMITER!r}")
+            raise ValueError(
+                f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or {DELIMITER!r}"
+            )
         flush()
         start, steps = symbol, 1
     flush()
@@ -126,7 +132,9 @@ def analyse_key(events):
     """music21's key analysis (Krumhansl-Schmuckler) of the events' notes, as (tonic name, mode)."""
     from music21 import note, stream
 
-    melody = stream.Stream([note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None])
+    melody = stream.Stream(
+        [note.Note(midi, quarterLength=ql) for midi, ql, _ in events if midi is not None]
+    )
     k = melody.analyze("key")
     return k.tonic.name, k.mode
 

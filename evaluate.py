@@ -38,9 +38,19 @@ from encoding import DELIMITER, HOLD, REST  # noqa: E402
 from melodygenerator import MelodyGenerator  # noqa: E402
 from model import MelodyLSTM, score, song_log_probs  # noqa: E402
 
-BAR_QUARTERS = 4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 steps of a 16th)
+BAR_QUARTERS = (
+    4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 steps of a 16th)
+)
 WINDOW_BARS = 4  # memorisation looks for verbatim 4-bar windows
-WHITE_KEYS = {0, 2, 4, 5, 7, 9, 11}  # pitch classes of C major / A minor, the key every song is moved to
+WHITE_KEYS = {
+    0,
+    2,
+    4,
+    5,
+    7,
+    9,
+    11,
+}  # pitch classes of C major / A minor, the key every song is moved to
 TONICS = {0, 9}  # C and A
 
 # Each feature: whether its values are pooled over all notes of a set of melodies ("notes") or are
@@ -61,28 +71,43 @@ FEATURES = {
 
 # ----------------------------------------------------------------------------- 1. prediction
 
+
 def load_models(paths, mapping, num_songs):
     """Checkpoints, each checked against the mapping and the dataset; all must share one split."""
     vocabulary = sorted(mapping, key=mapping.get)
     checkpoints = []
     for path in paths:
         checkpoint = artefacts.load_torch(path)
-        missing = [k for k in ("vocabulary", "val_songs", "time_step", "hyperparameters", "model_state") if k not in checkpoint]
+        missing = [
+            k
+            for k in ("vocabulary", "val_songs", "time_step", "hyperparameters", "model_state")
+            if k not in checkpoint
+        ]
         if missing:
-            raise UserError(f"{path} lacks {', '.join(missing)}: it is not a complete model; re-run train.py")
+            raise UserError(
+                f"{path} lacks {', '.join(missing)}: it is not a complete model; re-run train.py"
+            )
         if list(checkpoint["vocabulary"]) != vocabulary:
-            raise UserError(f"{path} was trained with another vocabulary than the mapping's: pass the --mapping and "
-                            "--dataset it was trained on, or re-run train.py")
+            raise UserError(
+                f"{path} was trained with another vocabulary than the mapping's: pass the --mapping and "
+                "--dataset it was trained on, or re-run train.py"
+            )
         val_songs = checkpoint["val_songs"]
         if not val_songs or not all(isinstance(i, int) and 0 <= i < num_songs for i in val_songs):
-            raise UserError(f"{path}'s held-out songs (val_songs) do not fit the dataset's {num_songs} songs: "
-                            "pass the --dataset it was trained on, or re-run train.py")
+            raise UserError(
+                f"{path}'s held-out songs (val_songs) do not fit the dataset's {num_songs} songs: "
+                "pass the --dataset it was trained on, or re-run train.py"
+            )
         checkpoints.append(checkpoint)
     for path, checkpoint in zip(paths[1:], checkpoints[1:]):
-        if sorted(checkpoint["val_songs"]) != sorted(checkpoints[0]["val_songs"]) \
-                or checkpoint["time_step"] != checkpoints[0]["time_step"]:
-            raise UserError(f"{paths[0]} and {path} hold out different songs (or time steps), so their scores would "
-                            "not be comparable: train them with the same --seed and split, or evaluate them apart")
+        if (
+            sorted(checkpoint["val_songs"]) != sorted(checkpoints[0]["val_songs"])
+            or checkpoint["time_step"] != checkpoints[0]["time_step"]
+        ):
+            raise UserError(
+                f"{paths[0]} and {path} hold out different songs (or time steps), so their scores would "
+                "not be comparable: train them with the same --seed and split, or evaluate them apart"
+            )
     return checkpoints
 
 
@@ -103,22 +128,35 @@ def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, 
     with c the training counts, t(h) the number of distinct symbols seen after h, h' = h without its
     first symbol; a context never seen in training (c(h) = 0) keeps p_{n-1}.
     """
+
     def windows(songs):  # [steps, max_order]: each target with the max_order - 1 symbols before it
         pad = [delimiter_index] * (max_order - 1)
-        return np.concatenate([np.lib.stride_tricks.sliding_window_view(np.array(pad + s + [delimiter_index]), max_order)
-                               for s in songs]).astype(np.int64)
+        return np.concatenate(
+            [
+                np.lib.stride_tricks.sliding_window_view(
+                    np.array(pad + s + [delimiter_index]), max_order
+                )
+                for s in songs
+            ]
+        ).astype(np.int64)
 
     train, test = windows(train_songs), windows(eval_songs)
     both = np.concatenate([train, test])
     train_targets = train[:, -1]
     probs = np.full((len(test), vocab_size), 1.0 / vocab_size)
-    context = np.zeros(len(both), dtype=np.int64)  # an id per distinct context; order 1 has the empty one
+    context = np.zeros(
+        len(both), dtype=np.int64
+    )  # an id per distinct context; order 1 has the empty one
     for order in range(1, max_order + 1):
         if order > 1:  # reach one symbol further back: the id of (that symbol, the shorter context)
-            _, context = np.unique(context * vocab_size + both[:, max_order - order], return_inverse=True)
+            _, context = np.unique(
+                context * vocab_size + both[:, max_order - order], return_inverse=True
+            )
         # counts[i, w] = c(h, w) for the context h of evaluation step i, via the contexts evaluation meets
-        eval_contexts, eval_rows = np.unique(context[len(train):], return_inverse=True)
-        pairs, pair_counts = np.unique(context[:len(train)] * vocab_size + train_targets, return_counts=True)
+        eval_contexts, eval_rows = np.unique(context[len(train) :], return_inverse=True)
+        pairs, pair_counts = np.unique(
+            context[: len(train)] * vocab_size + train_targets, return_counts=True
+        )
         pair_context, pair_symbol = np.divmod(pairs, vocab_size)
         row = np.minimum(np.searchsorted(eval_contexts, pair_context), len(eval_contexts) - 1)
         met = eval_contexts[row] == pair_context
@@ -130,24 +168,35 @@ def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, 
         yield order, list(torch.from_numpy(np.log(probs)).split([len(s) + 1 for s in eval_songs]))
 
 
-def ngram_baselines(train_songs, test_songs, vocab_size, delimiter_index, hold_index, max_order, seed):
+def ngram_baselines(
+    train_songs, test_songs, vocab_size, delimiter_index, hold_index, max_order, seed
+):
     """Witten-Bell n-grams scored on the test songs; the order chosen on a subset of the training songs.
 
     Returns {"orders": {order: {"validation_nll", **test metrics}}, "chosen": order, "subset": (fit, val) counts}.
     """
     fit, val = artefacts.split_songs(len(train_songs), config.VALIDATION_SPLIT, seed)
     if not val:
-        raise UserError("the dataset has a single training song: the n-gram order cannot be chosen; use more songs")
+        raise UserError(
+            "the dataset has a single training song: the n-gram order cannot be chosen; use more songs"
+        )
     fit_songs, val_songs = [train_songs[i] for i in fit], [train_songs[i] for i in val]
-    orders = {order: {"validation_nll": score(lp, val_songs, delimiter_index)["nll"]}
-              for order, lp in witten_bell_log_probs(fit_songs, val_songs, vocab_size, delimiter_index, max_order)}
-    for order, lp in witten_bell_log_probs(train_songs, test_songs, vocab_size, delimiter_index, max_order):
+    orders = {
+        order: {"validation_nll": score(lp, val_songs, delimiter_index)["nll"]}
+        for order, lp in witten_bell_log_probs(
+            fit_songs, val_songs, vocab_size, delimiter_index, max_order
+        )
+    }
+    for order, lp in witten_bell_log_probs(
+        train_songs, test_songs, vocab_size, delimiter_index, max_order
+    ):
         orders[order].update(prediction_metrics(lp, test_songs, delimiter_index, hold_index))
     chosen = min(orders, key=lambda o: orders[o]["validation_nll"])
     return {"orders": orders, "chosen": chosen, "subset": (len(fit), len(val))}
 
 
 # ----------------------------------------------------------------------------- 2. generated vs real
+
 
 def melody_features(symbols, bar_steps):
     """The features of one melody (symbols without delimiters): lists for "notes" features, else a number or None."""
@@ -169,7 +218,9 @@ def melody_features(symbols, bar_steps):
         "pitch range (semitones)": max(pitches) - min(pitches) if pitches else None,
         "onsets per bar": len(notes) * bar_steps / length if length else None,
         "rest share": rest_steps / length if length else None,
-        "in-scale share": sum(p % 12 in WHITE_KEYS for p in pitches) / len(pitches) if pitches else None,
+        "in-scale share": sum(p % 12 in WHITE_KEYS for p in pitches) / len(pitches)
+        if pitches
+        else None,
         "length (steps)": length,
         "ends on tonic": float(pitches[-1] % 12 in TONICS) if pitches else None,
     }
@@ -180,8 +231,11 @@ def feature_histograms(melodies, bar_steps):
     per_melody = [melody_features(m, bar_steps) for m in melodies]
     out = {}
     for name, (kind, edges) in FEATURES.items():
-        values = [v for f in per_melody for v in f[name]] if kind == "notes" \
+        values = (
+            [v for f in per_melody for v in f[name]]
+            if kind == "notes"
             else [f[name] for f in per_melody if f[name] is not None]
+        )
         if not values:
             out[name] = None
             continue
@@ -197,8 +251,12 @@ def overlap(p, q):
 
 def compare_features(real, generated):
     """{feature: overlap of the two feature_histograms, or nan where either set has no values}."""
-    return {name: overlap(real[name][0], generated[name][0]) if real[name] and generated[name] else float("nan")
-            for name in FEATURES}
+    return {
+        name: overlap(real[name][0], generated[name][0])
+        if real[name] and generated[name]
+        else float("nan")
+        for name in FEATURES
+    }
 
 
 def plot_features(path, title, sets):
@@ -209,22 +267,33 @@ def plot_features(path, title, sets):
         bar = 0.8 / len(sets)
         for i, (label, histograms, _) in enumerate(sets):
             if histograms[name]:
-                ax.bar(centres + (i - (len(sets) - 1) / 2) * bar * width, histograms[name][0], width=bar * width,
-                       label=label)
-        ax.set_title(f"{name}\noverlap with held-out: " + ", ".join(
-            f"{overlaps[name]:.2f}" for _, _, overlaps in sets if overlaps is not None))
+                ax.bar(
+                    centres + (i - (len(sets) - 1) / 2) * bar * width,
+                    histograms[name][0],
+                    width=bar * width,
+                    label=label,
+                )
+        ax.set_title(
+            f"{name}\noverlap with held-out: "
+            + ", ".join(f"{overlaps[name]:.2f}" for _, _, overlaps in sets if overlaps is not None)
+        )
         ax.set_ylabel("share")
         if name == "pitch class":
-            ax.set_xticks(range(12), ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"])
+            ax.set_xticks(
+                range(12), ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
+            )
         if name == "ends on tonic":
             ax.set_xticks([0, 1], ["no", "yes"])
     fig.legend(*axes.flat[0].get_legend_handles_labels(), loc="upper right")
     fig.suptitle(title)
-    fig.subplots_adjust(left=0.05, right=0.85, top=0.9, bottom=0.05, hspace=0.45, wspace=0.25)  # fixed: tight_layout is slow
+    fig.subplots_adjust(
+        left=0.05, right=0.85, top=0.9, bottom=0.05, hspace=0.45, wspace=0.25
+    )  # fixed: tight_layout is slow
     save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- 3. memorisation
+
 
 class VerbatimIndex:
     """The training songs, asked "does this run of symbols occur verbatim in one of them?".
@@ -239,7 +308,9 @@ class VerbatimIndex:
         self.suffixes = suffix_array(self.corpus).tolist()
 
     def __contains__(self, run):
-        at = bisect_left(self.suffixes, run, key=lambda start: self.corpus[start:start + len(run)])
+        at = bisect_left(
+            self.suffixes, run, key=lambda start: self.corpus[start : start + len(run)]
+        )
         return at < len(self.suffixes) and self.corpus.startswith(run, self.suffixes[at])
 
 
@@ -250,7 +321,7 @@ def suffix_array(data):
     n, step = len(rank), 1
     while True:
         after = np.full(n, -1, dtype=np.int64)  # -1: past the end, sorting a shorter suffix first
-        after[:n - step] = rank[step:]
+        after[: n - step] = rank[step:]
         _, rank = np.unique(rank * (n + 1) + after + 1, return_inverse=True)
         if rank.max() == n - 1:
             return np.argsort(rank)
@@ -267,11 +338,19 @@ def memorisation(melodies, index, window):
     runs = []
     for melody in tqdm(melodies, desc="memorisation", leave=False):
         melody = bytes(melody)
-        hits = sum(melody[i:i + window] in index for i in range(len(melody) - window + 1))
-        found, total, copied = found + hits, total + max(len(melody) - window + 1, 0), copied + (hits > 0)
+        hits = sum(melody[i : i + window] in index for i in range(len(melody) - window + 1))
+        found, total, copied = (
+            found + hits,
+            total + max(len(melody) - window + 1, 0),
+            copied + (hits > 0),
+        )
         runs.append(longest_run(melody, index))
-    return {"window_share": found / total if total else float("nan"), "windows": total,
-            "melody_share": copied / len(melodies), "runs": runs}
+    return {
+        "window_share": found / total if total else float("nan"),
+        "windows": total,
+        "melody_share": copied / len(melodies),
+        "runs": runs,
+    }
 
 
 def longest_run(melody, index):
@@ -289,6 +368,7 @@ def longest_run(melody, index):
 
 # ----------------------------------------------------------------------------- report
 
+
 def save_figure(fig, path):
     with artefacts.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
@@ -298,10 +378,18 @@ def save_figure(fig, path):
 def plot_orders(path, ngrams, model_metrics):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     orders = sorted(ngrams["orders"])
-    ax.plot(orders, [ngrams["orders"][o]["nll"] for o in orders], "o-", label="n-gram, held-out songs")
-    ax.plot(orders, [ngrams["orders"][o]["validation_nll"] for o in orders], "o--",
-            label="n-gram, validation subset (chooses the order)")
-    for (name, metrics), colour in zip(model_metrics.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"][2:]):
+    ax.plot(
+        orders, [ngrams["orders"][o]["nll"] for o in orders], "o-", label="n-gram, held-out songs"
+    )
+    ax.plot(
+        orders,
+        [ngrams["orders"][o]["validation_nll"] for o in orders],
+        "o--",
+        label="n-gram, validation subset (chooses the order)",
+    )
+    for (name, metrics), colour in zip(
+        model_metrics.items(), plt.rcParams["axes.prop_cycle"].by_key()["color"][2:]
+    ):
         ax.axhline(metrics["nll"], color=colour, label=f"{name}, held-out songs")
     ax.set_xlabel("n-gram order")
     ax.set_ylabel("NLL (nats per step)")
@@ -321,34 +409,78 @@ def percent(share):
 
 def memorisation_row(name, result):
     runs = result["runs"]
-    return [name, len(runs), result["windows"], percent(result["window_share"]), percent(result["melody_share"]),
-            max(runs, default=0), f"{np.median(runs):.0f}" if runs else "-"]
+    return [
+        name,
+        len(runs),
+        result["windows"],
+        percent(result["window_share"]),
+        percent(result["melody_share"]),
+        max(runs, default=0),
+        f"{np.median(runs):.0f}" if runs else "-",
+    ]
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Evaluate models: held-out NLL against n-gram baselines, "
-                                                 "generated against real melodies, memorisation.")
-    parser.add_argument("--model", action="append", default=None,
-                        help=f"checkpoint written by train.py; repeat to compare several ({config.MODEL_PATH} when none)")
-    parser.add_argument("--dataset", default=config.SINGLE_FILE_DATASET,
-                        help="file_dataset the models were trained on (default: %(default)s)")
-    parser.add_argument("--mapping", default=config.MAPPING_PATH,
-                        help="mapping.json the models were trained with (default: %(default)s)")
-    parser.add_argument("--num-melodies", type=int, default=config.NUM_EVAL_MELODIES,
-                        help="melodies generated per model (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=config.SEED,
-                        help="seeds sampling, the n-gram validation subset and the reference sample (default: %(default)s)")
-    parser.add_argument("--out", default=config.EVALUATION_DIR, help="folder for report.md and its plots (default: %(default)s)")
-    parser.add_argument("--max-order", type=int, default=config.MAX_NGRAM_ORDER,
-                        help="highest n-gram order tried (default: %(default)s)")
-    parser.add_argument("--temperature", type=float, default=config.TEMPERATURE,
-                        help="sampling temperature (default: %(default)s)")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
-                        help="where the models score and sample: cuda when available (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        description="Evaluate models: held-out NLL against n-gram baselines, "
+        "generated against real melodies, memorisation."
+    )
+    parser.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help=f"checkpoint written by train.py; repeat to compare several ({config.MODEL_PATH} when none)",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=config.SINGLE_FILE_DATASET,
+        help="file_dataset the models were trained on (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mapping",
+        default=config.MAPPING_PATH,
+        help="mapping.json the models were trained with (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--num-melodies",
+        type=int,
+        default=config.NUM_EVAL_MELODIES,
+        help="melodies generated per model (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=config.SEED,
+        help="seeds sampling, the n-gram validation subset and the reference sample (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default=config.EVALUATION_DIR,
+        help="folder for report.md and its plots (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-order",
+        type=int,
+        default=config.MAX_NGRAM_ORDER,
+        help="highest n-gram order tried (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=config.TEMPERATURE,
+        help="sampling temperature (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda" if torch.cuda.is_available() else "cpu",
+        help="where the models score and sample: cuda when available (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
     paths = args.model or [config.MODEL_PATH]
     if args.num_melodies < 1 or args.max_order < 1 or not args.temperature > 0:
-        raise UserError("--num-melodies and --max-order must be at least 1 and --temperature above 0")
+        raise UserError(
+            "--num-melodies and --max-order must be at least 1 and --temperature above 0"
+        )
     if len(set(paths)) < len(paths):
         raise UserError("the same --model is given twice: name each model once")
 
@@ -356,14 +488,18 @@ def main(argv=None):
     checkpoints = load_models(paths, mapping, len(songs))
     vocabulary = sorted(mapping, key=mapping.get)
     if HOLD not in mapping or DELIMITER not in mapping:
-        raise UserError(f"{args.mapping} lacks {HOLD!r} or {DELIMITER!r}: it is not from preprocess.py; run it again")
+        raise UserError(
+            f"{args.mapping} lacks {HOLD!r} or {DELIMITER!r}: it is not from preprocess.py; run it again"
+        )
     delimiter, hold = mapping[DELIMITER], mapping[HOLD]
     held_out = sorted(checkpoints[0]["val_songs"])
     test_songs = [songs[i] for i in held_out]
     train_indices = sorted(set(range(len(songs))) - set(held_out))
     train_songs = [songs[i] for i in train_indices]
     if not train_songs:
-        raise UserError(f"{paths[0]} holds out every song of {args.dataset}: there are no training songs to compare with")
+        raise UserError(
+            f"{paths[0]} holds out every song of {args.dataset}: there are no training songs to compare with"
+        )
     bar_steps = round(BAR_QUARTERS / checkpoints[0]["time_step"])
     out = Path(args.out)
 
@@ -374,79 +510,181 @@ def main(argv=None):
         model = MelodyLSTM.from_checkpoint(checkpoint).to(args.device)
         log_probs = song_log_probs(model, test_songs, delimiter, device=args.device)
         model_metrics[path] = prediction_metrics(log_probs, test_songs, delimiter, hold)
-    ngrams = ngram_baselines(train_songs, test_songs, len(vocabulary), delimiter, hold, args.max_order, args.seed)
+    ngrams = ngram_baselines(
+        train_songs, test_songs, len(vocabulary), delimiter, hold, args.max_order, args.seed
+    )
     best = ngrams["orders"][ngrams["chosen"]]
     plot_orders(out / "ngram_orders.png", ngrams, model_metrics)
 
     # 2. generated vs real, 3. memorisation
     real_symbols = [[vocabulary[i] for i in s] for s in test_songs]
-    reference_sample = random.Random(args.seed).sample(train_songs, min(args.num_melodies, len(train_songs)))
+    reference_sample = random.Random(args.seed).sample(
+        train_songs, min(args.num_melodies, len(train_songs))
+    )
     real = feature_histograms(real_symbols, bar_steps)
-    reference = feature_histograms([[vocabulary[i] for i in s] for s in reference_sample], bar_steps)
+    reference = feature_histograms(
+        [[vocabulary[i] for i in s] for s in reference_sample], bar_steps
+    )
     reference_overlaps = compare_features(real, reference)
     window = WINDOW_BARS * bar_steps
     index = VerbatimIndex(train_songs, delimiter)
     natural = memorisation(test_songs, index, window)
-    num_steps = max(len(s) for s in songs)  # a melody longer than the longest real song is cut there
+    num_steps = max(
+        len(s) for s in songs
+    )  # a melody longer than the longest real song is cut there
     generated = {}
     for path in paths:
         print(f"generating {args.num_melodies} melodies with {path} ...")
         try:
             melodies = MelodyGenerator(path, args.mapping, device=args.device).generate_melodies(
-                "", args.num_melodies, num_steps, temperature=args.temperature, rng=args.seed)
+                "", args.num_melodies, num_steps, temperature=args.temperature, rng=args.seed
+            )
         except ValueError as error:
             raise UserError(str(error)) from None
         histograms = feature_histograms(melodies, bar_steps)
-        generated[path] = {"histograms": histograms, "overlaps": compare_features(real, histograms),
-                           "ended": sum(len(m) < num_steps for m in melodies), "num": len(melodies),
-                           "memorisation": memorisation([[mapping[s] for s in m] for m in melodies], index, window)}
-    plot_features(out / "features.png", f"{args.num_melodies} melodies generated per model vs {len(test_songs)} "
-                  f"held-out songs; {len(reference_sample)} training songs for reference",
-                  [("held-out songs", real, None)]
-                  + [(f"model {i}: {p}", generated[p]["histograms"], generated[p]["overlaps"])
-                     for i, p in enumerate(paths, start=1)]
-                  + [("training songs (reference)", reference, reference_overlaps)])
+        generated[path] = {
+            "histograms": histograms,
+            "overlaps": compare_features(real, histograms),
+            "ended": sum(len(m) < num_steps for m in melodies),
+            "num": len(melodies),
+            "memorisation": memorisation(
+                [[mapping[s] for s in m] for m in melodies], index, window
+            ),
+        }
+    plot_features(
+        out / "features.png",
+        f"{args.num_melodies} melodies generated per model vs {len(test_songs)} "
+        f"held-out songs; {len(reference_sample)} training songs for reference",
+        [("held-out songs", real, None)]
+        + [
+            (f"model {i}: {p}", generated[p]["histograms"], generated[p]["overlaps"])
+            for i, p in enumerate(paths, start=1)
+        ]
+        + [("training songs (reference)", reference, reference_overlaps)],
+    )
 
     # report
-    command = ["python", "evaluate.py"] + [a for p in paths for a in ("--model", p)] + [
-        "--dataset", args.dataset, "--mapping", args.mapping, "--num-melodies", str(args.num_melodies),
-        "--seed", str(args.seed), "--max-order", str(args.max_order), "--temperature", str(args.temperature),
-        "--out", args.out, "--device", args.device]
-    lines = ["# Evaluation report", "", "Reproduce with:", "", "    " + shlex.join(command), "",
-             f"Dataset `{args.dataset}` with `{args.mapping}`: {len(songs)} songs, {len(vocabulary)} symbols, "
-             f"time step {checkpoints[0]['time_step']} quarter lengths (a bar here: {bar_steps} steps). "
-             f"Split from the checkpoint (its `val_songs`): {len(train_songs)} training songs, "
-             f"{len(test_songs)} held-out songs. Random seed {args.seed}; {args.num_melodies} melodies per model "
-             f"sampled from the song start at temperature {args.temperature}, at most {num_steps} steps each. "
-             f"torch {torch.__version__} on {args.device}.", ""]
-    lines += table(["model", "epoch", "hyperparameters", "training seed", "trained on", "val_loss in checkpoint"],
-                   [[f"`{p}`", c.get("epoch", "-"), c["hyperparameters"], c.get("seed", "-"), c.get("dataset", "-"),
-                     f"{c['val_loss']:.4f}" if "val_loss" in c else "-"] for p, c in zip(paths, checkpoints)])
+    command = (
+        ["python", "evaluate.py"]
+        + [a for p in paths for a in ("--model", p)]
+        + [
+            "--dataset",
+            args.dataset,
+            "--mapping",
+            args.mapping,
+            "--num-melodies",
+            str(args.num_melodies),
+            "--seed",
+            str(args.seed),
+            "--max-order",
+            str(args.max_order),
+            "--temperature",
+            str(args.temperature),
+            "--out",
+            args.out,
+            "--device",
+            args.device,
+        ]
+    )
+    lines = [
+        "# Evaluation report",
+        "",
+        "Reproduce with:",
+        "",
+        "    " + shlex.join(command),
+        "",
+        f"Dataset `{args.dataset}` with `{args.mapping}`: {len(songs)} songs, {len(vocabulary)} symbols, "
+        f"time step {checkpoints[0]['time_step']} quarter lengths (a bar here: {bar_steps} steps). "
+        f"Split from the checkpoint (its `val_songs`): {len(train_songs)} training songs, "
+        f"{len(test_songs)} held-out songs. Random seed {args.seed}; {args.num_melodies} melodies per model "
+        f"sampled from the song start at temperature {args.temperature}, at most {num_steps} steps each. "
+        f"torch {torch.__version__} on {args.device}.",
+        "",
+    ]
+    lines += table(
+        [
+            "model",
+            "epoch",
+            "hyperparameters",
+            "training seed",
+            "trained on",
+            "val_loss in checkpoint",
+        ],
+        [
+            [
+                f"`{p}`",
+                c.get("epoch", "-"),
+                c["hyperparameters"],
+                c.get("seed", "-"),
+                c.get("dataset", "-"),
+                f"{c['val_loss']:.4f}" if "val_loss" in c else "-",
+            ]
+            for p, c in zip(paths, checkpoints)
+        ],
+    )
 
-    lines += ["", "## 1. Held-out prediction", "",
-              f"Each held-out song read from its start as in generation; targets are the song and its closing `/` "
-              f"({best['steps']} steps, {best['hold_share']:.0%} of them holds `_`). Onset steps are pitches, rests "
-              "and `/`. n-grams: interpolated Witten-Bell down to the uniform, trained on the training songs; "
-              f"the order is the one with the lowest NLL on a validation subset of the training songs "
-              f"({ngrams['subset'][1]} songs, the model fitted on the other {ngrams['subset'][0]}); order 1 is the "
-              "unigram.", ""]
+    lines += [
+        "",
+        "## 1. Held-out prediction",
+        "",
+        f"Each held-out song read from its start as in generation; targets are the song and its closing `/` "
+        f"({best['steps']} steps, {best['hold_share']:.0%} of them holds `_`). Onset steps are pitches, rests "
+        "and `/`. n-grams: interpolated Witten-Bell down to the uniform, trained on the training songs; "
+        f"the order is the one with the lowest NLL on a validation subset of the training songs "
+        f"({ngrams['subset'][1]} songs, the model fitted on the other {ngrams['subset'][0]}); order 1 is the "
+        "unigram.",
+        "",
+    ]
     rows = [[f"`{p}`", m] for p, m in model_metrics.items()]
     rows += [[f"n-gram, order {ngrams['chosen']} (chosen)", best], ["unigram", ngrams["orders"][1]]]
-    lines += table(["model", "NLL (nats/step)", "vs best n-gram", "perplexity", "accuracy", "onset NLL", "hold NLL"],
-                   [[name, f"{m['nll']:.3f}", f"{m['nll'] / best['nll'] - 1:+.1%}", f"{m['perplexity']:.3f}",
-                     f"{m['accuracy']:.1%}", f"{m['onset_nll']:.3f}", f"{m['hold_nll']:.3f}"] for name, m in rows])
+    lines += table(
+        [
+            "model",
+            "NLL (nats/step)",
+            "vs best n-gram",
+            "perplexity",
+            "accuracy",
+            "onset NLL",
+            "hold NLL",
+        ],
+        [
+            [
+                name,
+                f"{m['nll']:.3f}",
+                f"{m['nll'] / best['nll'] - 1:+.1%}",
+                f"{m['perplexity']:.3f}",
+                f"{m['accuracy']:.1%}",
+                f"{m['onset_nll']:.3f}",
+                f"{m['hold_nll']:.3f}",
+            ]
+            for name, m in rows
+        ],
+    )
     lines += ["", "n-grams by order (NLL in nats/step):", ""]
-    lines += table(["order", "validation subset NLL", "held-out NLL", "held-out accuracy"],
-                   [[f"**{o}**" if o == ngrams["chosen"] else o, f"{m['validation_nll']:.3f}", f"{m['nll']:.3f}",
-                     f"{m['accuracy']:.1%}"] for o, m in sorted(ngrams["orders"].items())])
+    lines += table(
+        ["order", "validation subset NLL", "held-out NLL", "held-out accuracy"],
+        [
+            [
+                f"**{o}**" if o == ngrams["chosen"] else o,
+                f"{m['validation_nll']:.3f}",
+                f"{m['nll']:.3f}",
+                f"{m['accuracy']:.1%}",
+            ]
+            for o, m in sorted(ngrams["orders"].items())
+        ],
+    )
     lines += ["", "![NLL by n-gram order](ngram_orders.png)", ""]
 
-    lines += ["## 2. Generated vs real melodies", "",
-              "Features per melody; pitch class, interval and note length pool all notes of a set, the others "
-              "are one value per melody. Agreement is the overlapping area of the two distributions (Yang & Lerch "
-              "2018) on fixed shared bins (values beyond the bins count in the end bins): 1 = identical, "
-              f"0 = disjoint. The reference column compares {len(reference_sample)} training songs with the held-out "
-              "songs: the overlap two samples of real songs reach.", ""]
+    lines += [
+        "## 2. Generated vs real melodies",
+        "",
+        "Features per melody; pitch class, interval and note length pool all notes of a set, the others "
+        "are one value per melody. Agreement is the overlapping area of the two distributions (Yang & Lerch "
+        "2018) on fixed shared bins (values beyond the bins count in the end bins): 1 = identical, "
+        f"0 = disjoint. The reference column compares {len(reference_sample)} training songs with the held-out "
+        "songs: the overlap two samples of real songs reach.",
+        "",
+    ]
     header = ["feature", "held-out mean", "reference overlap"]
     for p in paths:
         header += [f"`{p}` mean", f"`{p}` overlap"]
@@ -466,29 +704,48 @@ def main(argv=None):
     lines += table(header, feature_rows + [mean_row]) + [""]
     for p in paths:
         g = generated[p]
-        lines += [f"`{p}`: {g['ended']} of {g['num']} melodies ended by themselves (`/`); the others were cut at "
-                  f"{num_steps} steps."]
+        lines += [
+            f"`{p}`: {g['ended']} of {g['num']} melodies ended by themselves (`/`); the others were cut at "
+            f"{num_steps} steps."
+        ]
     lines += ["", "![features: held-out, generated and training songs](features.png)", ""]
 
-    lines += ["## 3. Memorisation", "",
-              f"Share of {window}-step ({WINDOW_BARS}-bar) windows found verbatim in a training song, share of "
-              "melodies with at least one such window, and the longest run (in steps) found verbatim in a training "
-              "song. The held-out songs give the natural level: real songs the model never saw.", ""]
-    lines += table(["melodies", "count", "windows", "windows in training songs", "melodies with a copied window",
-                    "longest run (max)", "longest run (median)"],
-                   [memorisation_row("held-out songs (natural level)", natural)]
-                   + [memorisation_row(f"generated by `{p}`", generated[p]["memorisation"]) for p in paths])
+    lines += [
+        "## 3. Memorisation",
+        "",
+        f"Share of {window}-step ({WINDOW_BARS}-bar) windows found verbatim in a training song, share of "
+        "melodies with at least one such window, and the longest run (in steps) found verbatim in a training "
+        "song. The held-out songs give the natural level: real songs the model never saw.",
+        "",
+    ]
+    lines += table(
+        [
+            "melodies",
+            "count",
+            "windows",
+            "windows in training songs",
+            "melodies with a copied window",
+            "longest run (max)",
+            "longest run (median)",
+        ],
+        [memorisation_row("held-out songs (natural level)", natural)]
+        + [memorisation_row(f"generated by `{p}`", generated[p]["memorisation"]) for p in paths],
+    )
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
 
-    print(f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} {best['nll']:.3f}, "
-          f"unigram {ngrams['orders'][1]['nll']:.3f}")
+    print(
+        f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} {best['nll']:.3f}, "
+        f"unigram {ngrams['orders'][1]['nll']:.3f}"
+    )
     for p in paths:
         m, g = model_metrics[p], generated[p]
-        print(f"{p}: NLL {m['nll']:.3f} ({m['nll'] / best['nll'] - 1:+.1%} vs n-gram), accuracy {m['accuracy']:.1%}; "
-              f"feature overlap {np.nanmean(list(g['overlaps'].values())):.2f} "
-              f"(real vs real {np.nanmean(list(reference_overlaps.values())):.2f}); "
-              f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from training songs "
-              f"(held-out songs {percent(natural['window_share'])})")
+        print(
+            f"{p}: NLL {m['nll']:.3f} ({m['nll'] / best['nll'] - 1:+.1%} vs n-gram), accuracy {m['accuracy']:.1%}; "
+            f"feature overlap {np.nanmean(list(g['overlaps'].values())):.2f} "
+            f"(real vs real {np.nanmean(list(reference_overlaps.values())):.2f}); "
+            f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from training songs "
+            f"(held-out songs {percent(natural['window_share'])})"
+        )
     print(f"wrote {out / 'report.md'}")
 
 

@@ -36,7 +36,9 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 
 class MelodyGenerator:
-    def __init__(self, model_path=config.MODEL_PATH, mapping_path=config.MAPPING_PATH, device="cpu"):
+    def __init__(
+        self, model_path=config.MODEL_PATH, mapping_path=config.MAPPING_PATH, device="cpu"
+    ):
         """Load model.pth (vocabulary included); mapping.json, where it exists, must agree with it.
 
         device: "cpu" is fastest for a few melodies; a GPU pays off for large batches.
@@ -52,8 +54,10 @@ class MelodyGenerator:
             self.vocabulary = list(checkpoint["vocabulary"])
             self.time_step = float(checkpoint["time_step"])
         except (KeyError, TypeError, RuntimeError) as error:
-            raise UserError(f"{model_path} does not hold a complete model ({type(error).__name__}): "
-                            "re-run train.py") from None
+            raise UserError(
+                f"{model_path} does not hold a complete model ({type(error).__name__}): "
+                "re-run train.py"
+            ) from None
         if DELIMITER not in self.vocabulary or len(self.vocabulary) != self.model.vocab_size:
             raise UserError(f"{model_path} has an inconsistent vocabulary: re-run train.py")
         self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
@@ -65,13 +69,25 @@ class MelodyGenerator:
         if sorted(mapping, key=mapping.get) == self.vocabulary:
             return
         if mapping_path.stat().st_mtime > model_path.stat().st_mtime:
-            raise UserError(f"{mapping_path} does not match {model_path}: the model is stale (trained before "
-                            f"preprocess.py last ran); re-run train.py, or pass the mapping it was trained with")
-        raise UserError(f"{mapping_path} does not match {model_path}: the mapping is stale (older than the model); "
-                        "re-run preprocess.py and train.py, or pass the mapping the model was trained with")
+            raise UserError(
+                f"{mapping_path} does not match {model_path}: the model is stale (trained before "
+                f"preprocess.py last ran); re-run train.py, or pass the mapping it was trained with"
+            )
+        raise UserError(
+            f"{mapping_path} does not match {model_path}: the mapping is stale (older than the model); "
+            "re-run preprocess.py and train.py, or pass the mapping the model was trained with"
+        )
 
-    def generate_melody(self, seed, num_steps, max_sequence_length=None, temperature=1.0, top_k=None, top_p=None,
-                        rng=None):
+    def generate_melody(
+        self,
+        seed,
+        num_steps,
+        max_sequence_length=None,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        rng=None,
+    ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/` left out).
 
         seed: a space-separated string of symbols ("55 _ _ _ 60 _") or a list of them; "" or [] starts
@@ -87,11 +103,22 @@ class MelodyGenerator:
         top_p: sample only among the likeliest symbols whose probabilities add up to top_p (nucleus).
         rng: an int or a torch.Generator; the same rng gives the same melody. None uses torch's global RNG.
         """
-        return self.generate_melodies(seed, 1, num_steps, max_sequence_length, temperature, top_k, top_p, rng)[0]
+        return self.generate_melodies(
+            seed, 1, num_steps, max_sequence_length, temperature, top_k, top_p, rng
+        )[0]
 
     @torch.inference_mode()
-    def generate_melodies(self, seed, n, num_steps, max_sequence_length=None, temperature=1.0, top_k=None,
-                          top_p=None, rng=None):
+    def generate_melodies(
+        self,
+        seed,
+        n,
+        num_steps,
+        max_sequence_length=None,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+        rng=None,
+    ):
         """Sample n melodies from the same seed as one batch; a list of n symbol lists (see generate_melody)."""
         seed_indices = self._seed_indices(seed)
         check_count("n", n, minimum=1)
@@ -103,7 +130,9 @@ class MelodyGenerator:
         delimiter = self.index[DELIMITER]
 
         seed_rows = torch.tensor(seed_indices, dtype=torch.long).repeat(n, 1)  # [n, len(seed)]
-        tokens = torch.empty(n, num_steps, dtype=torch.long)  # generated symbols; a row's tail after its `/` is ignored
+        tokens = torch.empty(
+            n, num_steps, dtype=torch.long
+        )  # generated symbols; a row's tail after its `/` is ignored
         finished = torch.zeros(n, dtype=torch.bool)
         logits, state = self._read(seed_rows, max_sequence_length)
         advance = self.model.stepper()
@@ -116,9 +145,14 @@ class MelodyGenerator:
                 num_steps = step + 1
                 break
             since_rebuild += 1
-            if max_sequence_length and since_rebuild >= max_sequence_length \
-                    and len(seed_indices) + step + 1 > max_sequence_length:
-                logits, state = self._read(torch.cat([seed_rows, tokens[:, :step + 1]], 1), max_sequence_length)
+            if (
+                max_sequence_length
+                and since_rebuild >= max_sequence_length
+                and len(seed_indices) + step + 1 > max_sequence_length
+            ):
+                logits, state = self._read(
+                    torch.cat([seed_rows, tokens[:, : step + 1]], 1), max_sequence_length
+                )
                 since_rebuild = 0
             else:
                 logits, state = advance(next_symbols.to(self.device), state)
@@ -136,22 +170,34 @@ class MelodyGenerator:
         Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's form.
         """
         if max_sequence_length is not None:
-            rows = rows[:, rows.shape[1] - min(rows.shape[1], max_sequence_length):]
+            rows = rows[:, rows.shape[1] - min(rows.shape[1], max_sequence_length) :]
         start = torch.full((rows.shape[0], 1), self.index[DELIMITER], dtype=torch.long)
         logits, state = self.model(torch.cat([start, rows], 1).to(self.device))
         return logits[:, -1], [(h[0], c[0]) for h, c in state]  # the stepper's state: no layer axis
 
     def _seed_indices(self, seed):
         symbols = seed.split() if isinstance(seed, str) else [str(s) for s in seed]
-        unknown = sorted({s for s in symbols if s not in self.index or s == DELIMITER}, key=symbols.index)
+        unknown = sorted(
+            {s for s in symbols if s not in self.index or s == DELIMITER}, key=symbols.index
+        )
         if unknown:
             valid = " ".join(s for s in self.vocabulary if s != DELIMITER)
-            raise ValueError(f"seed symbols not in the model's vocabulary: {' '.join(unknown)} "
-                             f"(`/` marks the song start, which generation adds itself); valid symbols: {valid}")
+            raise ValueError(
+                f"seed symbols not in the model's vocabulary: {' '.join(unknown)} "
+                f"(`/` marks the song start, which generation adds itself); valid symbols: {valid}"
+            )
         return [self.index[s] for s in symbols]
 
-    def save_melody(self, melody, step_duration=None, format="midi", file_name=config.OUTPUT_PATH, bpm=config.BPM,
-                    key=None, time_signature=config.TIME_SIGNATURE):
+    def save_melody(
+        self,
+        melody,
+        step_duration=None,
+        format="midi",
+        file_name=config.OUTPUT_PATH,
+        bpm=config.BPM,
+        key=None,
+        time_signature=config.TIME_SIGNATURE,
+    ):
         """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the path written.
 
         step_duration: quarter lengths per symbol; None = the model's time step (0.25, a 16th note).
@@ -174,7 +220,9 @@ class MelodyGenerator:
         target_key = None
         if key is not None:
             target_key = parse_key(key)
-            symbols = transpose_symbols(symbols, -transposition_semitones((target_key.tonic.name, target_key.mode)))
+            symbols = transpose_symbols(
+                symbols, -transposition_semitones((target_key.tonic.name, target_key.mode))
+            )
         stream = decode_melody(symbols, step_duration, bpm=bpm, time_signature=time_signature)
         if target_key is not None:
             stream.insert(0, target_key)
@@ -197,10 +245,14 @@ def check_count(name, value, minimum):
 def check_sampling(temperature, top_k, top_p):
     """Refuse sampling settings that have no meaning, with a sentence saying what is allowed."""
     if not is_positive_number(temperature):
-        raise ValueError(f"temperature must be a positive number (1 samples the model as trained), not {temperature!r}")
+        raise ValueError(
+            f"temperature must be a positive number (1 samples the model as trained), not {temperature!r}"
+        )
     if top_k is not None:
         check_count("top_k", top_k, minimum=1)
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1):
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1
+    ):
         raise ValueError(f"top_p must be a number with 0 < top_p <= 1, not {top_p!r}")
 
 
@@ -232,62 +284,130 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
 
 
 def is_positive_number(value):
-    return not isinstance(value, bool) and isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and value > 0
+    )
 
 
 def check_score_settings(step_duration, bpm, time_signature):
     """None leaves bpm or the time signature out of the file; anything else must make sense."""
     if not is_positive_number(step_duration):
-        raise ValueError(f"step_duration must be a positive number of quarter lengths, not {step_duration!r}")
+        raise ValueError(
+            f"step_duration must be a positive number of quarter lengths, not {step_duration!r}"
+        )
     if bpm is not None and not is_positive_number(bpm):
         raise ValueError(f"bpm must be a positive number of beats per minute, not {bpm!r}")
     if time_signature is not None:
         try:
             meter.TimeSignature(time_signature)
         except Exception:  # music21 raises its own exception types for a malformed signature
-            raise ValueError(f"time signature {time_signature!r} is not like '4/4' or '6/8'") from None
+            raise ValueError(
+                f"time signature {time_signature!r} is not like '4/4' or '6/8'"
+            ) from None
 
 
 def transpose_symbols(symbols, semitones):
     moved = [str(int(s) + semitones) if s.isdigit() else s for s in symbols]
     out_of_range = [s for s in moved if s.lstrip("-").isdigit() and not 0 <= int(s) <= 127]
     if out_of_range:
-        raise ValueError(f"transposing by {semitones} semitones puts notes outside MIDI 0..127 ({out_of_range[0]})")
+        raise ValueError(
+            f"transposing by {semitones} semitones puts notes outside MIDI 0..127 ({out_of_range[0]})"
+        )
     return moved
 
 
 def parse_key(name):
-    """"G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
-    match = re.fullmatch(r"\s*([A-Ga-g])([#b-]*)(?:\s+(major|minor))?\s*", str(name), flags=re.IGNORECASE)
+    """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
+    match = re.fullmatch(
+        r"\s*([A-Ga-g])([#b-]*)(?:\s+(major|minor))?\s*", str(name), flags=re.IGNORECASE
+    )
     if not match:
-        raise ValueError(f"key {name!r} is not a key like 'G', 'e' (minor), 'F# minor' or 'Bb major'")
+        raise ValueError(
+            f"key {name!r} is not a key like 'G', 'e' (minor), 'F# minor' or 'Bb major'"
+        )
     letter, accidentals, mode = match.groups()
     mode = mode.lower() if mode else ("major" if letter.isupper() else "minor")
     return m21key.Key(letter.upper() + accidentals.replace("b", "-"), mode)
 
 
 def main():
-    parser = argparse.ArgumentParser(description="Sample melodies from model.pth and write them as MIDI or MusicXML.",
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description="Sample melodies from model.pth and write them as MIDI or MusicXML.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
     parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
-    parser.add_argument("--mapping", default=config.MAPPING_PATH, help="checked against the model where it exists")
-    parser.add_argument("--seed", default=config.SEED_MELODY, help='symbols to start from, e.g. "60 _ 62 _"; "" for none')
-    parser.add_argument("--steps", type=int, default=config.GENERATION_STEPS, help="most symbols to generate per melody")
-    parser.add_argument("--max-sequence-length", type=int, default=None,
-                        help="bound the context to the last N..2N symbols (default %(default)s: the whole melody)")
-    parser.add_argument("--temperature", type=float, default=config.TEMPERATURE, help="below 1 safer, above 1 wilder")
-    parser.add_argument("--top-k", type=int, default=None, help="sample among the k likeliest symbols (1: greedy)")
-    parser.add_argument("--top-p", type=float, default=None, help="sample among the likeliest symbols up to this mass")
-    parser.add_argument("--num-melodies", type=int, default=1, help="sampled as one batch; files get _1, _2, ...")
-    parser.add_argument("--random-seed", type=int, default=None, help="repeat a run (default %(default)s: a fresh one, printed)")
-    parser.add_argument("--key", default=None, help='transpose into this key, e.g. G, e, "F# minor" (default %(default)s: C major / A minor)')
-    parser.add_argument("--bpm", type=float, default=config.BPM, help="tempo in quarter notes per minute")
-    parser.add_argument("--time-signature", default=config.TIME_SIGNATURE, help="written into the file")
-    parser.add_argument("--output", default=config.OUTPUT_PATH,
-                        help="file to write; with several melodies generated_1.mid, generated_2.mid, ...")
-    parser.add_argument("--format", choices=["midi", "musicxml"], default="midi",
-                        help="musicxml also when --output ends in .musicxml, .xml or .mxl")
-    parser.add_argument("--device", default="cpu", help="cpu is fastest for a few melodies; cuda for large batches")
+    parser.add_argument(
+        "--mapping", default=config.MAPPING_PATH, help="checked against the model where it exists"
+    )
+    parser.add_argument(
+        "--seed",
+        default=config.SEED_MELODY,
+        help='symbols to start from, e.g. "60 _ 62 _"; "" for none',
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=config.GENERATION_STEPS,
+        help="most symbols to generate per melody",
+    )
+    parser.add_argument(
+        "--max-sequence-length",
+        type=int,
+        default=None,
+        help="bound the context to the last N..2N symbols (default %(default)s: the whole melody)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=config.TEMPERATURE,
+        help="below 1 safer, above 1 wilder",
+    )
+    parser.add_argument(
+        "--top-k", type=int, default=None, help="sample among the k likeliest symbols (1: greedy)"
+    )
+    parser.add_argument(
+        "--top-p",
+        type=float,
+        default=None,
+        help="sample among the likeliest symbols up to this mass",
+    )
+    parser.add_argument(
+        "--num-melodies", type=int, default=1, help="sampled as one batch; files get _1, _2, ..."
+    )
+    parser.add_argument(
+        "--random-seed",
+        type=int,
+        default=None,
+        help="repeat a run (default %(default)s: a fresh one, printed)",
+    )
+    parser.add_argument(
+        "--key",
+        default=None,
+        help='transpose into this key, e.g. G, e, "F# minor" (default %(default)s: C major / A minor)',
+    )
+    parser.add_argument(
+        "--bpm", type=float, default=config.BPM, help="tempo in quarter notes per minute"
+    )
+    parser.add_argument(
+        "--time-signature", default=config.TIME_SIGNATURE, help="written into the file"
+    )
+    parser.add_argument(
+        "--output",
+        default=config.OUTPUT_PATH,
+        help="file to write; with several melodies generated_1.mid, generated_2.mid, ...",
+    )
+    parser.add_argument(
+        "--format",
+        choices=["midi", "musicxml"],
+        default="midi",
+        help="musicxml also when --output ends in .musicxml, .xml or .mxl",
+    )
+    parser.add_argument(
+        "--device", default="cpu", help="cpu is fastest for a few melodies; cuda for large batches"
+    )
     args = parser.parse_args()
 
     random_seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**31)
@@ -297,16 +417,38 @@ def main():
         if args.key is not None:  # settings for the files are checked before the work of sampling
             parse_key(args.key)
         check_score_settings(generator.time_step, args.bpm, args.time_signature)
-        melodies = generator.generate_melodies(args.seed, args.num_melodies, args.steps, args.max_sequence_length,
-                                               args.temperature, args.top_k, args.top_p, rng=random_seed)
+        melodies = generator.generate_melodies(
+            args.seed,
+            args.num_melodies,
+            args.steps,
+            args.max_sequence_length,
+            args.temperature,
+            args.top_k,
+            args.top_p,
+            rng=random_seed,
+        )
         for i, melody in enumerate(melodies, start=1):
-            name = output if len(melodies) == 1 else output.with_name(f"{output.stem}_{i}{output.suffix}")
+            name = (
+                output
+                if len(melodies) == 1
+                else output.with_name(f"{output.stem}_{i}{output.suffix}")
+            )
             new = len(melody) - len(args.seed.split())
-            print(f"melody {i} ({new} symbols after the seed{', then /' if new < args.steps else ''}): {' '.join(melody)}")
-            path = generator.save_melody(melody, format=args.format, file_name=name, bpm=args.bpm, key=args.key,
-                                         time_signature=args.time_signature)
+            print(
+                f"melody {i} ({new} symbols after the seed{', then /' if new < args.steps else ''}): {' '.join(melody)}"
+            )
+            path = generator.save_melody(
+                melody,
+                format=args.format,
+                file_name=name,
+                bpm=args.bpm,
+                key=args.key,
+                time_signature=args.time_signature,
+            )
             print(f"wrote {path}")
-    except ValueError as error:  # a bad flag value (seed symbol, temperature, key, ...): one sentence, no traceback
+    except (
+        ValueError
+    ) as error:  # a bad flag value (seed symbol, temperature, key, ...): one sentence, no traceback
         raise UserError(str(error)) from None
     print(f"random seed {random_seed} (pass --random-seed {random_seed} to repeat this run)")
 

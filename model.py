@@ -15,7 +15,9 @@ class MelodyLSTM(nn.Module):
         super().__init__()
         self.vocab_size, self.num_units, self.dropout_p = vocab_size, list(num_units), dropout
         sizes = [vocab_size] + self.num_units
-        self.lstms = nn.ModuleList(nn.LSTM(i, o, batch_first=True) for i, o in zip(sizes, sizes[1:]))
+        self.lstms = nn.ModuleList(
+            nn.LSTM(i, o, batch_first=True) for i, o in zip(sizes, sizes[1:])
+        )
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.num_units[-1], vocab_size)
 
@@ -59,7 +61,7 @@ class MelodyLSTM(nn.Module):
                     gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)
                 # nn.LSTM's gate order is i, f, g, o; one sigmoid over all four is cheaper than three calls.
                 in_gate, forget_gate, _, out_gate = gates.sigmoid().chunk(4, 1)
-                cell = gates[:, 2 * h.shape[1]:3 * h.shape[1]].tanh()
+                cell = gates[:, 2 * h.shape[1] : 3 * h.shape[1]].tanh()
                 c = torch.addcmul(forget_gate * c, in_gate, cell)
                 x = out_gate * c.tanh()
                 new_state.append((x, c))
@@ -68,7 +70,11 @@ class MelodyLSTM(nn.Module):
         return step
 
     def hyperparameters(self):
-        return {"vocab_size": self.vocab_size, "num_units": self.num_units, "dropout": self.dropout_p}
+        return {
+            "vocab_size": self.vocab_size,
+            "num_units": self.num_units,
+            "dropout": self.dropout_p,
+        }
 
     @classmethod
     def from_checkpoint(cls, checkpoint):
@@ -86,17 +92,21 @@ def song_log_probs(model, songs, delimiter_index, batch_size=64, device="cpu"):
     """
     model.eval()
     out = [None] * len(songs)
-    order = sorted(range(len(songs)), key=lambda i: len(songs[i]))  # similar lengths together: little padding
+    order = sorted(
+        range(len(songs)), key=lambda i: len(songs[i])
+    )  # similar lengths together: little padding
     for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
+        batch = order[start : start + batch_size]
         width = len(songs[batch[-1]]) + 1
         x = torch.full((len(batch), width), delimiter_index, dtype=torch.long)
         for row, i in enumerate(batch):
-            x[row, 1:len(songs[i]) + 1] = torch.tensor(songs[i], dtype=torch.long)
+            x[row, 1 : len(songs[i]) + 1] = torch.tensor(songs[i], dtype=torch.long)
         logits, _ = model(x.to(device))
         log_probs = torch.log_softmax(logits.float(), dim=-1).cpu()
         for row, i in enumerate(batch):
-            out[i] = log_probs[row, :len(songs[i]) + 1]  # padding comes after: it cannot affect these steps
+            out[i] = log_probs[
+                row, : len(songs[i]) + 1
+            ]  # padding comes after: it cannot affect these steps
     return out
 
 

@@ -40,9 +40,17 @@ from tqdm import tqdm
 import config
 import encoding
 from artefacts import UserError, atomic_path, load_mapping, run_script, write_json, write_text
-from encoding import DELIMITER, encode_events, events_from_stream, transpose_events, transposition_semitones
+from encoding import (
+    DELIMITER,
+    encode_events,
+    events_from_stream,
+    transpose_events,
+    transposition_semitones,
+)
 
-PARSER_VERSION = 1  # bump when a reader's output changes: cached parses of older versions are dropped
+PARSER_VERSION = (
+    1  # bump when a reader's output changes: cached parses of older versions are dropped
+)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -57,7 +65,13 @@ class UnsupportedKern(ValueError):
 _MARKS = r"[{}()\[\]_;'~^LJKk/\\]*"
 _NOTE = re.compile(rf"{_MARKS}(\d+)(\.*)([a-gA-G]+|r)(#{{1,2}}|-{{1,2}}|n)?{_MARKS}")
 _KEY = re.compile(r"\*([A-Ga-g])(#{1,2}|-{1,2})?:")
-_HARMLESS_INTERPRETATIONS = ("*M", "*I", "*k[", "*clef", "*met(")  # metre, tempo, instrument, key signature, clef
+_HARMLESS_INTERPRETATIONS = (
+    "*M",
+    "*I",
+    "*k[",
+    "*clef",
+    "*met(",
+)  # metre, tempo, instrument, key signature, clef
 _SPINE_PATHS = {"*^", "*v", "*+", "*x", "*-"}
 _STEP_SEMITONES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
@@ -73,11 +87,13 @@ def _kern_duration(digits, dots):
         if digits[0] == "0" or number > 2048:
             raise UnsupportedKern(digits)
         if number & (number - 1) and dots:
-            raise UnsupportedKern(digits + "." * dots)  # dotted tuplets: music21 has two readings ("JRP")
+            raise UnsupportedKern(
+                digits + "." * dots
+            )  # dotted tuplets: music21 has two readings ("JRP")
         whole = Fraction(4, number)
     if dots > 3:
         raise UnsupportedKern("." * dots)
-    return float(whole * (2 - Fraction(1, 2 ** dots)))
+    return float(whole * (2 - Fraction(1, 2**dots)))
 
 
 def _kern_note(token):
@@ -93,14 +109,27 @@ def _kern_note(token):
             raise UnsupportedKern(token)
         octave = 3 + len(letters) if letters.islower() else 4 - len(letters)
         accidental = accidental or ""
-        midi = 12 * (octave + 1) + _STEP_SEMITONES[letters[0].lower()] + accidental.count("#") - accidental.count("-")
+        midi = (
+            12 * (octave + 1)
+            + _STEP_SEMITONES[letters[0].lower()]
+            + accidental.count("#")
+            - accidental.count("-")
+        )
         if not 0 <= midi <= 127:
             raise UnsupportedKern(token)  # music21 folds such pitches back into range
-    tie = "start" if "[" in token else "stop" if "]" in token else "continue" if "_" in token else None
+    tie = (
+        "start"
+        if "[" in token
+        else "stop"
+        if "]" in token
+        else "continue"
+        if "_" in token
+        else None
+    )
     return midi, quarter_length, tie
 
 
-@functools.lru_cache(maxsize=None)  # songs reuse a few dozen tokens ("8c", "4.g"...): each is read once
+@functools.cache  # songs reuse a few dozen tokens ("8c", "4.g"...): each is read once
 def _kern_event(token):
     """A kern data token -> an event, or None for a grace note (music21 drops those, as we do)."""
     if "q" in token or "Q" in token:
@@ -112,7 +141,11 @@ def _kern_event(token):
         if any(midi is None for midi, _, _ in notes):
             raise UnsupportedKern(token)
         ties = [tie for _, _, tie in notes if tie is not None]
-        midi, quarter_length, tie = max(midi for midi, _, _ in notes), notes[0][1], ties[0] if ties else None
+        midi, quarter_length, tie = (
+            max(midi for midi, _, _ in notes),
+            notes[0][1],
+            ties[0] if ties else None,
+        )
     else:
         midi, quarter_length, tie = _kern_note(token)
     return midi, quarter_length, tie in ("stop", "continue")
@@ -137,7 +170,9 @@ def read_kern(text):
         if kern_columns is None:
             if not line.startswith("**"):
                 raise UnsupportedKern("no exclusive interpretation line first")
-            kern_columns = [i for i, token in reversed(list(enumerate(tokens))) if token == "**kern"]
+            kern_columns = [
+                i for i, token in reversed(list(enumerate(tokens))) if token == "**kern"
+            ]
             if not kern_columns:
                 raise UnsupportedKern("no **kern spine")
             parts, keys, width = {i: [] for i in kern_columns}, {}, len(tokens)
@@ -157,9 +192,14 @@ def read_kern(text):
                 key_match = _KEY.fullmatch(token)
                 if key_match:
                     if i in keys:
-                        raise UnsupportedKern("a key change")  # music21's choice of key then depends on offsets
+                        raise UnsupportedKern(
+                            "a key change"
+                        )  # music21's choice of key then depends on offsets
                     letter, accidental = key_match.group(1), key_match.group(2) or ""
-                    keys[i] = (letter.upper() + accidental, "minor" if letter.islower() else "major")
+                    keys[i] = (
+                        letter.upper() + accidental,
+                        "minor" if letter.islower() else "major",
+                    )
                 elif token != "*" and not token.startswith(_HARMLESS_INTERPRETATIONS):
                     raise UnsupportedKern(token)
                 continue
@@ -215,7 +255,9 @@ def parse_kern_file(path, data):
         return {"skip": "empty"}
     if b"\0" in data:
         return {"skip": "binary, not text"}
-    text = data.decode("latin-1")  # as music21 reads kern; notes are ASCII, so comments cannot break them
+    text = data.decode(
+        "latin-1"
+    )  # as music21 reads kern; notes are ASCII, so comments cannot break them
     if "**kern" not in text:
         return {"skip": "not kern (no **kern spine)"}
     try:
@@ -265,7 +307,12 @@ def fallback_tunes(pattern=config.FALLBACK_CORPUS):
         text = path.read_text(encoding="latin-1")
         header, *bodies = re.split(r"(?m)^(?=X:)", text)  # the file header applies to every tune
         for body in bodies:
-            tunes.append((f"{path.name} {body.splitlines()[0]}", header.strip() + "\n" + body if header.strip() else body))
+            tunes.append(
+                (
+                    f"{path.name} {body.splitlines()[0]}",
+                    header.strip() + "\n" + body if header.strip() else body,
+                )
+            )
     return tunes
 
 
@@ -282,13 +329,19 @@ def _sources(dataset_path):
             sources.append((path.relative_to(root).as_posix(), "kern", str(path), data))
         return sources, str(dataset_path)
     if root.exists():
-        raise UserError(f"{dataset_path} is not a folder: pass the folder that holds the .krn files")
+        raise UserError(
+            f"{dataset_path} is not a folder: pass the folder that holds the .krn files"
+        )
     if os.path.normpath(dataset_path) != os.path.normpath(config.DATASET_PATH):
         raise UserError(f"{dataset_path} not found: pass a folder of .krn files with --dataset")
     tunes = fallback_tunes()
-    print(f"{dataset_path} not found: using the {len(tunes)} Erk songs that music21 ships ({config.FALLBACK_CORPUS}); "
-          "for the kern originals run `python preprocess.py --download`")
-    return [(name, "abc", None, text.encode("utf-8")) for name, text in tunes], f"music21 corpus {config.FALLBACK_CORPUS}"
+    print(
+        f"{dataset_path} not found: using the {len(tunes)} Erk songs that music21 ships ({config.FALLBACK_CORPUS}); "
+        "for the kern originals run `python preprocess.py --download`"
+    )
+    return [
+        (name, "abc", None, text.encode("utf-8")) for name, text in tunes
+    ], f"music21 corpus {config.FALLBACK_CORPUS}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,7 +350,9 @@ def _sources(dataset_path):
 
 def _cache_path(cache_dir, label):
     slug = re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_")[-40:]
-    return Path(cache_dir) / f"preprocess-{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}.json"
+    return (
+        Path(cache_dir) / f"preprocess-{slug}-{hashlib.sha256(label.encode()).hexdigest()[:8]}.json"
+    )
 
 
 def _cache_version():
@@ -329,7 +384,9 @@ class Summary:
     parsed: int = 0
     kept: int = 0
     skipped: dict = field(default_factory=dict)  # reason -> [names]
-    why: dict = field(default_factory=dict)  # name -> what went wrong, where known (an OS or music21 error)
+    why: dict = field(
+        default_factory=dict
+    )  # name -> what went wrong, where known (an OS or music21 error)
     dropped_by_durations: list = field(default_factory=list)
     by_music21: int = 0  # parses music21 made (the fallback of read_kern, or ABC)
     from_cache: int = 0
@@ -338,17 +395,26 @@ class Summary:
 
     def __str__(self):
         skipped = sum(len(names) for names in self.skipped.values())
-        reasons = ", ".join(f"{len(names)} {reason}" for reason, names in sorted(self.skipped.items()))
-        return (f"{self.dataset}: {self.found} found, {self.parsed} parsed ({self.from_cache} from cache, "
-                f"{self.by_music21} by music21), {self.kept} kept, {len(self.dropped_by_durations)} dropped by the "
-                f"duration filter, {skipped} skipped{f' ({reasons})' if reasons else ''}; "
-                f"vocabulary {self.vocabulary_size} symbols, {self.steps} steps in file_dataset")
+        reasons = ", ".join(
+            f"{len(names)} {reason}" for reason, names in sorted(self.skipped.items())
+        )
+        return (
+            f"{self.dataset}: {self.found} found, {self.parsed} parsed ({self.from_cache} from cache, "
+            f"{self.by_music21} by music21), {self.kept} kept, {len(self.dropped_by_durations)} dropped by the "
+            f"duration filter, {skipped} skipped{f' ({reasons})' if reasons else ''}; "
+            f"vocabulary {self.vocabulary_size} symbols, {self.steps} steps in file_dataset"
+        )
 
     def details(self):
         """The files behind each count (--verbose)."""
-        lines = [f"{reason}: {name}" + (f" ({self.why[name]})" if name in self.why else "")
-                 for reason, names in sorted(self.skipped.items()) for name in names]
-        return lines + [f"dropped by the duration filter: {name}" for name in self.dropped_by_durations]
+        lines = [
+            f"{reason}: {name}" + (f" ({self.why[name]})" if name in self.why else "")
+            for reason, names in sorted(self.skipped.items())
+            for name in names
+        ]
+        return lines + [
+            f"dropped by the duration filter: {name}" for name in self.dropped_by_durations
+        ]
 
 
 def encode_parsed(result, time_step=config.TIME_STEP):
@@ -357,9 +423,16 @@ def encode_parsed(result, time_step=config.TIME_STEP):
     return encode_events(events, time_step)
 
 
-def preprocess(dataset_path=config.DATASET_PATH, save_dir=config.SAVE_DIR, file_dataset_path=config.SINGLE_FILE_DATASET,
-               mapping_path=config.MAPPING_PATH, sequence_length=config.SEQUENCE_LENGTH, workers=None, use_cache=True,
-               cache_dir=config.CACHE_DIR):
+def preprocess(
+    dataset_path=config.DATASET_PATH,
+    save_dir=config.SAVE_DIR,
+    file_dataset_path=config.SINGLE_FILE_DATASET,
+    mapping_path=config.MAPPING_PATH,
+    sequence_length=config.SEQUENCE_LENGTH,
+    workers=None,
+    use_cache=True,
+    cache_dir=config.CACHE_DIR,
+):
     """Parse, filter, transpose and encode every song under dataset_path; write the artefacts; return a Summary."""
     workers = workers or os.cpu_count() or 1
     sources, label = _sources(dataset_path)
@@ -392,14 +465,19 @@ def preprocess(dataset_path=config.DATASET_PATH, save_dir=config.SAVE_DIR, file_
             continue
         summary.parsed += 1
         summary.by_music21 += result["reader"] == "music21"
-        if not encoding.has_acceptable_durations(result["events"]):  # the written notes, before ties merge them
+        if not encoding.has_acceptable_durations(
+            result["events"]
+        ):  # the written notes, before ties merge them
             summary.dropped_by_durations.append(name)
             continue
         songs.append(" ".join(encode_parsed(result)))
     summary.kept = len(songs)
     if not songs:
-        raise UserError(f"no songs to keep, so nothing was written. {summary}" if sources else
-                        f"no .krn files under {dataset_path}: pass the folder that holds them with --dataset")
+        raise UserError(
+            f"no songs to keep, so nothing was written. {summary}"
+            if sources
+            else f"no .krn files under {dataset_path}: pass the folder that holds them with --dataset"
+        )
 
     text = file_dataset_text(songs, sequence_length)
     mapping = build_mapping(text)
@@ -408,8 +486,13 @@ def preprocess(dataset_path=config.DATASET_PATH, save_dir=config.SAVE_DIR, file_
 
     if use_cache:
         fresh = {digest: result for digest, result in zip(hashes, results) if digest is not None}
-        if fresh != cache:  # rewritten only when something changed; entries of files gone are dropped
-            write_text(cache_file, json.dumps({"version": _cache_version(), "parses": fresh}, separators=(",", ":")))
+        if (
+            fresh != cache
+        ):  # rewritten only when something changed; entries of files gone are dropped
+            write_text(
+                cache_file,
+                json.dumps({"version": _cache_version(), "parses": fresh}, separators=(",", ":")),
+            )
     return summary
 
 
@@ -441,12 +524,15 @@ def _holds_songs(folder, songs):
     except OSError:
         return False
     return names == {str(i) for i in range(len(songs))} and all(
-        _holds(Path(folder) / str(i), song.encode("utf-8")) for i, song in enumerate(songs))
+        _holds(Path(folder) / str(i), song.encode("utf-8")) for i, song in enumerate(songs)
+    )
 
 
 def _replace_song_folder(save_dir, songs):
     """Write songs to a temporary folder beside save_dir, then swap it in."""
-    new_dir = Path(tempfile.mkdtemp(dir=save_dir.parent, prefix=f".{save_dir.name}.", suffix=".tmp"))
+    new_dir = Path(
+        tempfile.mkdtemp(dir=save_dir.parent, prefix=f".{save_dir.name}.", suffix=".tmp")
+    )
     old_dir = new_dir.with_name(new_dir.name.replace(".tmp", ".old.tmp"))
     try:
         for index, song in enumerate(songs):
@@ -467,8 +553,10 @@ def write_artefacts(songs, text, mapping, save_dir, file_dataset_path, mapping_p
     """
     save_dir = Path(save_dir)
     if save_dir.exists() and not (save_dir.is_dir() and _is_song_folder(save_dir)):
-        raise UserError(f"{save_dir} exists and holds more than songs written by preprocess.py: "
-                        "pass another --save-dir, or move it away")
+        raise UserError(
+            f"{save_dir} exists and holds more than songs written by preprocess.py: "
+            "pass another --save-dir, or move it away"
+        )
     save_dir.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as renames:
         if not _holds(file_dataset_path, text.encode("utf-8")):
@@ -491,14 +579,18 @@ def _fetch(url, destination):
     try:
         with urllib.request.urlopen(url, timeout=60) as response, open(destination, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc="downloading", leave=False) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc="downloading", leave=False
+            ) as bar:
                 while chunk := response.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise UserError(f"could not download {url} ({reason}): check the address and your connection, "
-                        "or pass another --url") from None
+        raise UserError(
+            f"could not download {url} ({reason}): check the address and your connection, "
+            "or pass another --url"
+        ) from None
 
 
 def _unpack(zip_path, url, destination):
@@ -509,7 +601,9 @@ def _unpack(zip_path, url, destination):
                 raise UserError(f"the zip from {url} is damaged ({damaged}): run --download again")
             archive.extractall(destination)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError):
-        raise UserError(f"{url} did not send a readable zip archive: check the address (--url) and try again") from None
+        raise UserError(
+            f"{url} did not send a readable zip archive: check the address (--url) and try again"
+        ) from None
 
 
 def _collections_holder(unpacked, url):
@@ -522,7 +616,9 @@ def _collections_holder(unpacked, url):
         return top  # e.g. deutschl/ holding erk/, boehme/, ...
     if top != unpacked:
         return top.parent  # the zip of one collection: its folder goes into root
-    holder = unpacked.with_name("holder")  # songs loose at the top of the zip: put them in a folder of their own
+    holder = unpacked.with_name(
+        "holder"
+    )  # songs loose at the top of the zip: put them in a folder of their own
     holder.mkdir()
     os.replace(unpacked, holder / "downloaded")
     return holder
@@ -532,7 +628,9 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
     """Fetch the kern collection zip and unpack it into root; each collection folder appears whole or not at all."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp") as tmp:
+    with tempfile.TemporaryDirectory(
+        dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp"
+    ) as tmp:
         tmp = Path(tmp)
         _fetch(url, tmp / "download.zip")
         _unpack(tmp / "download.zip", url, tmp / "unpacked")
@@ -576,11 +674,17 @@ def encode_song(song, time_step=config.TIME_STEP):
     return " ".join(encode_events(events_from_stream(song), time_step))
 
 
-def create_single_file_dataset(dataset_path=config.SAVE_DIR, file_dataset_path=config.SINGLE_FILE_DATASET,
-                               sequence_length=config.SEQUENCE_LENGTH):
+def create_single_file_dataset(
+    dataset_path=config.SAVE_DIR,
+    file_dataset_path=config.SINGLE_FILE_DATASET,
+    sequence_length=config.SEQUENCE_LENGTH,
+):
     """music_dataset/0..n-1 -> file_dataset (written atomically); returns its text."""
     folder = Path(dataset_path)
-    songs = [path.read_text(encoding="utf-8") for path in sorted(folder.iterdir(), key=lambda path: int(path.name))]
+    songs = [
+        path.read_text(encoding="utf-8")
+        for path in sorted(folder.iterdir(), key=lambda path: int(path.name))
+    ]
     text = file_dataset_text(songs, sequence_length)
     write_text(file_dataset_path, text)
     return text
@@ -599,15 +703,22 @@ def convert_songs_to_int(songs, mapping=None):
     return [mapping[symbol] for symbol in songs.split()]
 
 
-def generate_training_sequences(sequence_length=config.SEQUENCE_LENGTH, dataset_path=config.SINGLE_FILE_DATASET,
-                                mapping_path=config.MAPPING_PATH):
+def generate_training_sequences(
+    sequence_length=config.SEQUENCE_LENGTH,
+    dataset_path=config.SINGLE_FILE_DATASET,
+    mapping_path=config.MAPPING_PATH,
+):
     """The tutorial's windows over file_dataset: (inputs [N, sequence_length], targets [N]) of integers.
 
     inputs[i] is steps i..i+sequence_length-1 and targets[i] the step after. inputs is a read-only view
     of one array (no copies, and no one-hot: train.py embeds integers).
     """
-    integers = np.array(convert_songs_to_int(Path(dataset_path).read_text(encoding="utf-8"), load_mapping(mapping_path)),
-                        dtype=np.int64)
+    integers = np.array(
+        convert_songs_to_int(
+            Path(dataset_path).read_text(encoding="utf-8"), load_mapping(mapping_path)
+        ),
+        dtype=np.int64,
+    )
     inputs = np.lib.stride_tricks.sliding_window_view(integers[:-1], sequence_length)
     return inputs, integers[sequence_length:]
 
@@ -616,25 +727,54 @@ def generate_training_sequences(sequence_length=config.SEQUENCE_LENGTH, dataset_
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--dataset", default=config.DATASET_PATH, help="folder searched recursively for .krn files")
-    parser.add_argument("--download", action="store_true", help=f"first fetch the collection into {config.DATASET_ROOT}/")
-    parser.add_argument("--url", default=config.DOWNLOAD_URL, help="zip archive that --download fetches")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--dataset", default=config.DATASET_PATH, help="folder searched recursively for .krn files"
+    )
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        help=f"first fetch the collection into {config.DATASET_ROOT}/",
+    )
+    parser.add_argument(
+        "--url", default=config.DOWNLOAD_URL, help="zip archive that --download fetches"
+    )
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parsing processes")
-    parser.add_argument("--no-cache", action="store_true", help=f"parse every file again, ignoring {config.CACHE_DIR}/")
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help=f"parse every file again, ignoring {config.CACHE_DIR}/",
+    )
     parser.add_argument("--verbose", action="store_true", help="list the files behind every count")
-    parser.add_argument("--save-dir", default=config.SAVE_DIR, help="folder of encoded songs, one a file")
-    parser.add_argument("--file-dataset", default=config.SINGLE_FILE_DATASET, help="all songs in one file")
+    parser.add_argument(
+        "--save-dir", default=config.SAVE_DIR, help="folder of encoded songs, one a file"
+    )
+    parser.add_argument(
+        "--file-dataset", default=config.SINGLE_FILE_DATASET, help="all songs in one file"
+    )
     parser.add_argument("--mapping", default=config.MAPPING_PATH, help="symbol -> integer mapping")
-    parser.add_argument("--sequence-length", type=int, default=config.SEQUENCE_LENGTH, help="delimiters after each song")
+    parser.add_argument(
+        "--sequence-length",
+        type=int,
+        default=config.SEQUENCE_LENGTH,
+        help="delimiters after each song",
+    )
     args = parser.parse_args()
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
     if args.download:
         download(args.url, config.DATASET_ROOT)
-    summary = preprocess(args.dataset, args.save_dir, args.file_dataset, args.mapping, args.sequence_length,
-                         args.workers, use_cache=not args.no_cache)
+    summary = preprocess(
+        args.dataset,
+        args.save_dir,
+        args.file_dataset,
+        args.mapping,
+        args.sequence_length,
+        args.workers,
+        use_cache=not args.no_cache,
+    )
     if args.verbose:
         print("\n".join(summary.details()))
     print(summary)

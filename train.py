@@ -53,9 +53,17 @@ RUN_SETTINGS = ["units", "dropout", "lr", "batch_size", "seq_len", "seed", "vali
 
 def config_settings():
     """The defaults, read from config when called, so a notebook may change config first."""
-    return {"units": list(config.NUM_UNITS), "dropout": config.DROPOUT, "lr": config.LEARNING_RATE,
-            "batch_size": config.BATCH_SIZE, "seq_len": config.SEQUENCE_LENGTH, "seed": config.SEED,
-            "validation_split": config.VALIDATION_SPLIT, "epochs": config.EPOCHS, "patience": config.PATIENCE}
+    return {
+        "units": list(config.NUM_UNITS),
+        "dropout": config.DROPOUT,
+        "lr": config.LEARNING_RATE,
+        "batch_size": config.BATCH_SIZE,
+        "seq_len": config.SEQUENCE_LENGTH,
+        "seed": config.SEED,
+        "validation_split": config.VALIDATION_SPLIT,
+        "epochs": config.EPOCHS,
+        "patience": config.PATIENCE,
+    }
 
 
 def check_settings(s):
@@ -84,7 +92,13 @@ def show(value):
 
 def pick_device(name):
     if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+        name = (
+            "cuda"
+            if torch.cuda.is_available()
+            else "mps"
+            if torch.backends.mps.is_available()
+            else "cpu"
+        )
     if name == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: this PyTorch sees no CUDA GPU; use --device auto or cpu")
     if name == "mps" and not torch.backends.mps.is_available():
@@ -116,7 +130,9 @@ def training_stream(songs, indices, delimiter_index, seq_len):
     inputs, targets = stream[:-1], stream[1:].clone()
     targets[(inputs == delimiter_index) & (targets == delimiter_index)] = PADDING
     # Pad both ends by one window so that windows at any offset stay inside the tensors.
-    inputs = torch.cat([torch.full((seq_len,), delimiter_index), inputs, torch.full((seq_len,), delimiter_index)])
+    inputs = torch.cat(
+        [torch.full((seq_len,), delimiter_index), inputs, torch.full((seq_len,), delimiter_index)]
+    )
     targets = torch.cat([torch.full((seq_len,), PADDING), targets, torch.full((seq_len,), PADDING)])
     return inputs, targets
 
@@ -133,22 +149,28 @@ def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
     real_end = stream_length - seq_len  # the last padding window holds no targets
     starts = [s for s in range(offset, real_end, seq_len) if s + seq_len > seq_len]
     rng.shuffle(starts)
-    return [starts[i:i + batch_size] for i in range(0, len(starts), batch_size)]
+    return [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
 
 
-def train_epoch(model, optimizer, scaler, inputs, targets, batches, seq_len, device, amp_dtype, desc):
+def train_epoch(
+    model, optimizer, scaler, inputs, targets, batches, seq_len, device, amp_dtype, desc
+):
     """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout on."""
     model.train()
     total_nll = torch.zeros((), device=device)
     total_steps = 0
-    with tqdm(total=int((targets != PADDING).sum()), desc=desc, unit="step", unit_scale=True, leave=False) as bar:
+    with tqdm(
+        total=int((targets != PADDING).sum()), desc=desc, unit="step", unit_scale=True, leave=False
+    ) as bar:
         for batch in batches:
             window = torch.tensor(batch)[:, None] + torch.arange(seq_len)
             steps = int((targets[window] != PADDING).sum())  # counted on the CPU copy: no GPU sync
             x, y = inputs[window].to(device), targets[window].to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits, _ = model(x)  # each window from a zero state, loss on every position
-            nll = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=PADDING, reduction="sum")
+            nll = F.cross_entropy(
+                logits.float().flatten(0, 1), y.flatten(), ignore_index=PADDING, reduction="sum"
+            )
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(nll / steps).backward()
             scaler.unscale_(optimizer)
@@ -215,15 +237,36 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other changes."""
     for name in RUN_SETTINGS:
         if given.get(name) is not None and given[name] != saved[name]:
-            raise UserError(f"{state_path} was started with {flag(name)} {show(saved[name])}, not {show(given[name])}: "
-                            f"resume with the same value, or leave out --resume to start afresh")
-    return {**saved, **{name: given[name] for name in ("epochs", "patience") if given.get(name) is not None}}
+            raise UserError(
+                f"{state_path} was started with {flag(name)} {show(saved[name])}, not {show(given[name])}: "
+                f"resume with the same value, or leave out --resume to start afresh"
+            )
+    return {
+        **saved,
+        **{name: given[name] for name in ("epochs", "patience") if given.get(name) is not None},
+    }
 
 
-def train(dataset=config.SINGLE_FILE_DATASET, mapping=config.MAPPING_PATH, model_path=config.MODEL_PATH,
-          state_path=config.TRAIN_STATE_PATH, log_path=config.TRAINING_LOG, plot_path=config.TRAINING_PLOT,
-          epochs=None, batch_size=None, lr=None, units=None, dropout=None, seq_len=None, seed=None,
-          validation_split=None, patience=None, device="auto", resume=False, max_minutes=None):
+def train(
+    dataset=config.SINGLE_FILE_DATASET,
+    mapping=config.MAPPING_PATH,
+    model_path=config.MODEL_PATH,
+    state_path=config.TRAIN_STATE_PATH,
+    log_path=config.TRAINING_LOG,
+    plot_path=config.TRAINING_PLOT,
+    epochs=None,
+    batch_size=None,
+    lr=None,
+    units=None,
+    dropout=None,
+    seq_len=None,
+    seed=None,
+    validation_split=None,
+    patience=None,
+    device="auto",
+    resume=False,
+    max_minutes=None,
+):
     """Train, writing model.pth, train_state.pth and the log every epoch, the plot at the end; returns a summary.
 
     Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, NUM_UNITS, DROPOUT,
@@ -231,13 +274,23 @@ def train(dataset=config.SINGLE_FILE_DATASET, mapping=config.MAPPING_PATH, model
     max_minutes stops after the epoch that crosses it; resume=True then goes on from there.
     """
     started = time.perf_counter()
-    given = {"units": None if units is None else list(units), "dropout": dropout, "lr": lr, "batch_size": batch_size,
-             "seq_len": seq_len, "seed": seed, "validation_split": validation_split, "epochs": epochs,
-             "patience": patience}
+    given = {
+        "units": None if units is None else list(units),
+        "dropout": dropout,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "seed": seed,
+        "validation_split": validation_split,
+        "epochs": epochs,
+        "patience": patience,
+    }
     songs, symbol_index = artefacts.load_songs(dataset, mapping)
     if len(songs) < 2:
-        raise UserError(f"{dataset} holds {len(songs)} song(s): training needs at least 2 (one to validate on); "
-                        "run preprocess.py on a larger dataset")
+        raise UserError(
+            f"{dataset} holds {len(songs)} song(s): training needs at least 2 (one to validate on); "
+            "run preprocess.py on a larger dataset"
+        )
     vocabulary = sorted(symbol_index, key=symbol_index.get)
     digest = data_digest(songs, vocabulary)
     device = pick_device(device)
@@ -246,25 +299,35 @@ def train(dataset=config.SINGLE_FILE_DATASET, mapping=config.MAPPING_PATH, model
     saved = None
     if resume:
         if not Path(state_path).is_file():
-            raise UserError(f"{state_path} not found: there is no run to resume; leave out --resume to start one")
+            raise UserError(
+                f"{state_path} not found: there is no run to resume; leave out --resume to start one"
+            )
         saved = artefacts.load_torch(state_path, what="training state")
         if saved["data_digest"] != digest:
-            raise UserError(f"{dataset} or {mapping} changed since {state_path} was written: "
-                            "leave out --resume to train afresh on the new data")
+            raise UserError(
+                f"{dataset} or {mapping} changed since {state_path} was written: "
+                "leave out --resume to train afresh on the new data"
+            )
         settings = settings_for_resume(saved["settings"], given, state_path)
     else:
         if Path(state_path).exists():
-            print(f"{state_path} exists: starting a fresh run that replaces it (--resume would continue it)")
+            print(
+                f"{state_path} exists: starting a fresh run that replaces it (--resume would continue it)"
+            )
         settings = {**config_settings(), **{k: v for k, v in given.items() if v is not None}}
     check_settings(settings)
 
-    train_songs, val_songs = artefacts.split_songs(len(songs), settings["validation_split"], settings["seed"])
+    train_songs, val_songs = artefacts.split_songs(
+        len(songs), settings["validation_split"], settings["seed"]
+    )
     validation = [songs[i] for i in val_songs]
     lengths = [len(song) for song in songs]
     delimiter_index = symbol_index[DELIMITER]
     inputs, targets = training_stream(songs, train_songs, delimiter_index, settings["seq_len"])
 
-    torch.manual_seed(settings["seed"])  # the initial weights, then dropout masks, follow from the seed
+    torch.manual_seed(
+        settings["seed"]
+    )  # the initial weights, then dropout masks, follow from the seed
     model = MelodyLSTM(len(vocabulary), settings["units"], settings["dropout"]).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
@@ -274,20 +337,34 @@ def train(dataset=config.SINGLE_FILE_DATASET, mapping=config.MAPPING_PATH, model
         if saved["scaler_state"]:  # empty when the run began without fp16 (on a CPU, or a bf16 GPU)
             scaler.load_state_dict(saved["scaler_state"])
         restore_rng_states(saved["rng_states"], device)
-        history, best, since_best = saved["history"], saved["best_checkpoint"], saved["epochs_since_best"]
-        artefacts.save_torch(model_path, best)  # model.pth matches the state even if a kill fell between the two
+        history, best, since_best = (
+            saved["history"],
+            saved["best_checkpoint"],
+            saved["epochs_since_best"],
+        )
+        artefacts.save_torch(
+            model_path, best
+        )  # model.pth matches the state even if a kill fell between the two
     else:
         history, best, since_best = [], None, 0
 
     num_params = sum(p.numel() for p in model.parameters())
-    print(f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}: {len(train_songs)} songs "
-          f"({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on {len(val_songs)}; "
-          f"{len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} parameters); "
-          f"batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr {settings['lr']}, seed {settings['seed']}")
+    print(
+        f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}: {len(train_songs)} songs "
+        f"({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on {len(val_songs)}; "
+        f"{len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} parameters); "
+        f"batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr {settings['lr']}, seed {settings['seed']}"
+    )
     if history:
         done = history[-1]["epoch"]
-        print(f"resuming after epoch {done} of {settings['epochs']}"
-              + ("" if done < settings["epochs"] else ": nothing left to do (a larger --epochs trains on)"))
+        print(
+            f"resuming after epoch {done} of {settings['epochs']}"
+            + (
+                ""
+                if done < settings["epochs"]
+                else ": nothing left to do (a larger --epochs trains on)"
+            )
+        )
 
     stopped = "finished"
     epochs_run = 0
@@ -295,81 +372,213 @@ def train(dataset=config.SINGLE_FILE_DATASET, mapping=config.MAPPING_PATH, model
         for epoch in range(len(history) + 1, settings["epochs"] + 1):
             if settings["patience"] and since_best >= settings["patience"]:
                 stopped = "early stop"
-                print(f"early stop: no better validation loss in the last {settings['patience']} epochs")
+                print(
+                    f"early stop: no better validation loss in the last {settings['patience']} epochs"
+                )
                 break
             epoch_start = time.perf_counter()
-            batches = epoch_windows(len(inputs), settings["seq_len"], settings["batch_size"], settings["seed"], epoch)
-            train_loss = train_epoch(model, optimizer, scaler, inputs, targets, batches, settings["seq_len"],
-                                     device, amp_dtype, desc=f"epoch {epoch}/{settings['epochs']}")
-            result = score(song_log_probs(model, validation, delimiter_index, device=device), validation, delimiter_index)
+            batches = epoch_windows(
+                len(inputs), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
+            )
+            train_loss = train_epoch(
+                model,
+                optimizer,
+                scaler,
+                inputs,
+                targets,
+                batches,
+                settings["seq_len"],
+                device,
+                amp_dtype,
+                desc=f"epoch {epoch}/{settings['epochs']}",
+            )
+            result = score(
+                song_log_probs(model, validation, delimiter_index, device=device),
+                validation,
+                delimiter_index,
+            )
             seconds = time.perf_counter() - epoch_start
             elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + seconds
-            history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": result["nll"],
-                            "val_accuracy": result["accuracy"], "seconds": seconds, "elapsed_seconds": elapsed})
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_loss": train_loss,
+                    "val_loss": result["nll"],
+                    "val_accuracy": result["accuracy"],
+                    "seconds": seconds,
+                    "elapsed_seconds": elapsed,
+                }
+            )
             improved = best is None or result["nll"] < best["val_loss"]
             if improved:
-                best = {"format": artefacts.CHECKPOINT_FORMAT, "hyperparameters": model.hyperparameters(),
-                        "model_state": cpu_state_dict(model), "vocabulary": vocabulary,
-                        "sequence_length": settings["seq_len"], "time_step": config.TIME_STEP, "epoch": epoch,
-                        "val_loss": result["nll"], "val_accuracy": result["accuracy"], "val_songs": val_songs,
-                        "seed": settings["seed"], "dataset": str(dataset)}  # all that sampling needs
+                best = {
+                    "format": artefacts.CHECKPOINT_FORMAT,
+                    "hyperparameters": model.hyperparameters(),
+                    "model_state": cpu_state_dict(model),
+                    "vocabulary": vocabulary,
+                    "sequence_length": settings["seq_len"],
+                    "time_step": config.TIME_STEP,
+                    "epoch": epoch,
+                    "val_loss": result["nll"],
+                    "val_accuracy": result["accuracy"],
+                    "val_songs": val_songs,
+                    "seed": settings["seed"],
+                    "dataset": str(dataset),
+                }  # all that sampling needs
                 artefacts.save_torch(model_path, best)
             since_best = 0 if improved else since_best + 1
             # model.pth first, then the state: a kill between the two is undone by --resume (see above).
-            artefacts.save_torch(state_path, {
-                "format": artefacts.CHECKPOINT_FORMAT, "settings": settings, "data_digest": digest,
-                "model_state": cpu_state_dict(model), "optimizer_state": optimizer.state_dict(),
-                "scaler_state": scaler.state_dict(), "rng_states": rng_states(device), "history": history,
-                "best_checkpoint": best, "epochs_since_best": since_best})
+            artefacts.save_torch(
+                state_path,
+                {
+                    "format": artefacts.CHECKPOINT_FORMAT,
+                    "settings": settings,
+                    "data_digest": digest,
+                    "model_state": cpu_state_dict(model),
+                    "optimizer_state": optimizer.state_dict(),
+                    "scaler_state": scaler.state_dict(),
+                    "rng_states": rng_states(device),
+                    "history": history,
+                    "best_checkpoint": best,
+                    "epochs_since_best": since_best,
+                },
+            )
             write_log(log_path, history)
             epochs_run += 1
-            print(f"epoch {epoch:3d}/{settings['epochs']}  train {train_loss:.4f}  val {result['nll']:.4f}  "
-                  f"val acc {result['accuracy']:.3f}  {seconds:5.1f} s{'  *best' if improved else ''}")
-            if max_minutes is not None and time.perf_counter() - started >= max_minutes * 60 and epoch < settings["epochs"]:
+            print(
+                f"epoch {epoch:3d}/{settings['epochs']}  train {train_loss:.4f}  val {result['nll']:.4f}  "
+                f"val acc {result['accuracy']:.3f}  {seconds:5.1f} s{'  *best' if improved else ''}"
+            )
+            if (
+                max_minutes is not None
+                and time.perf_counter() - started >= max_minutes * 60
+                and epoch < settings["epochs"]
+            ):
                 stopped = "time budget"
-                print(f"--max-minutes {max_minutes} reached after epoch {epoch}: `python train.py --resume` goes on")
+                print(
+                    f"--max-minutes {max_minutes} reached after epoch {epoch}: `python train.py --resume` goes on"
+                )
                 break
     finally:
         if history:  # drawn once per run (also on Ctrl-C), not per epoch: drawing costs as much as a small epoch
             write_plot(plot_path, history, best["epoch"])
 
     seconds = time.perf_counter() - started
-    print(f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f} nats/step, val accuracy "
-          f"{best['val_accuracy']:.3f}; saved to {model_path} ({seconds:.0f} s)")
-    return {"best_epoch": best["epoch"], "best_val_loss": best["val_loss"], "val_accuracy": best["val_accuracy"],
-            "epochs": len(history), "epochs_run": epochs_run, "stopped": stopped, "seconds": seconds,
-            "elapsed_seconds": history[-1]["elapsed_seconds"]}
+    print(
+        f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f} nats/step, val accuracy "
+        f"{best['val_accuracy']:.3f}; saved to {model_path} ({seconds:.0f} s)"
+    )
+    return {
+        "best_epoch": best["epoch"],
+        "best_val_loss": best["val_loss"],
+        "val_accuracy": best["val_accuracy"],
+        "epochs": len(history),
+        "epochs_run": epochs_run,
+        "stopped": stopped,
+        "seconds": seconds,
+        "elapsed_seconds": history[-1]["elapsed_seconds"],
+    }
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     paths = parser.add_argument_group("files")
-    paths.add_argument("--dataset", default=config.SINGLE_FILE_DATASET, help="file_dataset from preprocess.py (default: %(default)s)")
-    paths.add_argument("--mapping", default=config.MAPPING_PATH, help="mapping.json from preprocess.py (default: %(default)s)")
-    paths.add_argument("--model", default=config.MODEL_PATH, help="best epoch, for sampling (default: %(default)s)")
-    paths.add_argument("--state", default=config.TRAIN_STATE_PATH, help="last epoch, for --resume (default: %(default)s)")
-    paths.add_argument("--log", default=config.TRAINING_LOG, help="per-epoch CSV (default: %(default)s)")
-    paths.add_argument("--plot", default=config.TRAINING_PLOT, help="loss curves PNG (default: %(default)s)")
-    run = parser.add_argument_group("run (unset: config.py, or with --resume the resumed run's value)")
+    paths.add_argument(
+        "--dataset",
+        default=config.SINGLE_FILE_DATASET,
+        help="file_dataset from preprocess.py (default: %(default)s)",
+    )
+    paths.add_argument(
+        "--mapping",
+        default=config.MAPPING_PATH,
+        help="mapping.json from preprocess.py (default: %(default)s)",
+    )
+    paths.add_argument(
+        "--model", default=config.MODEL_PATH, help="best epoch, for sampling (default: %(default)s)"
+    )
+    paths.add_argument(
+        "--state",
+        default=config.TRAIN_STATE_PATH,
+        help="last epoch, for --resume (default: %(default)s)",
+    )
+    paths.add_argument(
+        "--log", default=config.TRAINING_LOG, help="per-epoch CSV (default: %(default)s)"
+    )
+    paths.add_argument(
+        "--plot", default=config.TRAINING_PLOT, help="loss curves PNG (default: %(default)s)"
+    )
+    run = parser.add_argument_group(
+        "run (unset: config.py, or with --resume the resumed run's value)"
+    )
     run.add_argument("--epochs", type=int, help=f"config EPOCHS={config.EPOCHS}")
-    run.add_argument("--batch-size", type=int, help=f"training windows per batch; config BATCH_SIZE={config.BATCH_SIZE}")
-    run.add_argument("--lr", type=float, help=f"Adam learning rate; config LEARNING_RATE={config.LEARNING_RATE}")
-    run.add_argument("--units", type=int, nargs="+", help=f"one LSTM layer per number; config NUM_UNITS={config.NUM_UNITS}")
+    run.add_argument(
+        "--batch-size",
+        type=int,
+        help=f"training windows per batch; config BATCH_SIZE={config.BATCH_SIZE}",
+    )
+    run.add_argument(
+        "--lr", type=float, help=f"Adam learning rate; config LEARNING_RATE={config.LEARNING_RATE}"
+    )
+    run.add_argument(
+        "--units",
+        type=int,
+        nargs="+",
+        help=f"one LSTM layer per number; config NUM_UNITS={config.NUM_UNITS}",
+    )
     run.add_argument("--dropout", type=float, help=f"config DROPOUT={config.DROPOUT}")
-    run.add_argument("--seq-len", type=int, help=f"steps per training window; config SEQUENCE_LENGTH={config.SEQUENCE_LENGTH}")
-    run.add_argument("--seed", type=int, help=f"split, initial weights, batches, dropout; config SEED={config.SEED}")
-    run.add_argument("--validation-split", type=float, help=f"share of songs held out; config VALIDATION_SPLIT={config.VALIDATION_SPLIT}")
-    run.add_argument("--patience", type=int, help=f"early stopping, 0 = off; config PATIENCE={config.PATIENCE}")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"],
-                        help="auto: CUDA (mixed precision), else Apple MPS, else CPU (default: %(default)s)")
-    parser.add_argument("--max-minutes", type=float, help="stop after the epoch that crosses this budget")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --state from its last finished epoch")
+    run.add_argument(
+        "--seq-len",
+        type=int,
+        help=f"steps per training window; config SEQUENCE_LENGTH={config.SEQUENCE_LENGTH}",
+    )
+    run.add_argument(
+        "--seed",
+        type=int,
+        help=f"split, initial weights, batches, dropout; config SEED={config.SEED}",
+    )
+    run.add_argument(
+        "--validation-split",
+        type=float,
+        help=f"share of songs held out; config VALIDATION_SPLIT={config.VALIDATION_SPLIT}",
+    )
+    run.add_argument(
+        "--patience", type=int, help=f"early stopping, 0 = off; config PATIENCE={config.PATIENCE}"
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="auto: CUDA (mixed precision), else Apple MPS, else CPU (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-minutes", type=float, help="stop after the epoch that crosses this budget"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --state from its last finished epoch",
+    )
     args = parser.parse_args()
-    train(dataset=args.dataset, mapping=args.mapping, model_path=args.model, state_path=args.state,
-          log_path=args.log, plot_path=args.plot, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-          units=args.units, dropout=args.dropout, seq_len=args.seq_len, seed=args.seed,
-          validation_split=args.validation_split, patience=args.patience, device=args.device,
-          resume=args.resume, max_minutes=args.max_minutes)
+    train(
+        dataset=args.dataset,
+        mapping=args.mapping,
+        model_path=args.model,
+        state_path=args.state,
+        log_path=args.log,
+        plot_path=args.plot,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        units=args.units,
+        dropout=args.dropout,
+        seq_len=args.seq_len,
+        seed=args.seed,
+        validation_split=args.validation_split,
+        patience=args.patience,
+        device=args.device,
+        resume=args.resume,
+        max_minutes=args.max_minutes,
+    )
 
 
 if __name__ == "__main__":

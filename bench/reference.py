@@ -75,7 +75,11 @@ def transpose(song):
 
     parts = song.getElementsByClass(m21.stream.Part)
     measures_part0 = parts[0].getElementsByClass(m21.stream.Measure)
-    keys = [element for element in measures_part0[0] if isinstance(element, m21.key.Key)] if measures_part0 else []
+    keys = (
+        [element for element in measures_part0[0] if isinstance(element, m21.key.Key)]
+        if measures_part0
+        else []
+    )
     key = keys[0] if keys else song.analyze("key")
     target = m21.pitch.Pitch("C") if key.mode == "major" else m21.pitch.Pitch("A")
     interval = m21.interval.Interval(key.tonic, target)
@@ -115,7 +119,9 @@ def preprocess(dataset_path, out_dir, music21_cache=True, sequence_length=config
     return len(songs), kept
 
 
-def create_single_file_dataset(dataset_path, file_dataset_path, sequence_length=config.SEQUENCE_LENGTH):
+def create_single_file_dataset(
+    dataset_path, file_dataset_path, sequence_length=config.SEQUENCE_LENGTH
+):
     new_song_delimiter = "/ " * sequence_length
     songs = ""
     for path in sorted(Path(dataset_path).iterdir(), key=lambda p: int(p.name)):
@@ -141,7 +147,7 @@ def generate_training_sequences(songs, mapping, sequence_length=config.SEQUENCE_
     int_songs = [mapping[symbol] for symbol in songs.split()]
     inputs, targets = [], []
     for i in range(len(int_songs) - sequence_length):
-        inputs.append(int_songs[i:i + sequence_length])
+        inputs.append(int_songs[i : i + sequence_length])
         targets.append(int_songs[i + sequence_length])
     return one_hot(np.array(inputs), len(mapping)), np.array(targets)
 
@@ -169,8 +175,17 @@ class ReferenceLSTM(nn.Module):
         return self.head(self.dropout(out[:, -1]))
 
 
-def train(inputs, targets, vocab_size, minutes, out_dir, epochs=config.EPOCHS, batch_size=config.BATCH_SIZE,
-          lr=config.LEARNING_RATE, seed=config.SEED):
+def train(
+    inputs,
+    targets,
+    vocab_size,
+    minutes,
+    out_dir,
+    epochs=config.EPOCHS,
+    batch_size=config.BATCH_SIZE,
+    lr=config.LEARNING_RATE,
+    seed=config.SEED,
+):
     """Fit for at most `minutes` of training time; save the weights after every epoch and when time runs out.
 
     Time spent saving is not counted. Returns the log: one entry per saved checkpoint.
@@ -190,7 +205,9 @@ def train(inputs, targets, vocab_size, minutes, out_dir, epochs=config.EPOCHS, b
         total_loss, batches = 0.0, 0
         started = time.perf_counter()
         for start in range(0, len(order), batch_size):
-            batch = np.sort(order[start:start + batch_size])  # sorted rows: faster gather, same batch
+            batch = np.sort(
+                order[start : start + batch_size]
+            )  # sorted rows: faster gather, same batch
             x, y = torch.from_numpy(inputs[batch]), torch.from_numpy(targets[batch])
             loss = loss_fn(model(x), y)
             optimiser.zero_grad()
@@ -205,17 +222,34 @@ def train(inputs, targets, vocab_size, minutes, out_dir, epochs=config.EPOCHS, b
         complete = batches == batches_per_epoch
         path = out_dir / f"reference_epoch{epoch}.pt"
         torch.save(model.state_dict(), path)
-        log.append({"epoch": epoch, "complete": complete, "batches": batches, "train_seconds": trained,
-                    "train_loss": total_loss / max(batches, 1), "checkpoint": path.name})
-        print(f"epoch {epoch}{'' if complete else ' (partial)'}: loss {total_loss / max(batches, 1):.4f}, "
-              f"{trained:.0f} s trained", flush=True)
+        log.append(
+            {
+                "epoch": epoch,
+                "complete": complete,
+                "batches": batches,
+                "train_seconds": trained,
+                "train_loss": total_loss / max(batches, 1),
+                "checkpoint": path.name,
+            }
+        )
+        print(
+            f"epoch {epoch}{'' if complete else ' (partial)'}: loss {total_loss / max(batches, 1):.4f}, "
+            f"{trained:.0f} s trained",
+            flush=True,
+        )
         if trained >= budget:
             break
-    return {"epochs": log, "batches_per_epoch": batches_per_epoch, "seconds_per_batch": trained / max(batches_done, 1)}
+    return {
+        "epochs": log,
+        "batches_per_epoch": batches_per_epoch,
+        "seconds_per_batch": trained / max(batches_done, 1),
+    }
 
 
 @torch.no_grad()
-def window_log_probs(model, songs, delimiter_index, sequence_length=config.SEQUENCE_LENGTH, batch_size=512):
+def window_log_probs(
+    model, songs, delimiter_index, sequence_length=config.SEQUENCE_LENGTH, batch_size=512
+):
     """Log-probabilities for every target of song + ["/"], each from the window of the previous
     sequence_length symbols, the song's start padded with "/" (the context generation gives).
 
@@ -226,9 +260,15 @@ def window_log_probs(model, songs, delimiter_index, sequence_length=config.SEQUE
     out = []
     for song in songs:
         padded = np.array([delimiter_index] * sequence_length + list(song), dtype=np.int64)
-        windows = np.lib.stride_tricks.sliding_window_view(padded, sequence_length)  # [len(song) + 1, seq_len]
-        parts = [torch.log_softmax(model(torch.from_numpy(one_hot(windows[i:i + batch_size], vocab_size))), dim=-1)
-                 for i in range(0, len(windows), batch_size)]
+        windows = np.lib.stride_tricks.sliding_window_view(
+            padded, sequence_length
+        )  # [len(song) + 1, seq_len]
+        parts = [
+            torch.log_softmax(
+                model(torch.from_numpy(one_hot(windows[i : i + batch_size], vocab_size))), dim=-1
+            )
+            for i in range(0, len(windows), batch_size)
+        ]
         out.append(torch.cat(parts))
     return out
 
@@ -245,8 +285,15 @@ def sample_with_temperature(probabilities, temperature, rng):
 
 
 @torch.no_grad()
-def generate_melody(model, mapping, seed, num_steps, max_sequence_length=config.SEQUENCE_LENGTH, temperature=1.0,
-                    rng=None):
+def generate_melody(
+    model,
+    mapping,
+    seed,
+    num_steps,
+    max_sequence_length=config.SEQUENCE_LENGTH,
+    temperature=1.0,
+    rng=None,
+):
     """The tutorial's loop: every step one-hot encodes the last max_sequence_length symbols and runs them all."""
     model.eval()
     rng = np.random.default_rng(rng)
@@ -256,7 +303,11 @@ def generate_melody(model, mapping, seed, num_steps, max_sequence_length=config.
     for _ in range(num_steps):
         window = window[-max_sequence_length:]
         onehot_seed = one_hot(window, len(mapping))[np.newaxis, ...]
-        probabilities = torch.softmax(model(torch.from_numpy(onehot_seed)), dim=-1)[0].numpy().astype(np.float64)
+        probabilities = (
+            torch.softmax(model(torch.from_numpy(onehot_seed)), dim=-1)[0]
+            .numpy()
+            .astype(np.float64)
+        )
         output_int = sample_with_temperature(probabilities, temperature, rng)
         window.append(output_int)
         output_symbol = inverse[output_int]
@@ -267,8 +318,16 @@ def generate_melody(model, mapping, seed, num_steps, max_sequence_length=config.
 
 
 @torch.no_grad()
-def generate_melodies(model, mapping, seed, n, num_steps, max_sequence_length=config.SEQUENCE_LENGTH,
-                      temperature=1.0, rng=None):
+def generate_melodies(
+    model,
+    mapping,
+    seed,
+    n,
+    num_steps,
+    max_sequence_length=config.SEQUENCE_LENGTH,
+    temperature=1.0,
+    rng=None,
+):
     """n melodies with the tutorial's window loop, batched: every step runs n windows as one batch.
 
     (The tutorial had no batch generation; batching its loop is the fairest version of it.)
@@ -283,11 +342,15 @@ def generate_melodies(model, mapping, seed, n, num_steps, max_sequence_length=co
     finished = [False] * n
     for _ in range(num_steps):
         batch = np.array([window[-max_sequence_length:] for window in windows])
-        probabilities = torch.softmax(model(torch.from_numpy(one_hot(batch, len(mapping)))), dim=-1).numpy()
+        probabilities = torch.softmax(
+            model(torch.from_numpy(one_hot(batch, len(mapping)))), dim=-1
+        ).numpy()
         for row in range(n):
             if finished[row]:
                 continue
-            output_int = sample_with_temperature(probabilities[row].astype(np.float64), temperature, rng)
+            output_int = sample_with_temperature(
+                probabilities[row].astype(np.float64), temperature, rng
+            )
             windows[row].append(output_int)
             if inverse[output_int] == "/":
                 finished[row] = True
@@ -304,17 +367,28 @@ def generate_melodies(model, mapping, seed, n, num_steps, max_sequence_length=co
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    prep = commands.add_parser("preprocess", help="the tutorial's preprocess.py over a folder of .krn files")
+    prep = commands.add_parser(
+        "preprocess", help="the tutorial's preprocess.py over a folder of .krn files"
+    )
     prep.add_argument("dataset", help="folder searched recursively for .krn files")
-    prep.add_argument("--out", required=True, help="folder for dataset/, file_dataset and mapping.json")
-    prep.add_argument("--no-music21-cache", action="store_true",
-                      help="parse every file from source (forceSource=True), ignoring music21's pickle cache")
+    prep.add_argument(
+        "--out", required=True, help="folder for dataset/, file_dataset and mapping.json"
+    )
+    prep.add_argument(
+        "--no-music21-cache",
+        action="store_true",
+        help="parse every file from source (forceSource=True), ignoring music21's pickle cache",
+    )
     fit = commands.add_parser("train", help="the tutorial's train.py, for a time budget")
-    fit.add_argument("--dataset", required=True, help="a file_dataset (songs, each followed by `/` delimiters)")
+    fit.add_argument(
+        "--dataset", required=True, help="a file_dataset (songs, each followed by `/` delimiters)"
+    )
     fit.add_argument("--mapping", required=True, help="mapping.json: symbol -> index")
     fit.add_argument("--minutes", type=float, required=True, help="training time budget")
     fit.add_argument("--epochs", type=int, default=config.EPOCHS)
-    fit.add_argument("--out", required=True, help="folder for the checkpoints and reference_log.json")
+    fit.add_argument(
+        "--out", required=True, help="folder for the checkpoints and reference_log.json"
+    )
     args = parser.parse_args()
 
     if args.command == "preprocess":
@@ -325,11 +399,18 @@ def main():
         started = time.perf_counter()
         inputs, targets = generate_training_sequences(Path(args.dataset).read_text(), mapping)
         build_seconds = time.perf_counter() - started
-        print(f"{len(inputs)} windows, one-hot {inputs.nbytes / 2**30:.2f} GiB, built in {build_seconds:.1f} s", flush=True)
+        print(
+            f"{len(inputs)} windows, one-hot {inputs.nbytes / 2**30:.2f} GiB, built in {build_seconds:.1f} s",
+            flush=True,
+        )
         Path(args.out).mkdir(parents=True, exist_ok=True)
         log = train(inputs, targets, len(mapping), args.minutes, args.out, epochs=args.epochs)
-        log.update(windows=len(inputs), onehot_bytes=int(inputs.nbytes), build_seconds=build_seconds,
-                   vocab_size=len(mapping))
+        log.update(
+            windows=len(inputs),
+            onehot_bytes=int(inputs.nbytes),
+            build_seconds=build_seconds,
+            vocab_size=len(mapping),
+        )
         (Path(args.out) / "reference_log.json").write_text(json.dumps(log, indent=2))
 
 

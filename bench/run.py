@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import reference  # noqa: E402
 import torch  # noqa: E402
 
 import artefacts  # noqa: E402
 import config  # noqa: E402
-import reference  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
 from model import MelodyLSTM, score, song_log_probs  # noqa: E402
 
@@ -56,7 +56,9 @@ RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "README.md"
 SECTION = "## Performance"
 QUICK_FILES = 6  # .krn files of erk in --quick
-NO_STOP_BIAS = 50.0  # subtracted from the delimiter's logit for generation timing: e^-50 never gets sampled
+NO_STOP_BIAS = (
+    50.0  # subtracted from the delimiter's logit for generation timing: e^-50 never gets sampled
+)
 CHILD_ENV = {}  # environment for every measured process (--threads sets it)
 
 # The README section's opening; the rest of the section is made from the latest full results.
@@ -69,8 +71,13 @@ only. A ratio is the project's advantage (above 1: the project is better).
 """
 
 # The issue's targets: the project's advantage (reference / project, or project / reference for rates).
-TARGETS = {"training_memory": 5, "time_to_reference_nll": 5, "single_melody": 10, "preprocess_cold": 3,
-           "preprocess_warm": 20}
+TARGETS = {
+    "training_memory": 5,
+    "time_to_reference_nll": 5,
+    "single_melody": 10,
+    "preprocess_cold": 3,
+    "preprocess_warm": 20,
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -84,15 +91,26 @@ def timed_process(command, cwd, log_path, env=None):
     """
     with open(log_path, "w") as log:
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=cwd, stdout=log, stderr=subprocess.STDOUT,
-                                   env={**os.environ, **CHILD_ENV, **(env or {})})
-        _, status, usage = os.wait4(process.pid, 0)  # this child's own rusage, not all children's together
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **CHILD_ENV, **(env or {})},
+        )
+        _, status, usage = os.wait4(
+            process.pid, 0
+        )  # this child's own rusage, not all children's together
         seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
         tail = Path(log_path).read_text(errors="replace")[-3000:]
-        raise artefacts.UserError(f"{' '.join(map(str, command))} failed (exit {process.returncode}):\n{tail}")
-    peak_kib = usage.ru_maxrss / (1024 if sys.platform == "darwin" else 1)  # bytes on macOS, KiB on Linux
+        raise artefacts.UserError(
+            f"{' '.join(map(str, command))} failed (exit {process.returncode}):\n{tail}"
+        )
+    peak_kib = usage.ru_maxrss / (
+        1024 if sys.platform == "darwin" else 1
+    )  # bytes on macOS, KiB on Linux
     return {"seconds": seconds, "peak_rss_mib": peak_kib / 1024}
 
 
@@ -102,9 +120,14 @@ def ratio(numerator, denominator):
 
 def show(label, project, reference_value, unit, better="lower"):
     """Print one figure for both and the project's advantage."""
-    advantage = ratio(reference_value, project) if better == "lower" else ratio(project, reference_value)
-    print(f"  {label:<38} project {fmt(project)} {unit:<8} reference {fmt(reference_value)} {unit:<8} "
-          f"-> {fmt(advantage)}x", flush=True)
+    advantage = (
+        ratio(reference_value, project) if better == "lower" else ratio(project, reference_value)
+    )
+    print(
+        f"  {label:<38} project {fmt(project)} {unit:<8} reference {fmt(reference_value)} {unit:<8} "
+        f"-> {fmt(advantage)}x",
+        flush=True,
+    )
     return advantage
 
 
@@ -113,7 +136,13 @@ def fmt(value, decimals=None):
         return "-"
     if decimals is not None:
         return f"{value:.{decimals}f}"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.3g}" if abs(value) < 1 else f"{value:.1f}"
+    return (
+        f"{value:,.0f}"
+        if abs(value) >= 100
+        else f"{value:.3g}"
+        if abs(value) < 1
+        else f"{value:.1f}"
+    )
 
 
 def machine():
@@ -123,16 +152,29 @@ def machine():
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-        memory = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
-                      if line.startswith("MemTotal")) / 2**20
+        memory = (
+            next(
+                int(line.split()[1])
+                for line in Path("/proc/meminfo").read_text().splitlines()
+                if line.startswith("MemTotal")
+            )
+            / 2**20
+        )
     except OSError:
         memory = None
     import music21
 
-    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": memory, "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
-            "music21": music21.__version__, "platform": platform.platform(),
-            "date": datetime.datetime.now().isoformat(timespec="seconds")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": memory,
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "music21": music21.__version__,
+        "platform": platform.platform(),
+        "date": datetime.datetime.now().isoformat(timespec="seconds"),
+    }
 
 
 def krn_files(folder):
@@ -159,18 +201,31 @@ def bench_preprocess(name, dataset, work):
     project_dir = work / f"project-{name}"
     project_dir.mkdir()
     command = [python, str(ROOT / "preprocess.py"), "--dataset", str(dataset)]
-    project = {"cold": timed_process(command, project_dir, work / f"project-{name}-cold.log"),
-               "warm": timed_process(command, project_dir, work / f"project-{name}-warm.log")}
+    project = {
+        "cold": timed_process(command, project_dir, work / f"project-{name}-cold.log"),
+        "warm": timed_process(command, project_dir, work / f"project-{name}-warm.log"),
+    }
     scratch = work / f"music21-scratch-{name}"  # music21 keeps its pickles under $TMPDIR/music21
     scratch.mkdir()
     ref = [python, str(ROOT / "bench" / "reference.py"), "preprocess", str(dataset), "--out"]
     reference_runs = {
-        "cold": timed_process(ref + [str(work / f"reference-{name}-cold"), "--no-music21-cache"], work,
-                              work / f"reference-{name}-cold.log"),
-        "cold_writing_music21_cache": timed_process(ref + [str(work / f"reference-{name}-first")], work,
-                                                    work / f"reference-{name}-first.log", {"TMPDIR": str(scratch)}),
-        "warm": timed_process(ref + [str(work / f"reference-{name}-warm")], work, work / f"reference-{name}-warm.log",
-                              {"TMPDIR": str(scratch)}),
+        "cold": timed_process(
+            ref + [str(work / f"reference-{name}-cold"), "--no-music21-cache"],
+            work,
+            work / f"reference-{name}-cold.log",
+        ),
+        "cold_writing_music21_cache": timed_process(
+            ref + [str(work / f"reference-{name}-first")],
+            work,
+            work / f"reference-{name}-first.log",
+            {"TMPDIR": str(scratch)},
+        ),
+        "warm": timed_process(
+            ref + [str(work / f"reference-{name}-warm")],
+            work,
+            work / f"reference-{name}-warm.log",
+            {"TMPDIR": str(scratch)},
+        ),
     }
     result = {"files": files, "dataset": str(dataset), "project": {}, "reference": {}}
     for run in ("cold", "warm"):
@@ -179,7 +234,10 @@ def bench_preprocess(name, dataset, work):
         result["reference"][run] = {"seconds": r, "files_per_second": files / r}
         result[f"{run}_speedup"] = show(f"{name} {run} (s)", p, r, "s")
     seconds = reference_runs["cold_writing_music21_cache"]["seconds"]
-    result["reference"]["cold_writing_music21_cache"] = {"seconds": seconds, "files_per_second": files / seconds}
+    result["reference"]["cold_writing_music21_cache"] = {
+        "seconds": seconds,
+        "files_per_second": files / seconds,
+    }
     return result, project_dir
 
 
@@ -189,15 +247,19 @@ def bench_preprocess(name, dataset, work):
 
 def held_out(dataset_path, mapping_path):
     songs, mapping = artefacts.load_songs(dataset_path, mapping_path)
-    train_indices, val_indices = artefacts.split_songs(len(songs), config.VALIDATION_SPLIT, config.SEED)
+    train_indices, val_indices = artefacts.split_songs(
+        len(songs), config.VALIDATION_SPLIT, config.SEED
+    )
     return songs, mapping, train_indices, [songs[i] for i in val_indices]
 
 
 def write_training_windows_source(songs, mapping, train_indices, path):
     """The training songs as a tutorial file_dataset: each song followed by SEQUENCE_LENGTH `/`."""
     vocabulary = sorted(mapping, key=mapping.get)
-    text = " ".join(" ".join([vocabulary[i] for i in songs[s]] + [DELIMITER] * config.SEQUENCE_LENGTH)
-                    for s in train_indices)
+    text = " ".join(
+        " ".join([vocabulary[i] for i in songs[s]] + [DELIMITER] * config.SEQUENCE_LENGTH)
+        for s in train_indices
+    )
     Path(path).write_text(text)
 
 
@@ -205,74 +267,161 @@ def bench_train(data_dir, data_label, work, minutes, quick):
     dataset, mapping_path = data_dir / config.SINGLE_FILE_DATASET, data_dir / config.MAPPING_PATH
     songs, mapping, train_indices, validation = held_out(dataset, mapping_path)
     delimiter = mapping[DELIMITER]
-    print(f"training: {len(train_indices)} training songs, {len(validation)} held out, {len(mapping)} symbols; "
-          f"{minutes:g} min each", flush=True)
+    print(
+        f"training: {len(train_indices)} training songs, {len(validation)} held out, {len(mapping)} symbols; "
+        f"{minutes:g} min each",
+        flush=True,
+    )
 
     ref_dir = work / "reference-train"
     ref_dir.mkdir()
     write_training_windows_source(songs, mapping, train_indices, ref_dir / "file_dataset")
-    ref_run = timed_process([sys.executable, str(ROOT / "bench" / "reference.py"), "train", "--dataset",
-                             str(ref_dir / "file_dataset"), "--mapping", str(mapping_path), "--minutes", str(minutes),
-                             "--out", str(ref_dir)], work, work / "reference-train.log")
+    ref_run = timed_process(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "reference.py"),
+            "train",
+            "--dataset",
+            str(ref_dir / "file_dataset"),
+            "--mapping",
+            str(mapping_path),
+            "--minutes",
+            str(minutes),
+            "--out",
+            str(ref_dir),
+        ],
+        work,
+        work / "reference-train.log",
+    )
     ref_log = json.loads((ref_dir / "reference_log.json").read_text())
     ref_model = reference.ReferenceLSTM(len(mapping))
     curve = []
     for entry in ref_log["epochs"]:
         ref_model.load_state_dict(torch.load(ref_dir / entry["checkpoint"], weights_only=True))
-        scored = score(reference.window_log_probs(ref_model, validation, delimiter), validation, delimiter)
-        curve.append({"epoch": entry["epoch"], "complete": entry["complete"], "train_seconds": entry["train_seconds"],
-                      "val_loss": scored["nll"], "val_accuracy": scored["accuracy"]})
+        scored = score(
+            reference.window_log_probs(ref_model, validation, delimiter), validation, delimiter
+        )
+        curve.append(
+            {
+                "epoch": entry["epoch"],
+                "complete": entry["complete"],
+                "train_seconds": entry["train_seconds"],
+                "val_loss": scored["nll"],
+                "val_accuracy": scored["accuracy"],
+            }
+        )
     reference_nll = curve[-1]["val_loss"]
     complete = [entry for entry in ref_log["epochs"] if entry["complete"]]
     if complete:
-        ref_epoch_seconds, ref_epoch_how = complete[0]["train_seconds"], "measured on its first epoch"
+        ref_epoch_seconds, ref_epoch_how = (
+            complete[0]["train_seconds"],
+            "measured on its first epoch",
+        )
     else:
         ref_epoch_seconds = ref_log["seconds_per_batch"] * ref_log["batches_per_epoch"]
-        ref_epoch_how = "extrapolated from its seconds per batch, as no epoch finished in the budget"
+        ref_epoch_how = (
+            "extrapolated from its seconds per batch, as no epoch finished in the budget"
+        )
 
     proj_dir = work / "project-train"
     proj_dir.mkdir()
     epochs = 2 if quick else config.EPOCHS
-    proj_run = timed_process([sys.executable, str(ROOT / "train.py"), "--dataset", str(dataset), "--mapping",
-                              str(mapping_path), "--model", "model.pth", "--state", "train_state.pth", "--log",
-                              "training_log.csv", "--plot", "training_curve.png", "--epochs", str(epochs),
-                              "--max-minutes", str(minutes), "--device", "cpu"], proj_dir, work / "project-train.log")
+    proj_run = timed_process(
+        [
+            sys.executable,
+            str(ROOT / "train.py"),
+            "--dataset",
+            str(dataset),
+            "--mapping",
+            str(mapping_path),
+            "--model",
+            "model.pth",
+            "--state",
+            "train_state.pth",
+            "--log",
+            "training_log.csv",
+            "--plot",
+            "training_curve.png",
+            "--epochs",
+            str(epochs),
+            "--max-minutes",
+            str(minutes),
+            "--device",
+            "cpu",
+        ],
+        proj_dir,
+        work / "project-train.log",
+    )
     with open(proj_dir / "training_log.csv") as f:
         log = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
     reached = next((row for row in log if row["val_loss"] <= reference_nll), None)
     within = [row for row in log if row["elapsed_seconds"] <= minutes * 60]
-    best_within = min(within, key=lambda row: row["val_loss"]) if within else {"val_loss": None, "val_accuracy": None,
-                                                                                "epoch": None}
+    best_within = (
+        min(within, key=lambda row: row["val_loss"])
+        if within
+        else {"val_loss": None, "val_accuracy": None, "epoch": None}
+    )
     checkpoint = artefacts.load_torch(proj_dir / "model.pth")
     project_model = MelodyLSTM.from_checkpoint(checkpoint)
     rescored = score(song_log_probs(project_model, validation, delimiter), validation, delimiter)
 
     result = {
-        "budget_minutes": minutes, "data": data_label, "train_songs": len(train_indices), "val_songs": len(validation),
-        "val_steps": rescored["steps"], "vocab_size": len(mapping),
-        "reference": {"peak_rss_mib": ref_run["peak_rss_mib"], "process_seconds": ref_run["seconds"],
-                      "epoch_seconds": ref_epoch_seconds, "epoch_seconds_how": ref_epoch_how,
-                      "windows": ref_log["windows"], "onehot_gib": ref_log["onehot_bytes"] / 2**30,
-                      "onehot_build_seconds": ref_log["build_seconds"], "curve": curve, "val_loss": reference_nll,
-                      "val_accuracy": curve[-1]["val_accuracy"]},
-        "project": {"peak_rss_mib": proj_run["peak_rss_mib"], "process_seconds": proj_run["seconds"],
-                    "epoch_seconds": sorted(row["seconds"] for row in log)[len(log) // 2], "epochs": len(log),
-                    "curve": log, "best_val_loss_within_budget": best_within["val_loss"],
-                    "best_val_accuracy_within_budget": best_within["val_accuracy"],
-                    "best_epoch_within_budget": best_within["epoch"] and int(best_within["epoch"]),
-                    "seconds_to_reference_nll": reached["elapsed_seconds"] if reached else None,
-                    "epoch_reaching_reference_nll": int(reached["epoch"]) if reached else None,
-                    "model_pth_val_loss_rescored": rescored["nll"], "model_pth_val_loss_recorded": checkpoint["val_loss"]},
+        "budget_minutes": minutes,
+        "data": data_label,
+        "train_songs": len(train_indices),
+        "val_songs": len(validation),
+        "val_steps": rescored["steps"],
+        "vocab_size": len(mapping),
+        "reference": {
+            "peak_rss_mib": ref_run["peak_rss_mib"],
+            "process_seconds": ref_run["seconds"],
+            "epoch_seconds": ref_epoch_seconds,
+            "epoch_seconds_how": ref_epoch_how,
+            "windows": ref_log["windows"],
+            "onehot_gib": ref_log["onehot_bytes"] / 2**30,
+            "onehot_build_seconds": ref_log["build_seconds"],
+            "curve": curve,
+            "val_loss": reference_nll,
+            "val_accuracy": curve[-1]["val_accuracy"],
+        },
+        "project": {
+            "peak_rss_mib": proj_run["peak_rss_mib"],
+            "process_seconds": proj_run["seconds"],
+            "epoch_seconds": sorted(row["seconds"] for row in log)[len(log) // 2],
+            "epochs": len(log),
+            "curve": log,
+            "best_val_loss_within_budget": best_within["val_loss"],
+            "best_val_accuracy_within_budget": best_within["val_accuracy"],
+            "best_epoch_within_budget": best_within["epoch"] and int(best_within["epoch"]),
+            "seconds_to_reference_nll": reached["elapsed_seconds"] if reached else None,
+            "epoch_reaching_reference_nll": int(reached["epoch"]) if reached else None,
+            "model_pth_val_loss_rescored": rescored["nll"],
+            "model_pth_val_loss_recorded": checkpoint["val_loss"],
+        },
     }
-    print(f"  reference after {minutes:g} min: held-out NLL {reference_nll:.4f} nats/step "
-          f"(accuracy {curve[-1]['val_accuracy']:.3f}); project best within {minutes:g} min: "
-          f"{fmt(best_within['val_loss'])} (epoch {fmt(best_within['epoch'])})", flush=True)
-    result["memory_advantage"] = show("training peak memory (MiB)", proj_run["peak_rss_mib"], ref_run["peak_rss_mib"], "MiB")
-    result["epoch_speedup"] = show("seconds per epoch", result["project"]["epoch_seconds"], ref_epoch_seconds, "s")
-    result["time_to_reference_nll_speedup"] = show("time to the reference's NLL (s)", result["project"]["seconds_to_reference_nll"],
-                                                   minutes * 60, "s")
-    models = {"project": checkpoint, "reference": torch.load(ref_dir / ref_log["epochs"][-1]["checkpoint"], weights_only=True),
-              "trained": True}
+    print(
+        f"  reference after {minutes:g} min: held-out NLL {reference_nll:.4f} nats/step "
+        f"(accuracy {curve[-1]['val_accuracy']:.3f}); project best within {minutes:g} min: "
+        f"{fmt(best_within['val_loss'])} (epoch {fmt(best_within['epoch'])})",
+        flush=True,
+    )
+    result["memory_advantage"] = show(
+        "training peak memory (MiB)", proj_run["peak_rss_mib"], ref_run["peak_rss_mib"], "MiB"
+    )
+    result["epoch_speedup"] = show(
+        "seconds per epoch", result["project"]["epoch_seconds"], ref_epoch_seconds, "s"
+    )
+    result["time_to_reference_nll_speedup"] = show(
+        "time to the reference's NLL (s)",
+        result["project"]["seconds_to_reference_nll"],
+        minutes * 60,
+        "s",
+    )
+    models = {
+        "project": checkpoint,
+        "reference": torch.load(ref_dir / ref_log["epochs"][-1]["checkpoint"], weights_only=True),
+        "trained": True,
+    }
     return result, models
 
 
@@ -284,10 +433,19 @@ def untrained_models(mapping):
     """Both models with fresh weights, the trained ones' size: generation speed does not depend on weights."""
     torch.manual_seed(config.SEED)
     model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT)
-    checkpoint = {"format": artefacts.CHECKPOINT_FORMAT, "hyperparameters": model.hyperparameters(),
-                  "model_state": model.state_dict(), "vocabulary": sorted(mapping, key=mapping.get),
-                  "sequence_length": config.SEQUENCE_LENGTH, "time_step": config.TIME_STEP}
-    return {"project": checkpoint, "reference": reference.ReferenceLSTM(len(mapping)).state_dict(), "trained": False}
+    checkpoint = {
+        "format": artefacts.CHECKPOINT_FORMAT,
+        "hyperparameters": model.hyperparameters(),
+        "model_state": model.state_dict(),
+        "vocabulary": sorted(mapping, key=mapping.get),
+        "sequence_length": config.SEQUENCE_LENGTH,
+        "time_step": config.TIME_STEP,
+    }
+    return {
+        "project": checkpoint,
+        "reference": reference.ReferenceLSTM(len(mapping)).state_dict(),
+        "trained": False,
+    }
 
 
 def no_stop_copies(project_checkpoint, reference_state, mapping, work):
@@ -320,32 +478,68 @@ def bench_generate(models, mapping, work, quick):
     generator = MelodyGenerator(model_path, mapping_path=None)
     seed = config.SEED_MELODY if all(s in mapping for s in config.SEED_MELODY.split()) else ""
     window, temperature = config.SEQUENCE_LENGTH, config.TEMPERATURE
-    print(f"generation: seed {seed!r}, temperature {temperature}, torch threads {torch.get_num_threads()}", flush=True)
-    generator.generate_melody(seed, 10, window, temperature, rng=0)  # first calls pay one-off costs: not timed
+    print(
+        f"generation: seed {seed!r}, temperature {temperature}, torch threads {torch.get_num_threads()}",
+        flush=True,
+    )
+    generator.generate_melody(
+        seed, 10, window, temperature, rng=0
+    )  # first calls pay one-off costs: not timed
     reference.generate_melody(ref_model, mapping, seed, 10, window, temperature, rng=0)
 
     def steps_per_second(melodies, seconds):
         return sum(len(m) - len(seed.split()) for m in melodies) / seconds
 
     runs = {
-        "single": (lambda: [generator.generate_melody(seed, single_steps, window, temperature, rng=0)],
-                   lambda: [reference.generate_melody(ref_model, mapping, seed, single_steps, window, temperature, rng=0)]),
-        "batch": (lambda: generator.generate_melodies(seed, batch_melodies, batch_steps, window, temperature, rng=0),
-                  lambda: reference.generate_melodies(ref_model, mapping, seed, batch_melodies, batch_steps, window,
-                                                      temperature, rng=0)),
+        "single": (
+            lambda: [generator.generate_melody(seed, single_steps, window, temperature, rng=0)],
+            lambda: [
+                reference.generate_melody(
+                    ref_model, mapping, seed, single_steps, window, temperature, rng=0
+                )
+            ],
+        ),
+        "batch": (
+            lambda: generator.generate_melodies(
+                seed, batch_melodies, batch_steps, window, temperature, rng=0
+            ),
+            lambda: reference.generate_melodies(
+                ref_model, mapping, seed, batch_melodies, batch_steps, window, temperature, rng=0
+            ),
+        ),
     }
-    result = {"seed": seed, "temperature": temperature, "max_sequence_length": window, "trained_models": models["trained"],
-              "single_steps": single_steps, "batch_melodies": batch_melodies, "batch_steps": batch_steps}
+    result = {
+        "seed": seed,
+        "temperature": temperature,
+        "max_sequence_length": window,
+        "trained_models": models["trained"],
+        "single_steps": single_steps,
+        "batch_melodies": batch_melodies,
+        "batch_steps": batch_steps,
+    }
     for name, (project_run, reference_run) in runs.items():
         project_melodies, project_seconds = timed(project_run)
         reference_melodies, reference_seconds = timed(reference_run)
-        p, r = steps_per_second(project_melodies, project_seconds), steps_per_second(reference_melodies, reference_seconds)
-        label = f"1 melody of {single_steps} steps" if name == "single" else f"{batch_melodies} melodies of {batch_steps} steps"
-        result[name] = {"project_steps_per_second": p, "reference_steps_per_second": r,
-                        "project_seconds": project_seconds, "reference_seconds": reference_seconds,
-                        "speedup": show(f"{label} (steps/s)", p, r, "steps/s", better="higher")}
+        p, r = (
+            steps_per_second(project_melodies, project_seconds),
+            steps_per_second(reference_melodies, reference_seconds),
+        )
+        label = (
+            f"1 melody of {single_steps} steps"
+            if name == "single"
+            else f"{batch_melodies} melodies of {batch_steps} steps"
+        )
+        result[name] = {
+            "project_steps_per_second": p,
+            "reference_steps_per_second": r,
+            "project_seconds": project_seconds,
+            "reference_seconds": reference_seconds,
+            "speedup": show(f"{label} (steps/s)", p, r, "steps/s", better="higher"),
+        }
     # The project's recommended call: no window, the state carries the whole melody.
-    melodies, seconds = timed(lambda: [generator.generate_melody(seed, single_steps, None, temperature, rng=0)])
+    melodies, seconds = timed(
+        lambda: [generator.generate_melody(seed, single_steps, None, temperature, rng=0)]
+    )
     result["single"]["project_unbounded_steps_per_second"] = steps_per_second(melodies, seconds)
     return result
 
@@ -360,15 +554,39 @@ def target_rows(results):
     for name in ("erk", "deutschl"):
         if name in results.get("preprocess", {}):
             pre = results["preprocess"][name]
-            rows.append((f"preprocess cold, {name}", pre["cold_speedup"], TARGETS["preprocess_cold"]))
-            rows.append((f"preprocess warm, {name}", pre["warm_speedup"], TARGETS["preprocess_warm"]))
+            rows.append(
+                (f"preprocess cold, {name}", pre["cold_speedup"], TARGETS["preprocess_cold"])
+            )
+            rows.append(
+                (f"preprocess warm, {name}", pre["warm_speedup"], TARGETS["preprocess_warm"])
+            )
     if "train" in results:
-        rows.append(("training peak memory", results["train"]["memory_advantage"], TARGETS["training_memory"]))
-        rows.append((f"time to the reference's {results['train']['budget_minutes']:g}-minute NLL",
-                     results["train"]["time_to_reference_nll_speedup"], TARGETS["time_to_reference_nll"]))
+        rows.append(
+            (
+                "training peak memory",
+                results["train"]["memory_advantage"],
+                TARGETS["training_memory"],
+            )
+        )
+        rows.append(
+            (
+                f"time to the reference's {results['train']['budget_minutes']:g}-minute NLL",
+                results["train"]["time_to_reference_nll_speedup"],
+                TARGETS["time_to_reference_nll"],
+            )
+        )
     if "generate" in results:
-        rows.append(("single-melody generation", results["generate"]["single"]["speedup"], TARGETS["single_melody"]))
-    return [{"figure": f, "advantage": a, "target": t, "met": a is not None and a >= t} for f, a, t in rows]
+        rows.append(
+            (
+                "single-melody generation",
+                results["generate"]["single"]["speedup"],
+                TARGETS["single_melody"],
+            )
+        )
+    return [
+        {"figure": f, "advantage": a, "target": t, "met": a is not None and a >= t}
+        for f, a, t in rows
+    ]
 
 
 def markdown_table(results):
@@ -377,14 +595,19 @@ def markdown_table(results):
     for name, pre in results.get("preprocess", {}).items():
         for run in ("cold", "warm"):
             p, r = pre["project"][run], pre["reference"][run]
-            lines.append(f"| preprocess {name} ({pre['files']:,} files), {run} | {p['seconds']:.1f} s "
-                         f"({p['files_per_second']:,.0f} files/s) | {r['seconds']:.1f} s ({r['files_per_second']:,.0f} "
-                         f"files/s) | {fmt(pre[f'{run}_speedup'])}x |")
+            lines.append(
+                f"| preprocess {name} ({pre['files']:,} files), {run} | {p['seconds']:.1f} s "
+                f"({p['files_per_second']:,.0f} files/s) | {r['seconds']:.1f} s ({r['files_per_second']:,.0f} "
+                f"files/s) | {fmt(pre[f'{run}_speedup'])}x |"
+            )
     if "train" in results:
         t = results["train"]
         p, r = t["project"], t["reference"]
-        reached = f"{p['seconds_to_reference_nll']:.0f} s (epoch {p['epoch_reaching_reference_nll']})" \
-            if p["seconds_to_reference_nll"] is not None else f"not within {t['budget_minutes']:g} min"
+        reached = (
+            f"{p['seconds_to_reference_nll']:.0f} s (epoch {p['epoch_reaching_reference_nll']})"
+            if p["seconds_to_reference_nll"] is not None
+            else f"not within {t['budget_minutes']:g} min"
+        )
         lines += [
             f"| training peak memory (whole process) | {p['peak_rss_mib']:,.0f} MiB | {r['peak_rss_mib']:,.0f} MiB | "
             f"{fmt(t['memory_advantage'])}x |",
@@ -398,10 +621,14 @@ def markdown_table(results):
         ]
     if "generate" in results:
         g = results["generate"]
-        for name, label in (("single", f"1 melody of {g['single_steps']} steps"),
-                            ("batch", f"{g['batch_melodies']} melodies of {g['batch_steps']} steps")):
-            lines.append(f"| generation, {label} | {g[name]['project_steps_per_second']:,.0f} steps/s | "
-                         f"{g[name]['reference_steps_per_second']:,.0f} steps/s | {fmt(g[name]['speedup'])}x |")
+        for name, label in (
+            ("single", f"1 melody of {g['single_steps']} steps"),
+            ("batch", f"{g['batch_melodies']} melodies of {g['batch_steps']} steps"),
+        ):
+            lines.append(
+                f"| generation, {label} | {g[name]['project_steps_per_second']:,.0f} steps/s | "
+                f"{g[name]['reference_steps_per_second']:,.0f} steps/s | {fmt(g[name]['speedup'])}x |"
+            )
     return lines
 
 
@@ -412,17 +639,25 @@ def shown_path(path):
 
 def markdown(results, results_path):
     m = results["machine"]
-    lines = [f"Measured by `{results['command']}` on {m['date'][:10]}: {m['cpu']}, {m['cores']} cores, "
-             f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads), "
-             f"music21 {m['music21']}. Full results: `{shown_path(results_path)}`.", ""]
+    lines = [
+        f"Measured by `{results['command']}` on {m['date'][:10]}: {m['cpu']}, {m['cores']} cores, "
+        f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads), "
+        f"music21 {m['music21']}. Full results: `{shown_path(results_path)}`.",
+        "",
+    ]
     if results.get("quick"):
         lines += ["**A --quick smoke run: tiny data and budgets; these figures mean nothing.**", ""]
     lines += markdown_table(results) + [""]
     rows = target_rows(results)
     if rows:
-        lines += ["| target (the project's advantage) | measured | target | met |", "|---|---:|---:|---|"]
-        lines += [f"| {r['figure']} | {fmt(r['advantage'])}x | {r['target']}x | {'yes' if r['met'] else '**no**'} |"
-                  for r in rows]
+        lines += [
+            "| target (the project's advantage) | measured | target | met |",
+            "|---|---:|---:|---|",
+        ]
+        lines += [
+            f"| {r['figure']} | {fmt(r['advantage'])}x | {r['target']}x | {'yes' if r['met'] else '**no**'} |"
+            for r in rows
+        ]
         lines.append("")
     lines += [f"- {note}" for note in notes(results)]
     return "\n".join(lines) + "\n"
@@ -430,43 +665,57 @@ def markdown(results, results_path):
 
 def notes(results):
     """How each figure was measured: what a reader needs to trust it."""
-    out = ["The reference is `bench/reference.py`: the tutorial's scheme (music21 stream parsing and transposition, "
-           "one process; one-hot float32 windows of 64 steps, stride 1, materialised for the whole dataset; "
-           "one target per window; generation re-running the one-hot window of the last 64 steps for every step), "
-           "re-implemented plainly in PyTorch with the same LSTM(256), dropout 0.2, Adam 1e-3 and batch 64."]
+    out = [
+        "The reference is `bench/reference.py`: the tutorial's scheme (music21 stream parsing and transposition, "
+        "one process; one-hot float32 windows of 64 steps, stride 1, materialised for the whole dataset; "
+        "one target per window; generation re-running the one-hot window of the last 64 steps for every step), "
+        "re-implemented plainly in PyTorch with the same LSTM(256), dropout 0.2, Adam 1e-3 and batch 64."
+    ]
     if results.get("preprocess"):
-        out.append("Preprocess: wall time of the whole command in its own process (interpreter start and imports "
-                   "included). Project cold: an empty folder, no cache; warm: the same command again. Reference cold: "
-                   "every file parsed from source (forceSource=True); reference warm: its second run with music21's "
-                   "pickle cache, which the tutorial's converter.parse uses by default (its first run, writing that "
-                   "cache, is in the JSON as cold_writing_music21_cache).")
+        out.append(
+            "Preprocess: wall time of the whole command in its own process (interpreter start and imports "
+            "included). Project cold: an empty folder, no cache; warm: the same command again. Reference cold: "
+            "every file parsed from source (forceSource=True); reference warm: its second run with music21's "
+            "pickle cache, which the tutorial's converter.parse uses by default (its first run, writing that "
+            "cache, is in the JSON as cold_writing_music21_cache)."
+        )
     if "train" in results:
         t = results["train"]
-        out.append(f"Training on {t['data']} ({t['train_songs']:,} training songs, {t['val_songs']} held out, "
-                   f"{t['val_steps']:,} held-out target steps; the split train.py makes). The reference trains on "
-                   "windows built from the same training songs as the project preprocessed them (so both predict the "
-                   "same targets; the tutorial's own preprocessing starts a new onset at each tied note), for "
-                   f"{t['budget_minutes']:g} min of training time ({t['reference']['windows']:,} windows, a "
-                   f"{t['reference']['onehot_gib']:.2f} GiB one-hot array built in "
-                   f"{t['reference']['onehot_build_seconds']:.0f} s, not counted). The project runs `train.py` with "
-                   f"its defaults and `--max-minutes {t['budget_minutes']:g}`.")
-        out.append("Both are scored by `model.score` on the same held-out songs and targets (every step of each song "
-                   "and its closing `/`), each with its generation context: the project from a zero state after one "
-                   "`/`; the reference from the window of the previous 64 symbols, the song start padded with `/`.")
-        out.append(f"Seconds per epoch: the project's is the median epoch including its validation pass (an epoch "
-                   f"predicts every training step once); the reference's (an epoch is one pass over all windows) is "
-                   f"{t['reference']['epoch_seconds_how']}. Time to the reference's NLL: elapsed_seconds in "
-                   "training_log.csv at the first epoch whose validation NLL is at or below it.")
-        out.append("Peak memory: ru_maxrss of the training process (os.wait4), imports and data included.")
+        out.append(
+            f"Training on {t['data']} ({t['train_songs']:,} training songs, {t['val_songs']} held out, "
+            f"{t['val_steps']:,} held-out target steps; the split train.py makes). The reference trains on "
+            "windows built from the same training songs as the project preprocessed them (so both predict the "
+            "same targets; the tutorial's own preprocessing starts a new onset at each tied note), for "
+            f"{t['budget_minutes']:g} min of training time ({t['reference']['windows']:,} windows, a "
+            f"{t['reference']['onehot_gib']:.2f} GiB one-hot array built in "
+            f"{t['reference']['onehot_build_seconds']:.0f} s, not counted). The project runs `train.py` with "
+            f"its defaults and `--max-minutes {t['budget_minutes']:g}`."
+        )
+        out.append(
+            "Both are scored by `model.score` on the same held-out songs and targets (every step of each song "
+            "and its closing `/`), each with its generation context: the project from a zero state after one "
+            "`/`; the reference from the window of the previous 64 symbols, the song start padded with `/`."
+        )
+        out.append(
+            f"Seconds per epoch: the project's is the median epoch including its validation pass (an epoch "
+            f"predicts every training step once); the reference's (an epoch is one pass over all windows) is "
+            f"{t['reference']['epoch_seconds_how']}. Time to the reference's NLL: elapsed_seconds in "
+            "training_log.csv at the first epoch whose validation NLL is at or below it."
+        )
+        out.append(
+            "Peak memory: ru_maxrss of the training process (os.wait4), imports and data included."
+        )
     if "generate" in results:
         g = results["generate"]
-        out.append(f"Generation with the {'trained' if g['trained_models'] else 'untrained (--skip-train)'} models, on the CPU, temperature {g['temperature']}, seed "
-                   f"`{g['seed'] or '(none)'}`, both bounded to the tutorial's 64-step window "
-                   f"(`generate_melody(seed, steps, {g['max_sequence_length']}, T)`); the delimiter's logit is "
-                   f"lowered by {NO_STOP_BIAS:g} in both so that no melody stops early. The reference's batch runs "
-                   f"the {g['batch_melodies']} windows as one batch per step (the tutorial had no batch generation). The project's "
-                   "recommended call (no window, the state carries the whole melody) ran "
-                   f"{g['single']['project_unbounded_steps_per_second']:,.0f} steps/s on the single melody.")
+        out.append(
+            f"Generation with the {'trained' if g['trained_models'] else 'untrained (--skip-train)'} models, on the CPU, temperature {g['temperature']}, seed "
+            f"`{g['seed'] or '(none)'}`, both bounded to the tutorial's 64-step window "
+            f"(`generate_melody(seed, steps, {g['max_sequence_length']}, T)`); the delimiter's logit is "
+            f"lowered by {NO_STOP_BIAS:g} in both so that no melody stops early. The reference's batch runs "
+            f"the {g['batch_melodies']} windows as one batch per step (the tutorial had no batch generation). The project's "
+            "recommended call (no window, the state carries the whole melody) ran "
+            f"{g['single']['project_unbounded_steps_per_second']:,.0f} steps/s on the single melody."
+        )
     return out
 
 
@@ -485,7 +734,12 @@ def update_readme(out_dir, readme=README):
     section = f"{SECTION}\n\n{README_INTRO}\n{markdown(results, path)}"
     match = re.search(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", text, flags=re.S | re.M)
     if match:
-        text = text[:match.start()] + section + ("\n" if match.end() < len(text) else "") + text[match.end():]
+        text = (
+            text[: match.start()]
+            + section
+            + ("\n" if match.end() < len(text) else "")
+            + text[match.end() :]
+        )
     else:
         text = text.rstrip("\n") + "\n\n" + section
     artefacts.write_text(readme, text)
@@ -497,31 +751,66 @@ def update_readme(out_dir, readme=README):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help=f"smoke test: {QUICK_FILES} erk files, seconds of training, short melodies")
-    parser.add_argument("--reference-minutes", type=float, default=None,
-                        help="training budget for the reference, and for the project (default: 10; 0.05 with --quick)")
-    parser.add_argument("--dataset-root", type=Path, default=ROOT.parent / "shared" / "deutschl",
-                        help="the deutschl collection: preprocess runs on <root>/erk and on all of <root> "
-                             "(default: %(default)s; skipped where absent)")
-    parser.add_argument("--data", type=Path,
-                        help="folder with file_dataset and mapping.json to train on (default: the erk preprocess output)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"smoke test: {QUICK_FILES} erk files, seconds of training, short melodies",
+    )
+    parser.add_argument(
+        "--reference-minutes",
+        type=float,
+        default=None,
+        help="training budget for the reference, and for the project (default: 10; 0.05 with --quick)",
+    )
+    parser.add_argument(
+        "--dataset-root",
+        type=Path,
+        default=ROOT.parent / "shared" / "deutschl",
+        help="the deutschl collection: preprocess runs on <root>/erk and on all of <root> "
+        "(default: %(default)s; skipped where absent)",
+    )
+    parser.add_argument(
+        "--data",
+        type=Path,
+        help="folder with file_dataset and mapping.json to train on (default: the erk preprocess output)",
+    )
     parser.add_argument("--skip-preprocess", action="store_true")
-    parser.add_argument("--skip-train", action="store_true", help="generation then times untrained models of the same size")
+    parser.add_argument(
+        "--skip-train",
+        action="store_true",
+        help="generation then times untrained models of the same size",
+    )
     parser.add_argument("--skip-generate", action="store_true")
-    parser.add_argument("--threads", type=int,
-                        help="torch threads for everything measured, project and reference alike "
-                             "(default: torch's own; 1 with --quick, whose figures mean nothing anyway)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results folder (default: %(default)s)")
-    parser.add_argument("--keep", type=Path,
-                        help="copy the project's training run (model.pth, training_log.csv, curve) into this folder")
-    parser.add_argument("--readme", action="store_true",
-                        help="only rewrite README.md's Performance section from the latest full results in --out")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="torch threads for everything measured, project and reference alike "
+        "(default: torch's own; 1 with --quick, whose figures mean nothing anyway)",
+    )
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="results folder (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        help="copy the project's training run (model.pth, training_log.csv, curve) into this folder",
+    )
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="only rewrite README.md's Performance section from the latest full results in --out",
+    )
     args = parser.parse_args()
     if args.readme:
         update_readme(args.out)
         return
-    minutes = args.reference_minutes if args.reference_minutes is not None else 0.05 if args.quick else 10.0
+    minutes = (
+        args.reference_minutes
+        if args.reference_minutes is not None
+        else 0.05
+        if args.quick
+        else 10.0
+    )
     if minutes <= 0:
         raise artefacts.UserError(f"--reference-minutes {minutes}: must be above 0")
     threads = args.threads if args.threads is not None else 1 if args.quick else None
@@ -532,9 +821,17 @@ def main():
         CHILD_ENV.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
 
     command = "python bench/run.py " + " ".join(sys.argv[1:])
-    results = {"command": command.strip(), "quick": args.quick, "machine": machine(), "preprocess": {}}
-    print(f"{results['machine']['cpu']}, {results['machine']['cores']} cores, torch {results['machine']['torch']} "
-          f"({results['machine']['torch_threads']} threads)", flush=True)
+    results = {
+        "command": command.strip(),
+        "quick": args.quick,
+        "machine": machine(),
+        "preprocess": {},
+    }
+    print(
+        f"{results['machine']['cpu']}, {results['machine']['cores']} cores, torch {results['machine']['torch']} "
+        f"({results['machine']['torch_threads']} threads)",
+        flush=True,
+    )
     started = time.perf_counter()
     work = Path(tempfile.mkdtemp(prefix="melody-bench-"))
     try:
@@ -542,12 +839,16 @@ def main():
         if args.skip_preprocess:
             print("preprocess: skipped (--skip-preprocess)")
         elif not (args.dataset_root / "erk").is_dir():
-            print(f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root points at deutschl/)")
+            print(
+                f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root points at deutschl/)"
+            )
             results["preprocess_skipped"] = f"{args.dataset_root / 'erk'} not found"
         else:
             datasets = {"erk": args.dataset_root / "erk", "deutschl": args.dataset_root}
             if args.quick:
-                del datasets["deutschl"]  # the same code path again: not worth the seconds in a smoke test
+                del datasets[
+                    "deutschl"
+                ]  # the same code path again: not worth the seconds in a smoke test
             for name, folder in datasets.items():
                 if args.quick:
                     folder = quick_subset(folder, work / f"quick-{name}")
@@ -557,10 +858,14 @@ def main():
         if data is None and (ROOT / config.SINGLE_FILE_DATASET).is_file():
             data, data_label = ROOT, f"the songs in {config.SINGLE_FILE_DATASET}"
         if data is None:
-            print("training and generation: skipped (no data: pass --data or a --dataset-root with erk/)")
+            print(
+                "training and generation: skipped (no data: pass --data or a --dataset-root with erk/)"
+            )
         else:
             if args.skip_train:
-                print("training: skipped (--skip-train): generation uses untrained models of the same size")
+                print(
+                    "training: skipped (--skip-train): generation uses untrained models of the same size"
+                )
                 models = untrained_models(artefacts.load_mapping(data / config.MAPPING_PATH))
             else:
                 results["train"], models = bench_train(data, data_label, work, minutes, args.quick)
@@ -576,14 +881,21 @@ def main():
     results["targets"] = target_rows(results)
     results["wall_seconds"] = time.perf_counter() - started
     for row in results["targets"]:
-        print(f"  target {row['figure']}: {fmt(row['advantage'])}x (target {row['target']}x) "
-              f"{'met' if row['met'] else 'NOT met'}")
+        print(
+            f"  target {row['figure']}: {fmt(row['advantage'])}x (target {row['target']}x) "
+            f"{'met' if row['met'] else 'NOT met'}"
+        )
 
     name = datetime.date.today().isoformat() + ("-quick" if args.quick else "")
     artefacts.write_json(args.out / f"{name}.json", results)
-    artefacts.write_text(args.out / f"{name}.md", f"# Benchmark, {name}\n\n" + markdown(results, args.out / f"{name}.json"))
-    print(f"wrote {args.out / name}.json and .md in {results['wall_seconds']:.0f} s"
-          + ("" if args.quick else "; `python bench/run.py --readme` puts them in README.md"))
+    artefacts.write_text(
+        args.out / f"{name}.md",
+        f"# Benchmark, {name}\n\n" + markdown(results, args.out / f"{name}.json"),
+    )
+    print(
+        f"wrote {args.out / name}.json and .md in {results['wall_seconds']:.0f} s"
+        + ("" if args.quick else "; `python bench/run.py --readme` puts them in README.md")
+    )
 
 
 if __name__ == "__main__":

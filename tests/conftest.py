@@ -1,10 +1,9 @@
 """Shared test fixtures: small artefacts written in tmp_path, never the real dataset."""
 
 import json
+import os
 import sys
 from pathlib import Path
-
-import os
 
 import pytest
 import torch
@@ -35,7 +34,9 @@ def tiny_artefacts(tmp_path):
     text = " ".join(" ".join([song] + [DELIMITER] * 4) for song in TINY_SONGS)
     vocabulary = sorted(set(text.split()))
     (tmp_path / "file_dataset").write_text(text)
-    (tmp_path / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}, indent=2, sort_keys=True) + "\n")
+    (tmp_path / "mapping.json").write_text(
+        json.dumps({s: i for i, s in enumerate(vocabulary)}, indent=2, sort_keys=True) + "\n"
+    )
     return tmp_path
 
 

@@ -10,7 +10,6 @@ import sys
 
 import pytest
 import torch
-
 from conftest import ROOT, shared_dataset
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -40,8 +39,14 @@ def write_songs(folder, songs):
 
 
 def project_encodings(dataset, out):
-    preprocess.preprocess(dataset, out / "music_dataset", out / "file_dataset", out / "mapping.json", workers=1,
-                          use_cache=False)
+    preprocess.preprocess(
+        dataset,
+        out / "music_dataset",
+        out / "file_dataset",
+        out / "mapping.json",
+        workers=1,
+        use_cache=False,
+    )
     return (out / "file_dataset").read_text(), json.loads((out / "mapping.json").read_text())
 
 
@@ -57,8 +62,10 @@ def test_reference_and_project_encode_untied_songs_alike(tmp_path):
     assert project_text == reference_text
     assert project_mapping == reference_mapping
     songs = [song.strip(" /") for song in project_text.split("/ /") if song.strip(" /")]
-    assert songs[:2] == ["69 _ _ _ 71 _ 72 _ 74 _ _ _ 76 _ _ _ 77 _ _ _ 76 _ _ _ 69 _ _ _ _ _ _ _",  # e_minor.krn
-                         "55 _ 60 _ _ _ _ _ 62 _ 64 _ _ _ r _ _ _ 67 _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _ _ _ _ _"]  # g_major.krn
+    assert songs[:2] == [
+        "69 _ _ _ 71 _ 72 _ 74 _ _ _ 76 _ _ _ 77 _ _ _ 76 _ _ _ 69 _ _ _ _ _ _ _",  # e_minor.krn
+        "55 _ 60 _ _ _ _ _ 62 _ 64 _ _ _ r _ _ _ 67 _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _ _ _ _ _",
+    ]  # g_major.krn
 
 
 def test_ties_are_where_the_two_differ(tmp_path):
@@ -66,8 +73,14 @@ def test_ties_are_where_the_two_differ(tmp_path):
     dataset = write_songs(tmp_path / "songs", {"tied.krn": TIED_SONG})
     project_text, _ = project_encodings(dataset, tmp_path / "project")
     reference_text, _ = reference_encodings(dataset, tmp_path / "reference")
-    assert project_text.split(" /")[0] == "60 _ _ _ 64 _ _ _ 67 _ _ _ _ _ _ _ _ _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _"
-    assert reference_text.split(" /")[0] == "60 _ _ _ 64 _ _ _ 67 _ _ _ _ _ _ _ 67 _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _"
+    assert (
+        project_text.split(" /")[0]
+        == "60 _ _ _ 64 _ _ _ 67 _ _ _ _ _ _ _ _ _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _"
+    )
+    assert (
+        reference_text.split(" /")[0]
+        == "60 _ _ _ 64 _ _ _ 67 _ _ _ _ _ _ _ 67 _ _ _ 64 _ _ _ 60 _ _ _ _ _ _ _"
+    )
 
 
 def test_reference_and_project_agree_on_real_songs_but_for_ties(tmp_path):
@@ -130,9 +143,13 @@ def test_score_of_the_reference_model_matches_a_window_by_window_computation():
         for song in SONGS:
             padded = [DELIMITER] * window + song
             for t, target in enumerate(song + [DELIMITER]):
-                x = torch.eye(VOCAB)[padded[t:t + window]][None]
+                x = torch.eye(VOCAB)[padded[t : t + window]][None]
                 rows.append((torch.log_softmax(model(x)[0], -1), target))
-    result = score(reference.window_log_probs(model, SONGS, DELIMITER, sequence_length=window), SONGS, DELIMITER)
+    result = score(
+        reference.window_log_probs(model, SONGS, DELIMITER, sequence_length=window),
+        SONGS,
+        DELIMITER,
+    )
     nll, accuracy = hand_nll(rows)
     assert result["nll"] == pytest.approx(nll, abs=1e-5)
     assert result["accuracy"] == pytest.approx(accuracy)
@@ -149,8 +166,12 @@ def test_both_models_score_a_known_distribution_to_its_closed_form_nll():
             for parameter in model.parameters():
                 parameter.zero_()
             model.head.bias.copy_(torch.tensor(probabilities).log())
-    assert score(song_log_probs(project, SONGS, DELIMITER), SONGS, DELIMITER)["nll"] == pytest.approx(expected, abs=1e-6)
-    assert score(reference.window_log_probs(ref, SONGS, DELIMITER), SONGS, DELIMITER)["nll"] == pytest.approx(expected, abs=1e-6)
+    assert score(song_log_probs(project, SONGS, DELIMITER), SONGS, DELIMITER)[
+        "nll"
+    ] == pytest.approx(expected, abs=1e-6)
+    assert score(reference.window_log_probs(ref, SONGS, DELIMITER), SONGS, DELIMITER)[
+        "nll"
+    ] == pytest.approx(expected, abs=1e-6)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,7 +186,9 @@ def test_reference_generation_stops_at_the_delimiter_and_is_reproducible():
     assert first == reference.generate_melody(model, mapping, "60 _", 60, rng=1)
     assert first[:2] == ["60", "_"] and "/" not in first
     batch = reference.generate_melodies(model, mapping, "60 _", 3, 20, rng=1)
-    assert len(batch) == 3 and all(m[:2] == ["60", "_"] and len(m) <= 22 and "/" not in m for m in batch)
+    assert len(batch) == 3 and all(
+        m[:2] == ["60", "_"] and len(m) <= 22 and "/" not in m for m in batch
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,9 +206,21 @@ def test_quick_run_end_to_end_and_readme_section(tmp_path):
     root = tmp_path / "deutschl"
     write_songs(root / "erk", {**UNTIED_SONGS, "tied.krn": TIED_SONG})
     out = tmp_path / "results"
-    run = subprocess.run([sys.executable, str(ROOT / "bench" / "run.py"), "--quick",
-                          "--dataset-root", str(root), "--out", str(out)],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "run.py"),
+            "--quick",
+            "--dataset-root",
+            str(root),
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     [results_file] = out.glob("*-quick.json")
     results = json.loads(results_file.read_text())
@@ -194,20 +229,32 @@ def test_quick_run_end_to_end_and_readme_section(tmp_path):
     assert results["train"]["val_songs"] == 1 and results["train"]["reference"]["val_loss"] > 0
     # model.pth's recorded validation loss is what the shared scoring gives it.
     assert results["train"]["project"]["model_pth_val_loss_rescored"] == pytest.approx(
-        results["train"]["project"]["model_pth_val_loss_recorded"], abs=1e-5)
+        results["train"]["project"]["model_pth_val_loss_recorded"], abs=1e-5
+    )
     assert results["generate"]["single"]["project_steps_per_second"] > 0
     assert [row["figure"] for row in results["targets"]] == [
-        "preprocess cold, erk", "preprocess warm, erk", "training peak memory",
-        "time to the reference's 0.05-minute NLL", "single-melody generation"]
+        "preprocess cold, erk",
+        "preprocess warm, erk",
+        "training peak memory",
+        "time to the reference's 0.05-minute NLL",
+        "single-melody generation",
+    ]
     assert all(isinstance(row["met"], bool) for row in results["targets"])
     assert "| figure | project | reference |" in (out / f"{results_file.stem}.md").read_text()
 
     # --readme takes the latest full results (a quick one, renamed, stands in) and replaces only its section.
     shutil.copyfile(results_file, out / "2000-01-01.json")
     readme = tmp_path / "README.md"
-    readme.write_text("# Title\n\n## Setup\n\nsteps\n\n## Performance\n\nold figures\n\n## Licence\n\nMIT\n")
+    readme.write_text(
+        "# Title\n\n## Setup\n\nsteps\n\n## Performance\n\nold figures\n\n## Licence\n\nMIT\n"
+    )
     load_run_module().update_readme(out, readme)
     text = readme.read_text()
-    assert "old figures" not in text and "## Setup\n\nsteps\n\n## Performance\n\nThe project against" in text
+    assert (
+        "old figures" not in text
+        and "## Setup\n\nsteps\n\n## Performance\n\nThe project against" in text
+    )
     assert "Measured by `python bench/run.py --quick" in text
-    assert "| training peak memory (whole process) |" in text and text.endswith("\n\n## Licence\n\nMIT\n")
+    assert "| training peak memory (whole process) |" in text and text.endswith(
+        "\n\n## Licence\n\nMIT\n"
+    )

@@ -8,12 +8,12 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, TINY_SONGS
 
 import artefacts
 import evaluate
 import train
 from artefacts import UserError
-from conftest import ROOT, TINY_SONGS
 from encoding import DELIMITER, HOLD
 from model import MelodyLSTM, song_log_probs
 
@@ -24,19 +24,37 @@ def tiny_songs(path):
 
 def save_checkpoint(path, model, mapping, val_songs):
     """A checkpoint in train.py's format around a model built here."""
-    artefacts.save_torch(path, {
-        "format": artefacts.CHECKPOINT_FORMAT, "hyperparameters": model.hyperparameters(),
-        "model_state": model.state_dict(), "vocabulary": sorted(mapping, key=mapping.get), "sequence_length": 4,
-        "time_step": 0.25, "epoch": 1, "val_loss": 1.0, "val_accuracy": 0.5, "val_songs": val_songs, "seed": 1,
-        "dataset": "tiny"})
+    artefacts.save_torch(
+        path,
+        {
+            "format": artefacts.CHECKPOINT_FORMAT,
+            "hyperparameters": model.hyperparameters(),
+            "model_state": model.state_dict(),
+            "vocabulary": sorted(mapping, key=mapping.get),
+            "sequence_length": 4,
+            "time_step": 0.25,
+            "epoch": 1,
+            "val_loss": 1.0,
+            "val_accuracy": 0.5,
+            "val_songs": val_songs,
+            "seed": 1,
+            "dataset": "tiny",
+        },
+    )
 
 
 def run_evaluate(*args):
-    return subprocess.run([sys.executable, str(ROOT / "evaluate.py"), *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "evaluate.py"), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 # ----------------------------------------------------------------------------- prediction
+
 
 def test_uniform_model_scores_log_vocabulary_size(tiny_artefacts):
     songs, mapping = tiny_songs(tiny_artefacts)
@@ -44,8 +62,9 @@ def test_uniform_model_scores_log_vocabulary_size(tiny_artefacts):
     with torch.no_grad():  # zero head: equal logits for every symbol, whatever the input
         model.head.weight.zero_()
         model.head.bias.zero_()
-    result = evaluate.prediction_metrics(song_log_probs(model, songs, mapping[DELIMITER]), songs,
-                                         mapping[DELIMITER], mapping[HOLD])
+    result = evaluate.prediction_metrics(
+        song_log_probs(model, songs, mapping[DELIMITER]), songs, mapping[DELIMITER], mapping[HOLD]
+    )
     size = len(mapping)
     assert result["nll"] == pytest.approx(math.log(size))
     assert result["perplexity"] == pytest.approx(size)
@@ -58,8 +77,10 @@ A, B, END = 0, 1, 2  # a three-symbol vocabulary; END is the delimiter
 
 
 def witten_bell(train_songs, eval_songs, max_order):
-    return {order: torch.cat(lp).exp().numpy()
-            for order, lp in evaluate.witten_bell_log_probs(train_songs, eval_songs, 3, END, max_order)}
+    return {
+        order: torch.cat(lp).exp().numpy()
+        for order, lp in evaluate.witten_bell_log_probs(train_songs, eval_songs, 3, END, max_order)
+    }
 
 
 def test_witten_bell_matches_hand_computed_values():
@@ -68,9 +89,13 @@ def test_witten_bell_matches_hand_computed_values():
     # unigram: counts a 3, b 1, / 1 (5 steps, 3 types) over the uniform 1/3: (c + 3/3) / (5 + 3)
     assert probs[1][0] == pytest.approx([4 / 8, 2 / 8, 2 / 8])
     p2_b_after_a = (1 + 3 * 2 / 8) / (3 + 3)  # a was followed by b, a and / (c 3, 3 types)
-    assert probs[2][:, [A, B, END]].diagonal() == pytest.approx([(1 + 1 * 4 / 8) / 2, p2_b_after_a, (0 + 2 / 8) / 2])
+    assert probs[2][:, [A, B, END]].diagonal() == pytest.approx(
+        [(1 + 1 * 4 / 8) / 2, p2_b_after_a, (0 + 2 / 8) / 2]
+    )
     # order 3: each context (/ /), (/ a), (a b) was seen once in training, followed by a, b and a
-    assert probs[3][:, [A, B, END]].diagonal() == pytest.approx([(1 + 0.75) / 2, (1 + p2_b_after_a) / 2, 0.125 / 2])
+    assert probs[3][:, [A, B, END]].diagonal() == pytest.approx(
+        [(1 + 0.75) / 2, (1 + p2_b_after_a) / 2, 0.125 / 2]
+    )
 
 
 def test_witten_bell_is_a_distribution_at_every_context():
@@ -86,15 +111,19 @@ def test_ngram_order_is_chosen_on_training_songs_alone():
     rng = random.Random(0)
     motif = [A, A, B, A, B, B, A]  # long repeated contexts: higher orders predict better
     train_songs = [motif * rng.randint(2, 4) for _ in range(20)]
-    results = [evaluate.ngram_baselines(train_songs, test, 3, END, B, max_order=6, seed=3)
-               for test in ([motif * 3], [[B] * 9])]
+    results = [
+        evaluate.ngram_baselines(train_songs, test, 3, END, B, max_order=6, seed=3)
+        for test in ([motif * 3], [[B] * 9])
+    ]
     assert results[0]["chosen"] == results[1]["chosen"] > 2
-    assert [r["validation_nll"] for r in results[0]["orders"].values()] == \
-           [r["validation_nll"] for r in results[1]["orders"].values()]
+    assert [r["validation_nll"] for r in results[0]["orders"].values()] == [
+        r["validation_nll"] for r in results[1]["orders"].values()
+    ]
     assert results[0]["subset"] == (18, 2)
 
 
 # ----------------------------------------------------------------------------- generated vs real
+
 
 def test_melody_features_on_a_hand_made_melody():
     melody = "_ r 60 _ _ _ 62 _ 71 _ _ _ _ _ _ _ r _ 69 _ _ _ 61 _".split()
@@ -110,21 +139,29 @@ def test_melody_features_on_a_hand_made_melody():
     assert features["ends on tonic"] == 0.0  # ends on C#
     assert evaluate.melody_features("64 _ 57 _".split(), 16)["ends on tonic"] == 1.0  # A
     empty = evaluate.melody_features([], 16)
-    assert empty["length (steps)"] == 0 and empty["pitch range (semitones)"] is None and empty["pitch class"] == []
+    assert (
+        empty["length (steps)"] == 0
+        and empty["pitch range (semitones)"] is None
+        and empty["pitch class"] == []
+    )
 
 
 def test_songs_compared_with_themselves_overlap_fully():
     songs = [s.split() for s in TINY_SONGS]
     histograms = evaluate.feature_histograms(songs, 16)
-    assert evaluate.compare_features(histograms, evaluate.feature_histograms(songs, 16)) == \
-           {name: pytest.approx(1.0) for name in evaluate.FEATURES}
-    other = evaluate.feature_histograms(["48 _ _ _ _ _ _ _ r _ 49 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _".split()], 16)
+    assert evaluate.compare_features(histograms, evaluate.feature_histograms(songs, 16)) == {
+        name: pytest.approx(1.0) for name in evaluate.FEATURES
+    }
+    other = evaluate.feature_histograms(
+        ["48 _ _ _ _ _ _ _ r _ 49 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _".split()], 16
+    )
     overlaps = evaluate.compare_features(histograms, other)
     assert overlaps["ends on tonic"] == 0.0  # the three songs end on C, C and A; this one on C#
     assert all(0 <= v < 1 for v in overlaps.values())
 
 
 # ----------------------------------------------------------------------------- memorisation
+
 
 def test_suffix_array_sorts_the_suffixes():
     data = bytes(random.Random(1).choice([0, 1, 2, 7]) for _ in range(500))
@@ -135,7 +172,9 @@ def test_copied_melody_is_flagged_as_memorised():
     training = [[3, 4, 5, 4, 3, 6, 6, 6], [5, 5, 4, 3, 3, 7, 5, 4, 3, 4]]
     index = evaluate.VerbatimIndex(training, separator=0)
     copied = evaluate.memorisation([training[1]], index, window=4)
-    assert copied["window_share"] == 1.0 and copied["melody_share"] == 1.0 and copied["runs"] == [10]
+    assert (
+        copied["window_share"] == 1.0 and copied["melody_share"] == 1.0 and copied["runs"] == [10]
+    )
     novel = evaluate.memorisation([[7, 7, 6, 5, 7, 7, 6, 5]], index, window=4)
     assert novel["window_share"] == 0.0 and novel["melody_share"] == 0.0 and novel["runs"] == [1]
     # a run inside new material; runs do not cross from one training song into the next
@@ -145,14 +184,24 @@ def test_copied_melody_is_flagged_as_memorised():
 
 # ----------------------------------------------------------------------------- the script
 
+
 def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     dataset, mapping_path = tiny_artefacts / "file_dataset", tiny_artefacts / "mapping.json"
     models = []
     for units in (16, 8):
         model_path = tmp_path / f"lstm{units}.pth"
-        train.train(dataset=dataset, mapping=mapping_path, model_path=model_path, state_path=tmp_path / "state.pth",
-                    log_path=tmp_path / "log.csv", plot_path=tmp_path / "curve.png", epochs=3, units=[units], seed=5,
-                    device="cpu")
+        train.train(
+            dataset=dataset,
+            mapping=mapping_path,
+            model_path=model_path,
+            state_path=tmp_path / "state.pth",
+            log_path=tmp_path / "log.csv",
+            plot_path=tmp_path / "curve.png",
+            epochs=3,
+            units=[units],
+            seed=5,
+            device="cpu",
+        )
         models.append(model_path)
 
     # the held-out NLL is model.score's, as in training: the checkpoint's val_loss
@@ -160,12 +209,29 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     songs, mapping = tiny_songs(tiny_artefacts)
     held_out = [songs[i] for i in checkpoint["val_songs"]]
     log_probs = song_log_probs(MelodyLSTM.from_checkpoint(checkpoint), held_out, mapping[DELIMITER])
-    assert evaluate.prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])["nll"] == \
-        pytest.approx(checkpoint["val_loss"], rel=1e-5)
+    assert evaluate.prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])[
+        "nll"
+    ] == pytest.approx(checkpoint["val_loss"], rel=1e-5)
 
     out = tmp_path / "evaluation"
-    flags = ["--model", models[0], "--model", models[1], "--dataset", dataset, "--mapping", mapping_path,
-             "--num-melodies", 6, "--max-order", 4, "--seed", 7, "--out", out]
+    flags = [
+        "--model",
+        models[0],
+        "--model",
+        models[1],
+        "--dataset",
+        dataset,
+        "--mapping",
+        mapping_path,
+        "--num-melodies",
+        6,
+        "--max-order",
+        4,
+        "--seed",
+        7,
+        "--out",
+        out,
+    ]
     result = run_evaluate(*flags)
     assert result.returncode == 0, result.stderr
     assert "Traceback" not in result.stderr
@@ -173,7 +239,11 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     report = (out / "report.md").read_text()
     for model_path in models:
         assert str(model_path) in report
-    for section in ("## 1. Held-out prediction", "## 2. Generated vs real melodies", "## 3. Memorisation"):
+    for section in (
+        "## 1. Held-out prediction",
+        "## 2. Generated vs real melodies",
+        "## 3. Memorisation",
+    ):
         assert section in report
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["features.png", "ngram_orders.png"]
@@ -182,23 +252,40 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
 
     # same inputs and seed, same report
     evaluate.main([str(f) for f in flags[:-1]] + [str(tmp_path / "again")])
-    assert (tmp_path / "again" / "report.md").read_text() == report.replace(str(out), str(tmp_path / "again"))
+    assert (tmp_path / "again" / "report.md").read_text() == report.replace(
+        str(out), str(tmp_path / "again")
+    )
 
 
 def test_missing_model_is_one_line(tiny_artefacts, tmp_path):
-    result = run_evaluate("--model", tmp_path / "nothing.pth", "--dataset", tiny_artefacts / "file_dataset",
-                          "--mapping", tiny_artefacts / "mapping.json", "--out", tmp_path / "out")
+    result = run_evaluate(
+        "--model",
+        tmp_path / "nothing.pth",
+        "--dataset",
+        tiny_artefacts / "file_dataset",
+        "--mapping",
+        tiny_artefacts / "mapping.json",
+        "--out",
+        tmp_path / "out",
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [f"error: {tmp_path / 'nothing.pth'} not found: "
-                                                  "run train.py first (or pass the right path)"]
+    assert result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nothing.pth'} not found: run train.py first (or pass the right path)"
+    ]
     assert not (tmp_path / "out").exists()
 
 
 def test_bad_inputs_are_refused_clearly(tiny_artefacts, tmp_path):
     songs, mapping = tiny_songs(tiny_artefacts)
     model = MelodyLSTM(len(mapping), [8], 0.0)
-    args = ["--dataset", str(tiny_artefacts / "file_dataset"), "--mapping", str(tiny_artefacts / "mapping.json"),
-            "--out", str(tmp_path / "out")]
+    args = [
+        "--dataset",
+        str(tiny_artefacts / "file_dataset"),
+        "--mapping",
+        str(tiny_artefacts / "mapping.json"),
+        "--out",
+        str(tmp_path / "out"),
+    ]
 
     def refuse(checkpoint_paths, match):
         with pytest.raises(UserError, match=match):
@@ -207,7 +294,12 @@ def test_bad_inputs_are_refused_clearly(tiny_artefacts, tmp_path):
     good = tmp_path / "good.pth"
     save_checkpoint(good, model, mapping, [2])
     other_vocabulary = tmp_path / "other_vocabulary.pth"
-    save_checkpoint(other_vocabulary, MelodyLSTM(len(mapping) + 1, [8], 0.0), {**mapping, "90": len(mapping)}, [2])
+    save_checkpoint(
+        other_vocabulary,
+        MelodyLSTM(len(mapping) + 1, [8], 0.0),
+        {**mapping, "90": len(mapping)},
+        [2],
+    )
     refuse([other_vocabulary], "another vocabulary than the mapping's")
     out_of_range = tmp_path / "out_of_range.pth"
     save_checkpoint(out_of_range, model, mapping, [7])

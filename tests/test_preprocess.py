@@ -15,9 +15,8 @@ from multiprocessing import Pool
 from pathlib import Path
 
 import pytest
-from music21 import interval, key, pitch
-
 from conftest import FIXTURES, ROOT, shared_dataset
+from music21 import interval, key, pitch
 
 import config
 import encoding
@@ -39,7 +38,7 @@ EXPECTED = {
     "minor.krn": f"69 _ _ _ 72 _ _ _ 76 _ _ _ 74 _ _ _ 72 _ 71 _ 69 {HOLDS(11)}",
     # no key declared: music21's analysis finds G major, down 7
     "no_key.krn": f"60 _ _ _ 64 _ _ _ 67 _ _ _ 64 _ _ _ 60 _ _ _ 62 _ _ _ 64 _ 62 _ 60 _ _ _ "
-                  f"55 _ _ _ 59 _ _ _ 62 _ _ _ 59 _ _ _ 60 {HOLDS(15)}",
+    f"55 _ _ _ 59 _ _ _ 62 _ _ _ 59 _ _ _ 60 {HOLDS(15)}",
     # two parts: the upper (b, chord a+cc, b, grace dd dropped, g), G major down 7
     "two_parts.krn": f"64 _ _ _ 65 _ 64 _ 60 {HOLDS(7)}",
     # a trill: read by music21, not by the fast reader
@@ -51,12 +50,22 @@ KEPT = sorted(EXPECTED)  # triplets.krn is the one fixture the duration filter d
 def run(dataset, out, **options):
     """preprocess() with every artefact under out/."""
     options.setdefault("workers", 1)
-    return preprocess.preprocess(dataset, out / "music_dataset", out / "file_dataset", out / "mapping.json",
-                                 sequence_length=options.pop("sequence_length", 4), cache_dir=out / ".cache", **options)
+    return preprocess.preprocess(
+        dataset,
+        out / "music_dataset",
+        out / "file_dataset",
+        out / "mapping.json",
+        sequence_length=options.pop("sequence_length", 4),
+        cache_dir=out / ".cache",
+        **options,
+    )
 
 
 def artefact_bytes(out):
-    files = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted((out / "music_dataset").iterdir())}
+    files = {
+        p.relative_to(out).as_posix(): p.read_bytes()
+        for p in sorted((out / "music_dataset").iterdir())
+    }
     return files | {name: (out / name).read_bytes() for name in ("file_dataset", "mapping.json")}
 
 
@@ -86,9 +95,13 @@ def test_known_songs_encode_exactly(fixture_run):
 def test_file_dataset_delimiters_and_mapping(fixture_run):
     summary, out = fixture_run
     text = (out / "file_dataset").read_text()
-    assert text == " ".join(f"{EXPECTED[name]} / / / /" for name in KEPT)  # single spaces, no trailing space
+    assert text == " ".join(
+        f"{EXPECTED[name]} / / / /" for name in KEPT
+    )  # single spaces, no trailing space
     mapping = json.loads((out / "mapping.json").read_text())
-    assert list(mapping) == sorted(set(text.split())) and list(mapping.values()) == list(range(len(mapping)))
+    assert list(mapping) == sorted(set(text.split())) and list(mapping.values()) == list(
+        range(len(mapping))
+    )
     assert summary.vocabulary_size == len(mapping) and summary.steps == len(text.split())
 
 
@@ -110,15 +123,22 @@ def test_shifting_midi_numbers_equals_transposing_the_stream(path):
     events = events_from_stream(song)
     tonic, mode = preprocess.song_key(encoding.declared_key(song), events)
     # the tutorial's interval: from the key's tonic to C (major) or A (minor)
-    music21_interval = interval.Interval(key.Key(tonic, mode).tonic, pitch.Pitch("A" if mode == "minor" else "C"))
+    music21_interval = interval.Interval(
+        key.Key(tonic, mode).tonic, pitch.Pitch("A" if mode == "minor" else "C")
+    )
     assert music21_interval.semitones == transposition_semitones((tonic, mode))
-    assert events_from_stream(song.transpose(music21_interval)) == transpose_events(events, music21_interval.semitones)
+    assert events_from_stream(song.transpose(music21_interval)) == transpose_events(
+        events, music21_interval.semitones
+    )
 
 
 def test_minor_song_lands_in_a_minor():
     events, declared = preprocess.read_kern((FIXTURES / "minor.krn").read_text())
     assert declared == ("E", "minor")
-    assert encoding.analyse_key(transpose_events(events, transposition_semitones(declared))) == ("A", "minor")
+    assert encoding.analyse_key(transpose_events(events, transposition_semitones(declared))) == (
+        "A",
+        "minor",
+    )
 
 
 def test_duration_filter_drops_triplets():
@@ -129,22 +149,35 @@ def test_duration_filter_drops_triplets():
 
 def test_kern_details_the_reader_must_get_right():
     # breve, longa, double-dotted, accidentals up and down, natural, octaves, chord ties, tuplets, a text spine
-    text = ("**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] 8e]\t.\n"
-            "6g\t.\n4.ccc-q\t.\n*-\t*-\n")
+    text = (
+        "**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] 8e]\t.\n"
+        "6g\t.\n4.ccc-q\t.\n*-\t*-\n"
+    )
     events, declared = preprocess.read_kern(text)
     assert declared == ("F#", "minor")
-    assert events == [(60, 8.0, False), (None, 16.0, False), (37, 1.75, False), (72, 0.5, False),
-                      (47, 0.25, False), (64, 0.5, False), (64, 0.5, True), (67, 2 / 3, False)]
+    assert events == [
+        (60, 8.0, False),
+        (None, 16.0, False),
+        (37, 1.75, False),
+        (72, 0.5, False),
+        (47, 0.25, False),
+        (64, 0.5, False),
+        (64, 0.5, True),
+        (67, 2 / 3, False),
+    ]
     assert events == events_from_stream(preprocess.music21_parse(text=text))
 
 
-@pytest.mark.parametrize("text", [
-    "**kern\n*^\n4c\t4d\n*v\t*v\n*-\n",  # spine split
-    "**kern\n3%2c\n*-\n",  # rational duration
-    "**kern\n*G:\n4c\n*D:\n4d\n*-\n",  # key change
-    "4c\n**kern\n*-\n",  # data before the spines are declared
-    "!!!!SEGMENT: a.krn\n**kern\n4c\n*-\n",  # several pieces in one file
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "**kern\n*^\n4c\t4d\n*v\t*v\n*-\n",  # spine split
+        "**kern\n3%2c\n*-\n",  # rational duration
+        "**kern\n*G:\n4c\n*D:\n4d\n*-\n",  # key change
+        "4c\n**kern\n*-\n",  # data before the spines are declared
+        "!!!!SEGMENT: a.krn\n**kern\n4c\n*-\n",  # several pieces in one file
+    ],
+)
 def test_unusual_kern_is_left_to_music21(text):
     with pytest.raises(preprocess.UnsupportedKern):
         preprocess.read_kern(text)
@@ -177,9 +210,13 @@ def test_bad_files_are_skipped_and_counted(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", read_bytes)
     summary = run(data, tmp_path / "out")
     assert summary.found == 7 and summary.parsed == 1 and summary.kept == 1
-    assert summary.skipped == {"empty": ["empty.krn"], "binary, not text": ["garbage.krn"],
-                               "not kern (no **kern spine)": ["letter.krn"], "no notes": ["silent.krn"],
-                               "unreadable": ["folder.krn", "nested/locked.krn"]}
+    assert summary.skipped == {
+        "empty": ["empty.krn"],
+        "binary, not text": ["garbage.krn"],
+        "not kern (no **kern spine)": ["letter.krn"],
+        "no notes": ["silent.krn"],
+        "unreadable": ["folder.krn", "nested/locked.krn"],
+    }
     assert "7 found, 1 parsed" in str(summary) and "2 unreadable" in str(summary)
     assert "unreadable: nested/locked.krn (Permission denied)" in summary.details()
     assert (tmp_path / "out" / "music_dataset" / "0").read_text() == EXPECTED["minor.krn"]
@@ -201,13 +238,21 @@ def test_cache_reuses_parses_and_reparses_changed_files(tmp_path, monkeypatch):
     first = run(data, tmp_path / "out")
     calls = []
     real_parse_job = preprocess._parse_job
-    monkeypatch.setattr(preprocess, "_parse_job", lambda job: calls.append(job) or real_parse_job(job))
+    monkeypatch.setattr(
+        preprocess, "_parse_job", lambda job: calls.append(job) or real_parse_job(job)
+    )
     second = run(data, tmp_path / "out")
-    assert calls == [] and second.from_cache == 8 and str(second).replace("8 from cache", "0 from cache") == str(first)
+    assert (
+        calls == []
+        and second.from_cache == 8
+        and str(second).replace("8 from cache", "0 from cache") == str(first)
+    )
     (data / "minor.krn").write_text((data / "minor.krn").read_text().replace("2.e", "2.a"))
     third = run(data, tmp_path / "out")
     assert [Path(path).name for _, path, _ in calls] == ["minor.krn"] and third.from_cache == 7
-    assert (tmp_path / "out" / "music_dataset" / "1").read_text().endswith(f"74 {HOLDS(11)}")  # A4 up 5 = D5
+    assert (
+        (tmp_path / "out" / "music_dataset" / "1").read_text().endswith(f"74 {HOLDS(11)}")
+    )  # A4 up 5 = D5
     run(data, tmp_path / "out", use_cache=False)
     assert len(calls) == 9  # --no-cache parses everything
 
@@ -229,7 +274,12 @@ def test_an_interrupted_run_leaves_the_old_artefacts(tmp_path, monkeypatch):
         run(FIXTURES, out)
     monkeypatch.undo()
     assert artefact_bytes(out) == before
-    assert sorted(p.name for p in out.iterdir()) == [".cache", "file_dataset", "mapping.json", "music_dataset"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".cache",
+        "file_dataset",
+        "mapping.json",
+        "music_dataset",
+    ]
 
 
 def test_save_dir_with_other_files_is_refused(tmp_path):
@@ -259,11 +309,15 @@ def test_missing_dataset_is_an_error_naming_it(tmp_path):
 def test_without_deutschl_it_uses_music21s_erk_songs(tmp_path, monkeypatch, capsys):
     tunes = preprocess.fallback_tunes()
     assert len(tunes) > 1000 and all(text.lstrip().startswith("X:") for _, text in tunes[:50])
-    monkeypatch.setattr(preprocess, "fallback_tunes", lambda: tunes[:4])  # parsing all takes minutes
+    monkeypatch.setattr(
+        preprocess, "fallback_tunes", lambda: tunes[:4]
+    )  # parsing all takes minutes
     monkeypatch.chdir(tmp_path)
     summary = preprocess.preprocess(workers=2)  # config.DATASET_PATH, absent here
     assert "python preprocess.py --download" in capsys.readouterr().out
-    assert summary.found == 4 and summary.parsed == 4 and summary.by_music21 == 4 and summary.kept >= 1
+    assert (
+        summary.found == 4 and summary.parsed == 4 and summary.by_music21 == 4 and summary.kept >= 1
+    )
     songs = [(tmp_path / config.SAVE_DIR / str(i)).read_text().split() for i in range(summary.kept)]
     assert all(song[0].isdigit() or song[0] == "r" for song in songs)
     assert preprocess.preprocess(workers=1).from_cache == 4
@@ -271,11 +325,14 @@ def test_without_deutschl_it_uses_music21s_erk_songs(tmp_path, monkeypatch, caps
 
 def serve(folder):
     """An HTTP server for folder on 127.0.0.1, in a thread; returns its base URL and the server."""
+
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return f"http://127.0.0.1:{server.server_address[1]}", server
 
@@ -291,9 +348,16 @@ def web(tmp_path):
     folder = tmp_path / "web"
     folder.mkdir()
     minor = (FIXTURES / "minor.krn").read_text()
-    make_zip(folder / "deutschl.zip", {"deutschl/CKSUM": "sums\n", "deutschl/README.md": "theirs\n",
-                                      "deutschl/erk/deut1.krn": minor, "deutschl/erk/deut2.krn": minor,
-                                      "deutschl/boehme/deut3.krn": minor})
+    make_zip(
+        folder / "deutschl.zip",
+        {
+            "deutschl/CKSUM": "sums\n",
+            "deutschl/README.md": "theirs\n",
+            "deutschl/erk/deut1.krn": minor,
+            "deutschl/erk/deut2.krn": minor,
+            "deutschl/boehme/deut3.krn": minor,
+        },
+    )
     make_zip(folder / "erk.zip", {"erk/deut1.krn": minor})
     (folder / "corrupt.zip").write_bytes(b"PK\x03\x04 this is not really a zip")
     url, server = serve(folder)
@@ -309,14 +373,29 @@ def test_download_unpacks_the_collection(tmp_path, web):
     (root / "erk" / "stale.krn").write_text("old")
     assert preprocess.download(f"{web}/deutschl.zip", root) == 3
     assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) == [
-        "CKSUM", "README.md", "boehme", "boehme/deut3.krn", "erk", "erk/deut1.krn", "erk/deut2.krn"]
+        "CKSUM",
+        "README.md",
+        "boehme",
+        "boehme/deut3.krn",
+        "erk",
+        "erk/deut1.krn",
+        "erk/deut2.krn",
+    ]
     assert (root / "README.md").read_text() == "ours\n"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["deutschl", "web"]  # no temporary files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "deutschl",
+        "web",
+    ]  # no temporary files left
     preprocess.download(f"{web}/erk.zip", root)  # a zip of one collection goes into its own folder
-    assert sorted(p.name for p in (root / "erk").iterdir()) == ["deut1.krn"] and (root / "boehme").is_dir()
+    assert (
+        sorted(p.name for p in (root / "erk").iterdir()) == ["deut1.krn"]
+        and (root / "boehme").is_dir()
+    )
 
 
-@pytest.mark.parametrize("name, message", [("missing.zip", "could not download"), ("corrupt.zip", "readable zip")])
+@pytest.mark.parametrize(
+    "name, message", [("missing.zip", "could not download"), ("corrupt.zip", "readable zip")]
+)
 def test_failed_download_says_so_and_leaves_nothing(tmp_path, web, name, message):
     root = tmp_path / "deutschl"
     root.mkdir()
@@ -324,13 +403,18 @@ def test_failed_download_says_so_and_leaves_nothing(tmp_path, web, name, message
     with pytest.raises(UserError, match=message) as error:
         preprocess.download(f"{web}/{name}", root)
     assert "\n" not in str(error.value) and name in str(error.value)
-    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if "web" not in p.parts) == [
-        "deutschl", "deutschl/README.md"]
+    assert sorted(
+        p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if "web" not in p.parts
+    ) == ["deutschl", "deutschl/README.md"]
 
 
 def test_download_flag_then_preprocesses(tmp_path, web, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(sys, "argv", ["preprocess.py", "--download", "--url", f"{web}/deutschl.zip", "--workers", "1"])
+    monkeypatch.setattr(
+        sys,
+        "argv",
+        ["preprocess.py", "--download", "--url", f"{web}/deutschl.zip", "--workers", "1"],
+    )
     preprocess.main()
     out = capsys.readouterr().out
     assert "downloaded 3 .krn files" in out and "2 found, 2 parsed" in out
@@ -338,10 +422,17 @@ def test_download_flag_then_preprocesses(tmp_path, web, monkeypatch, capsys):
 
 
 def test_command_line_error_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(ROOT / "preprocess.py"), "--dataset", "nowhere"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "preprocess.py"), "--dataset", "nowhere"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == ["error: nowhere not found: pass a folder of .krn files with --dataset"]
+    assert result.stderr.strip().splitlines() == [
+        "error: nowhere not found: pass a folder of .krn files with --dataset"
+    ]
     assert not list(tmp_path.iterdir())
 
 
@@ -350,14 +441,19 @@ def test_tutorial_functions_reuse_the_main_path(fixture_run, tmp_path):
     songs = preprocess.load_songs_in_kern(FIXTURES)
     assert len(songs) == 8
     kept = [song for song in songs if preprocess.has_acceptable_durations(song)]
-    assert [preprocess.encode_song(preprocess.transpose(song)) for song in kept] == \
-        [EXPECTED[name] for name in KEPT]
-    text = preprocess.create_single_file_dataset(out / "music_dataset", tmp_path / "file_dataset", 4)
+    assert [preprocess.encode_song(preprocess.transpose(song)) for song in kept] == [
+        EXPECTED[name] for name in KEPT
+    ]
+    text = preprocess.create_single_file_dataset(
+        out / "music_dataset", tmp_path / "file_dataset", 4
+    )
     assert (tmp_path / "file_dataset").read_bytes() == (out / "file_dataset").read_bytes()
     mapping = preprocess.create_mapping(text, tmp_path / "mapping.json")
     assert (tmp_path / "mapping.json").read_bytes() == (out / "mapping.json").read_bytes()
     integers = preprocess.convert_songs_to_int(text, mapping)
-    inputs, targets = preprocess.generate_training_sequences(8, out / "file_dataset", out / "mapping.json")
+    inputs, targets = preprocess.generate_training_sequences(
+        8, out / "file_dataset", out / "mapping.json"
+    )
     assert inputs.shape == (len(integers) - 8, 8) and targets.shape == (len(integers) - 8,)
     assert inputs.dtype.kind == targets.dtype.kind == "i"
     assert inputs[5].tolist() == integers[5:13] and targets[5] == integers[13]
@@ -380,12 +476,26 @@ def _both_readers(path):
 
 def test_erk_integration(tmp_path):
     erk = shared_dataset("erk")
-    summary = preprocess.preprocess(erk, tmp_path / "music_dataset", tmp_path / "file_dataset",
-                                    tmp_path / "mapping.json", use_cache=False)
-    assert (summary.found, summary.kept, summary.vocabulary_size, summary.steps) == (1700, 1683, 38, 362242)
+    summary = preprocess.preprocess(
+        erk,
+        tmp_path / "music_dataset",
+        tmp_path / "file_dataset",
+        tmp_path / "mapping.json",
+        use_cache=False,
+    )
+    assert (summary.found, summary.kept, summary.vocabulary_size, summary.steps) == (
+        1700,
+        1683,
+        38,
+        362242,
+    )
     assert not summary.skipped and len(summary.dropped_by_durations) == 17
-    assert hashlib.sha256((tmp_path / "file_dataset").read_bytes()).hexdigest() == ERK_MUSIC21_SHA256
-    sample = [str(path) for path in preprocess.find_kern_files(erk)[::6]]  # 284 files: music21 is slow
+    assert (
+        hashlib.sha256((tmp_path / "file_dataset").read_bytes()).hexdigest() == ERK_MUSIC21_SHA256
+    )
+    sample = [
+        str(path) for path in preprocess.find_kern_files(erk)[::6]
+    ]  # 284 files: music21 is slow
     with Pool(os.cpu_count()) as pool:
         for path, fast, reference in pool.imap(_both_readers, sample, chunksize=8):
             fast.pop("reader"), reference.pop("reader")

@@ -12,7 +12,6 @@ import time
 
 import pytest
 import torch
-
 from conftest import ROOT
 
 import artefacts
@@ -29,16 +28,23 @@ def one_thread(monkeypatch):
     """Tiny models gain nothing from a second thread, and lose much when other work shares the cores."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the same in train.py subprocesses, so their numbers match ours
+    monkeypatch.setenv(
+        "OMP_NUM_THREADS", "1"
+    )  # the same in train.py subprocesses, so their numbers match ours
     yield
     torch.set_num_threads(threads)
 
 
 def paths(folder):
     """train()'s file arguments, all inside `folder` (its data from file_dataset/mapping.json there)."""
-    return {"dataset": folder / "file_dataset", "mapping": folder / "mapping.json", "model_path": folder / "model.pth",
-            "state_path": folder / "train_state.pth", "log_path": folder / "training_log.csv",
-            "plot_path": folder / "training_curve.png"}
+    return {
+        "dataset": folder / "file_dataset",
+        "mapping": folder / "mapping.json",
+        "model_path": folder / "model.pth",
+        "state_path": folder / "train_state.pth",
+        "log_path": folder / "training_log.csv",
+        "plot_path": folder / "training_curve.png",
+    }
 
 
 def logged_epochs(folder):
@@ -47,16 +53,25 @@ def logged_epochs(folder):
 
 
 def run_train(*args, cwd):
-    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "train.py"), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def write_random_artefacts(folder, num_songs=120, seed=0):
     """Songs of random length over a small vocabulary: enough steps that an epoch takes a moment."""
     rng = random.Random(seed)
     symbols = ["60", "62", "64", "65", "67", "r", "_"]
-    songs = [" ".join(rng.choice(symbols) for _ in range(rng.randint(16, 160))) for _ in range(num_songs)]
-    (folder / "file_dataset").write_text(" ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs))
+    songs = [
+        " ".join(rng.choice(symbols) for _ in range(rng.randint(16, 160))) for _ in range(num_songs)
+    ]
+    (folder / "file_dataset").write_text(
+        " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)
+    )
     vocabulary = sorted(symbols + [DELIMITER])
     (folder / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}))
 
@@ -64,9 +79,13 @@ def write_random_artefacts(folder, num_songs=120, seed=0):
 def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_artefacts):
     summary = train.train(**paths(tiny_artefacts), epochs=60, **TINY)
 
-    songs, mapping = artefacts.load_songs(tiny_artefacts / "file_dataset", tiny_artefacts / "mapping.json")
+    songs, mapping = artefacts.load_songs(
+        tiny_artefacts / "file_dataset", tiny_artefacts / "mapping.json"
+    )
     state = torch.load(tiny_artefacts / "train_state.pth", weights_only=True)
-    assert state["history"][-1]["train_loss"] < 0.25 * math.log(len(mapping))  # learned its 2 songs (window starts stay ambiguous)
+    assert state["history"][-1]["train_loss"] < 0.25 * math.log(
+        len(mapping)
+    )  # learned its 2 songs (window starts stay ambiguous)
     assert logged_epochs(tiny_artefacts) == list(range(1, 61))
     assert (tiny_artefacts / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -79,7 +98,9 @@ def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_arte
     validation = [songs[i] for i in checkpoint["val_songs"]]
     assert set(checkpoint["val_songs"]).isdisjoint(artefacts.split_songs(len(songs))[0])
     model = MelodyLSTM.from_checkpoint(checkpoint)
-    rescored = score(song_log_probs(model, validation, mapping[DELIMITER]), validation, mapping[DELIMITER])
+    rescored = score(
+        song_log_probs(model, validation, mapping[DELIMITER]), validation, mapping[DELIMITER]
+    )
     assert rescored["nll"] == pytest.approx(checkpoint["val_loss"], rel=1e-6)
     assert rescored["accuracy"] == pytest.approx(checkpoint["val_accuracy"])
 
@@ -103,13 +124,30 @@ def test_kill_9_mid_epoch_then_resume_matches_an_uninterrupted_run(tmp_path):
     for folder in (killed, whole):
         folder.mkdir()
         write_random_artefacts(folder)
-    settings = ["--epochs", "6", "--units", "64", "--batch-size", "16", "--seq-len", "32", "--device", "cpu"]
-    process = subprocess.Popen([sys.executable, str(ROOT / "train.py"), *settings], cwd=killed,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    settings = [
+        "--epochs",
+        "6",
+        "--units",
+        "64",
+        "--batch-size",
+        "16",
+        "--seq-len",
+        "32",
+        "--device",
+        "cpu",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "train.py"), *settings],
+        cwd=killed,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while not ((killed / "training_log.csv").exists() and len(logged_epochs(killed)) >= 2):
-            assert process.poll() is None and time.monotonic() < deadline, "training ended or stalled before epoch 2"
+            assert process.poll() is None and time.monotonic() < deadline, (
+                "training ended or stalled before epoch 2"
+            )
             time.sleep(0.05)
         with open(killed / "training_log.csv", newline="") as f:
             epoch_seconds = float(list(csv.DictReader(f))[-1]["seconds"])
@@ -142,8 +180,10 @@ def test_time_budget_stops_after_an_epoch_and_resume_finishes_the_run(tiny_artef
     finished = train.train(**paths(tiny_artefacts), resume=True)
     assert (finished["stopped"], finished["epochs"], finished["epochs_run"]) == ("finished", 4, 3)
     assert logged_epochs(tiny_artefacts) == [1, 2, 3, 4]
-    elapsed = [row["elapsed_seconds"] for row in torch.load(tiny_artefacts / "train_state.pth",
-                                                             weights_only=True)["history"]]
+    elapsed = [
+        row["elapsed_seconds"]
+        for row in torch.load(tiny_artefacts / "train_state.pth", weights_only=True)["history"]
+    ]
     assert elapsed == sorted(elapsed)  # cumulative across the interruption
 
     capsys.readouterr()
@@ -171,11 +211,22 @@ def test_resume_refuses_other_settings_or_changed_data(tiny_artefacts):
         train.train(**paths(tiny_artefacts), resume=True)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "file_dataset").write_text(""), "is empty"),
-    (lambda d: (d / "file_dataset").write_text(" ".join((d / "file_dataset").read_text().split()[:30])), "truncated"),
-    (lambda d: (d / "file_dataset").write_text("60 _ _ _ / / / /"), "training needs at least 2"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda d: (d / "file_dataset").write_text(""), "is empty"),
+        (
+            lambda d: (d / "file_dataset").write_text(
+                " ".join((d / "file_dataset").read_text().split()[:30])
+            ),
+            "truncated",
+        ),
+        (
+            lambda d: (d / "file_dataset").write_text("60 _ _ _ / / / /"),
+            "training needs at least 2",
+        ),
+    ],
+)
 def test_bad_dataset_is_a_user_error(tiny_artefacts, damage, message):
     damage(tiny_artefacts)
     with pytest.raises(UserError, match=message):
@@ -188,10 +239,16 @@ def drop_rest_from_mapping(folder):
     (folder / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "file_dataset").unlink(), "file_dataset not found: run preprocess.py first"),
-    (drop_rest_from_mapping, "symbols missing from mapping.json (r)"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda d: (d / "file_dataset").unlink(),
+            "file_dataset not found: run preprocess.py first",
+        ),
+        (drop_rest_from_mapping, "symbols missing from mapping.json (r)"),
+    ],
+)
 def test_script_errors_are_one_line_without_traceback(tiny_artefacts, damage, message):
     damage(tiny_artefacts)
     result = run_train("--epochs", "1", "--device", "cpu", cwd=tiny_artefacts)
