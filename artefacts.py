@@ -1,4 +1,5 @@
-"""Reading and writing the files that pass between the scripts: atomically, and checked on the way in.
+"""Reading and writing the files that pass between the scripts: atomically, and checked on the way
+in.
 
 preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
 train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
@@ -25,7 +26,9 @@ class UserError(Exception):
 
 
 def run_script(main):
-    """Run a script's main(), turning a UserError (or Ctrl-C) into one line on stderr and exit status 1."""
+    """Run a script's main(), turning a UserError (or Ctrl-C) into one line on stderr and exit
+    status 1.
+    """
     try:
         main()
     except UserError as error:
@@ -68,7 +71,8 @@ def write_json(path, obj):
 
 
 def save_torch(path, obj):
-    import torch  # here, not at the top: preprocess.py uses this module and should not pay torch's import time
+    # here, not at the top: preprocess.py uses this module and should not pay torch's import time
+    import torch
 
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
@@ -138,7 +142,9 @@ def load_songs(dataset_path=config.SINGLE_FILE_DATASET, mapping_path=config.MAPP
 
 
 def split_songs(num_songs, fraction=config.VALIDATION_SPLIT, seed=config.SEED):
-    """Seeded split by song: (train indices, validation indices), each sorted; at least one of each."""
+    """Seeded split by song: (train indices, validation indices), each sorted; at least one of
+    each.
+    """
     order = list(range(num_songs))
     random.Random(seed).shuffle(order)
     num_val = min(max(1, round(num_songs * fraction)), num_songs - 1) if num_songs > 1 else 0

@@ -1,4 +1,6 @@
-"""Shared settings. Every script reads its defaults from here; its command-line flags override them."""
+"""Shared settings. Every script reads its defaults from here; its command-line flags override
+them.
+"""
 
 # Data
 DATASET_PATH = "deutschl/erk"  # folder searched recursively for .krn files
@@ -23,7 +25,8 @@ BATCH_SIZE = 64  # training windows per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never
-GRAD_CLIP_NORM = 1.0  # LSTM gradients spike now and then; on erk, 20 epochs reached 0.96 nats/step with it, 1.12 without
+# LSTM gradients spike now and then; on erk, 20 epochs reached 0.96 nats/step with it, 1.12 without
+GRAD_CLIP_NORM = 1.0
 SEED = 42
 MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
 TRAIN_STATE_PATH = "train_state.pth"  # last epoch, with optimizer state, for --resume

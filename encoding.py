@@ -5,7 +5,8 @@ A melody is a time series of symbols, one per TIME_STEP (a 16th note by default)
     "60"  a note with MIDI number 60 starts on this step
     "r"   a rest starts on this step
     "_"   the note or rest before goes on for this step (a tied note goes on with "_" too)
-    "/"   song delimiter: not musical time; file_dataset puts SEQUENCE_LENGTH of them after each song
+    "/"   song delimiter: not musical time; file_dataset puts SEQUENCE_LENGTH of them after each
+          song
 
     encode_events(events) -> symbols           decode_melody(symbols) -> music21 stream
     events_from_stream(music21 stream) -> events (the music21 path into encode_events)
@@ -30,7 +31,9 @@ Event = tuple  # (int | None, float, bool): MIDI pitch or None, quarter length, 
 
 
 def encode_events(events, time_step=config.TIME_STEP):
-    """Events -> symbols: the onset symbol on a note's first step, then HOLD for each further step."""
+    """Events -> symbols: the onset symbol on a note's first step, then HOLD for each further
+    step.
+    """
     symbols = []
     for midi, quarter_length, tied in events:
         steps = int(round(quarter_length / time_step))
@@ -77,7 +80,8 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
             continue
         if symbol != REST and not symbol.isdigit():
             raise ValueError(
-                f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or {DELIMITER!r}"
+                f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or "
+                f"{DELIMITER!r}"
             )
         flush()
         start, steps = symbol, 1
@@ -86,7 +90,9 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
 
 
 def top_part(parts):
-    """The events of the part with the highest mean pitch (the melody of a multi-part score), first on a draw."""
+    """The events of the part with the highest mean pitch (the melody of a multi-part score), first
+    on a draw.
+    """
     best, best_mean = [], float("-inf")
     for events in parts:
         pitches = [midi for midi, _, _ in events if midi is not None]
@@ -149,7 +155,8 @@ _LETTER_SEMITONES = {"C": 0, "D": 2, "E": 4, "F": 5, "G": 7, "A": 9, "B": 11}
 
 
 def transposition_semitones(key_signature):
-    """Semitones that move (tonic, mode) to C major or A minor, as music21's Interval(tonic, C) does.
+    """Semitones that move (tonic, mode) to C major or A minor, as music21's Interval(tonic, C)
+    does.
 
     Like the tutorial, the tonic is taken in octave 4 and moved to C4 (major) or A4 (minor), so
     G major goes down 7 and A major up 3.

@@ -89,8 +89,8 @@ def load_models(paths, mapping, num_songs):
             )
         if list(checkpoint["vocabulary"]) != vocabulary:
             raise UserError(
-                f"{path} was trained with another vocabulary than the mapping's: pass the --mapping and "
-                "--dataset it was trained on, or re-run train.py"
+                f"{path} was trained with another vocabulary than the mapping's: pass the "
+                "--mapping and --dataset it was trained on, or re-run train.py"
             )
         val_songs = checkpoint["val_songs"]
         if not val_songs or not all(isinstance(i, int) and 0 <= i < num_songs for i in val_songs):
@@ -105,8 +105,9 @@ def load_models(paths, mapping, num_songs):
             or checkpoint["time_step"] != checkpoints[0]["time_step"]
         ):
             raise UserError(
-                f"{paths[0]} and {path} hold out different songs (or time steps), so their scores would "
-                "not be comparable: train them with the same --seed and split, or evaluate them apart"
+                f"{paths[0]} and {path} hold out different songs (or time steps), so their scores "
+                "would not be comparable: train them with the same --seed and split, or evaluate "
+                "them apart"
             )
     return checkpoints
 
@@ -121,9 +122,10 @@ def prediction_metrics(log_probs, songs, delimiter_index, hold_index):
 def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, max_order):
     """Interpolated Witten-Bell n-grams of every order 1..max_order, trained on train_songs.
 
-    Yields (order, log_probs) with log_probs a list of [len(song) + 1, vocab] tensors for eval_songs,
-    in the layout of model.song_log_probs: targets song + [/], the song start padded with `/`, an
-    order-n model conditioning on the n - 1 symbols before. Witten-Bell, from the uniform up:
+    Yields (order, log_probs) with log_probs a list of [len(song) + 1, vocab] tensors for
+    eval_songs, in the layout of model.song_log_probs: targets song + [/], the song start padded
+    with `/`, an order-n model conditioning on the n - 1 symbols before. Witten-Bell, from the
+    uniform up:
         p_n(w | h) = (c(h, w) + t(h) p_{n-1}(w | h')) / (c(h) + t(h)),   p_0(w) = 1 / vocab,
     with c the training counts, t(h) the number of distinct symbols seen after h, h' = h without its
     first symbol; a context never seen in training (c(h) = 0) keeps p_{n-1}.
@@ -152,7 +154,8 @@ def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, 
             _, context = np.unique(
                 context * vocab_size + both[:, max_order - order], return_inverse=True
             )
-        # counts[i, w] = c(h, w) for the context h of evaluation step i, via the contexts evaluation meets
+        # counts[i, w] = c(h, w) for the context h of evaluation step i, via the contexts evaluation
+        # meets
         eval_contexts, eval_rows = np.unique(context[len(train) :], return_inverse=True)
         pairs, pair_counts = np.unique(
             context[: len(train)] * vocab_size + train_targets, return_counts=True
@@ -171,14 +174,17 @@ def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, 
 def ngram_baselines(
     train_songs, test_songs, vocab_size, delimiter_index, hold_index, max_order, seed
 ):
-    """Witten-Bell n-grams scored on the test songs; the order chosen on a subset of the training songs.
+    """Witten-Bell n-grams scored on the test songs; the order chosen on a subset of the training
+    songs.
 
-    Returns {"orders": {order: {"validation_nll", **test metrics}}, "chosen": order, "subset": (fit, val) counts}.
+    Returns {"orders": {order: {"validation_nll", **test metrics}}, "chosen": order,
+    "subset": (fit, val) counts}.
     """
     fit, val = artefacts.split_songs(len(train_songs), config.VALIDATION_SPLIT, seed)
     if not val:
         raise UserError(
-            "the dataset has a single training song: the n-gram order cannot be chosen; use more songs"
+            "the dataset has a single training song: the n-gram order cannot be chosen; use more "
+            "songs"
         )
     fit_songs, val_songs = [train_songs[i] for i in fit], [train_songs[i] for i in val]
     orders = {
@@ -199,7 +205,9 @@ def ngram_baselines(
 
 
 def melody_features(symbols, bar_steps):
-    """The features of one melody (symbols without delimiters): lists for "notes" features, else a number or None."""
+    """The features of one melody (symbols without delimiters): lists for "notes" features, else a
+    number or None.
+    """
     notes, rest_steps, sounding = [], 0, False  # notes: [midi, length in steps]
     for symbol in symbols:
         if symbol == HOLD and sounding:
@@ -227,7 +235,9 @@ def melody_features(symbols, bar_steps):
 
 
 def feature_histograms(melodies, bar_steps):
-    """{feature: (share of values per bin, mean value)} over a set of melodies; None where it has no values."""
+    """{feature: (share of values per bin, mean value)} over a set of melodies; None where it has no
+    values.
+    """
     per_melody = [melody_features(m, bar_steps) for m in melodies]
     out = {}
     for name, (kind, edges) in FEATURES.items():
@@ -260,7 +270,9 @@ def compare_features(real, generated):
 
 
 def plot_features(path, title, sets):
-    """One panel per feature, the sets' histograms side by side; sets: [(label, histograms, overlap or None)]."""
+    """One panel per feature, the sets' histograms side by side; sets: [(label, histograms, overlap
+    or None)].
+    """
     fig, axes = plt.subplots(3, 3, figsize=(15, 11))
     for ax, (name, (_, edges)) in zip(axes.flat, FEATURES.items()):
         centres, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
@@ -429,7 +441,8 @@ def main(argv=None):
         "--model",
         action="append",
         default=None,
-        help=f"checkpoint written by train.py; repeat to compare several ({config.MODEL_PATH} when none)",
+        help="checkpoint written by train.py; repeat to compare several "
+        f"({config.MODEL_PATH} when none)",
     )
     parser.add_argument(
         "--dataset",
@@ -451,7 +464,8 @@ def main(argv=None):
         "--seed",
         type=int,
         default=config.SEED,
-        help="seeds sampling, the n-gram validation subset and the reference sample (default: %(default)s)",
+        help="seeds sampling, the n-gram validation subset and the reference sample "
+        "(default: %(default)s)",
     )
     parser.add_argument(
         "--out",
@@ -489,7 +503,8 @@ def main(argv=None):
     vocabulary = sorted(mapping, key=mapping.get)
     if HOLD not in mapping or DELIMITER not in mapping:
         raise UserError(
-            f"{args.mapping} lacks {HOLD!r} or {DELIMITER!r}: it is not from preprocess.py; run it again"
+            f"{args.mapping} lacks {HOLD!r} or {DELIMITER!r}: it is not from preprocess.py; run it "
+            "again"
         )
     delimiter, hold = mapping[DELIMITER], mapping[HOLD]
     held_out = sorted(checkpoints[0]["val_songs"])
@@ -498,7 +513,8 @@ def main(argv=None):
     train_songs = [songs[i] for i in train_indices]
     if not train_songs:
         raise UserError(
-            f"{paths[0]} holds out every song of {args.dataset}: there are no training songs to compare with"
+            f"{paths[0]} holds out every song of {args.dataset}: there are no training songs to "
+            "compare with"
         )
     bar_steps = round(BAR_QUARTERS / checkpoints[0]["time_step"])
     out = Path(args.out)
@@ -593,12 +609,13 @@ def main(argv=None):
         "",
         "    " + shlex.join(command),
         "",
-        f"Dataset `{args.dataset}` with `{args.mapping}`: {len(songs)} songs, {len(vocabulary)} symbols, "
-        f"time step {checkpoints[0]['time_step']} quarter lengths (a bar here: {bar_steps} steps). "
-        f"Split from the checkpoint (its `val_songs`): {len(train_songs)} training songs, "
-        f"{len(test_songs)} held-out songs. Random seed {args.seed}; {args.num_melodies} melodies per model "
-        f"sampled from the song start at temperature {args.temperature}, at most {num_steps} steps each. "
-        f"torch {torch.__version__} on {args.device}.",
+        f"Dataset `{args.dataset}` with `{args.mapping}`: {len(songs)} songs, {len(vocabulary)} "
+        f"symbols, time step {checkpoints[0]['time_step']} quarter lengths (a bar here: "
+        f"{bar_steps} steps). Split from the checkpoint (its `val_songs`): {len(train_songs)} "
+        f"training songs, {len(test_songs)} held-out songs. Random seed {args.seed}; "
+        f"{args.num_melodies} melodies per model sampled from the song start at temperature "
+        f"{args.temperature}, at most {num_steps} steps each. torch {torch.__version__} on "
+        f"{args.device}.",
         "",
     ]
     lines += table(
@@ -627,12 +644,12 @@ def main(argv=None):
         "",
         "## 1. Held-out prediction",
         "",
-        f"Each held-out song read from its start as in generation; targets are the song and its closing `/` "
-        f"({best['steps']} steps, {best['hold_share']:.0%} of them holds `_`). Onset steps are pitches, rests "
-        "and `/`. n-grams: interpolated Witten-Bell down to the uniform, trained on the training songs; "
-        f"the order is the one with the lowest NLL on a validation subset of the training songs "
-        f"({ngrams['subset'][1]} songs, the model fitted on the other {ngrams['subset'][0]}); order 1 is the "
-        "unigram.",
+        "Each held-out song read from its start as in generation; targets are the song and its "
+        f"closing `/` ({best['steps']} steps, {best['hold_share']:.0%} of them holds `_`). Onset "
+        "steps are pitches, rests and `/`. n-grams: interpolated Witten-Bell down to the uniform, "
+        "trained on the training songs; the order is the one with the lowest NLL on a validation "
+        f"subset of the training songs ({ngrams['subset'][1]} songs, the model fitted on the other "
+        f"{ngrams['subset'][0]}); order 1 is the unigram.",
         "",
     ]
     rows = [[f"`{p}`", m] for p, m in model_metrics.items()]
@@ -678,11 +695,12 @@ def main(argv=None):
     lines += [
         "## 2. Generated vs real melodies",
         "",
-        "Features per melody; pitch class, interval and note length pool all notes of a set, the others "
-        "are one value per melody. Agreement is the overlapping area of the two distributions (Yang & Lerch "
-        "2018) on fixed shared bins (values beyond the bins count in the end bins): 1 = identical, "
-        f"0 = disjoint. The reference column compares {len(reference_sample)} training songs with the held-out "
-        "songs: the overlap two samples of real songs reach.",
+        "Features per melody; pitch class, interval and note length pool all notes of a set, the "
+        "others are one value per melody. Agreement is the overlapping area of the two "
+        "distributions (Yang & Lerch 2018) on fixed shared bins (values beyond the bins count in "
+        "the end bins): 1 = identical, 0 = disjoint. The reference column compares "
+        f"{len(reference_sample)} training songs with the held-out songs: the overlap two samples "
+        "of real songs reach.",
         "",
     ]
     header = ["feature", "held-out mean", "reference overlap"]
@@ -705,17 +723,18 @@ def main(argv=None):
     for p in paths:
         g = generated[p]
         lines += [
-            f"`{p}`: {g['ended']} of {g['num']} melodies ended by themselves (`/`); the others were cut at "
-            f"{num_steps} steps."
+            f"`{p}`: {g['ended']} of {g['num']} melodies ended by themselves (`/`); the others "
+            f"were cut at {num_steps} steps."
         ]
     lines += ["", "![features: held-out, generated and training songs](features.png)", ""]
 
     lines += [
         "## 3. Memorisation",
         "",
-        f"Share of {window}-step ({WINDOW_BARS}-bar) windows found verbatim in a training song, share of "
-        "melodies with at least one such window, and the longest run (in steps) found verbatim in a training "
-        "song. The held-out songs give the natural level: real songs the model never saw.",
+        f"Share of {window}-step ({WINDOW_BARS}-bar) windows found verbatim in a training song, "
+        "share of melodies with at least one such window, and the longest run (in steps) found "
+        "verbatim in a training song. The held-out songs give the natural level: real songs the "
+        "model never saw.",
         "",
     ]
     lines += table(
@@ -734,17 +753,17 @@ def main(argv=None):
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
 
     print(
-        f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} {best['nll']:.3f}, "
-        f"unigram {ngrams['orders'][1]['nll']:.3f}"
+        f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} "
+        f"{best['nll']:.3f}, unigram {ngrams['orders'][1]['nll']:.3f}"
     )
     for p in paths:
         m, g = model_metrics[p], generated[p]
         print(
-            f"{p}: NLL {m['nll']:.3f} ({m['nll'] / best['nll'] - 1:+.1%} vs n-gram), accuracy {m['accuracy']:.1%}; "
-            f"feature overlap {np.nanmean(list(g['overlaps'].values())):.2f} "
+            f"{p}: NLL {m['nll']:.3f} ({m['nll'] / best['nll'] - 1:+.1%} vs n-gram), accuracy "
+            f"{m['accuracy']:.1%}; feature overlap {np.nanmean(list(g['overlaps'].values())):.2f} "
             f"(real vs real {np.nanmean(list(reference_overlaps.values())):.2f}); "
-            f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from training songs "
-            f"(held-out songs {percent(natural['window_share'])})"
+            f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from "
+            f"training songs (held-out songs {percent(natural['window_share'])})"
         )
     print(f"wrote {out / 'report.md'}")
 

@@ -74,8 +74,9 @@ class MelodyGenerator:
                 f"preprocess.py last ran); re-run train.py, or pass the mapping it was trained with"
             )
         raise UserError(
-            f"{mapping_path} does not match {model_path}: the mapping is stale (older than the model); "
-            "re-run preprocess.py and train.py, or pass the mapping the model was trained with"
+            f"{mapping_path} does not match {model_path}: the mapping is stale (older than the "
+            "model); re-run preprocess.py and train.py, or pass the mapping the model was trained "
+            "with"
         )
 
     def generate_melody(
@@ -88,20 +89,23 @@ class MelodyGenerator:
         top_p=None,
         rng=None,
     ):
-        """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/` left out).
+        """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
+        left out).
 
-        seed: a space-separated string of symbols ("55 _ _ _ 60 _") or a list of them; "" or [] starts
-            the song from nothing.
-        max_sequence_length: None (recommended) lets the model see the whole melody through its carried
-            state, the context it was trained with. An int N bounds the context like the tutorial's
-            window: the state starts from `/` + the last N seed symbols and, once N symbols have been
-            generated since then and the melody is longer than N, is rebuilt from `/` + the last N
-            symbols (one forward call). The model then conditions on between N and 2N recent symbols,
-            at about one extra step of work per step.
+        seed: a space-separated string of symbols ("55 _ _ _ 60 _") or a list of them; "" or []
+            starts the song from nothing.
+        max_sequence_length: None (recommended) lets the model see the whole melody through its
+            carried state, the context it was trained with. An int N bounds the context like the
+            tutorial's window: the state starts from `/` + the last N seed symbols and, once N
+            symbols have been generated since then and the melody is longer than N, is rebuilt from
+            `/` + the last N symbols (one forward call). The model then conditions on between N and
+            2N recent symbols, at about one extra step of work per step.
         temperature: sample from softmax(log p / temperature); below 1 is safer, above 1 wilder.
         top_k: sample only among the k likeliest symbols (1 = always the likeliest: greedy).
-        top_p: sample only among the likeliest symbols whose probabilities add up to top_p (nucleus).
-        rng: an int or a torch.Generator; the same rng gives the same melody. None uses torch's global RNG.
+        top_p: sample only among the likeliest symbols whose probabilities add up to top_p
+            (nucleus).
+        rng: an int or a torch.Generator; the same rng gives the same melody. None uses torch's
+            global RNG.
         """
         return self.generate_melodies(
             seed, 1, num_steps, max_sequence_length, temperature, top_k, top_p, rng
@@ -119,7 +123,9 @@ class MelodyGenerator:
         top_p=None,
         rng=None,
     ):
-        """Sample n melodies from the same seed as one batch; a list of n symbol lists (see generate_melody)."""
+        """Sample n melodies from the same seed as one batch; a list of n symbol lists (see
+        generate_melody).
+        """
         seed_indices = self._seed_indices(seed)
         check_count("n", n, minimum=1)
         check_count("num_steps", num_steps, minimum=0)
@@ -165,9 +171,11 @@ class MelodyGenerator:
         return melodies
 
     def _read(self, rows, max_sequence_length):
-        """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for None).
+        """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for
+        None).
 
-        Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's form.
+        Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's
+        form.
         """
         if max_sequence_length is not None:
             rows = rows[:, rows.shape[1] - min(rows.shape[1], max_sequence_length) :]
@@ -198,15 +206,16 @@ class MelodyGenerator:
         key=None,
         time_signature=config.TIME_SIGNATURE,
     ):
-        """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the path written.
+        """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the
+        path written.
 
         step_duration: quarter lengths per symbol; None = the model's time step (0.25, a 16th note).
         format: "midi" or "musicxml". A file_name ending in .musicxml, .xml or .mxl (compressed) is
             always MusicXML; format="musicxml" with a .mid name writes <name>.musicxml instead.
-        key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C major /
-            A minor; the melody is moved by exactly the inverse of preprocess.py's shift into C/Am, so
-            "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in octave 4, as in
-            encoding.transposition_semitones). None leaves it in C major / A minor.
+        key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
+            major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
+            into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
+            octave 4, as in encoding.transposition_semitones). None leaves it in C major / A minor.
         """
         symbols = melody.split() if isinstance(melody, str) else list(melody)
         step_duration = self.time_step if step_duration is None else step_duration
@@ -227,7 +236,8 @@ class MelodyGenerator:
         if target_key is not None:
             stream.insert(0, target_key)
         with artefacts.atomic_path(path) as tmp:
-            # music21 picks compression (.mxl) from the file name, so write under the real suffix first.
+            # music21 picks compression (.mxl) from the file name, so write under the real suffix
+            # first.
             named_tmp = tmp.with_name(tmp.name + path.suffix)
             try:
                 stream.write(fmt, fp=named_tmp)
@@ -246,7 +256,8 @@ def check_sampling(temperature, top_k, top_p):
     """Refuse sampling settings that have no meaning, with a sentence saying what is allowed."""
     if not is_positive_number(temperature):
         raise ValueError(
-            f"temperature must be a positive number (1 samples the model as trained), not {temperature!r}"
+            "temperature must be a positive number (1 samples the model as trained), not "
+            f"{temperature!r}"
         )
     if top_k is not None:
         check_count("top_k", top_k, minimum=1)
@@ -257,7 +268,9 @@ def check_sampling(temperature, top_k, top_p):
 
 
 def make_generator(rng):
-    """None -> torch's global RNG; an int -> a fresh CPU generator seeded with it; a torch.Generator as is."""
+    """None -> torch's global RNG; an int -> a fresh CPU generator seeded with it; a torch.Generator
+    as is.
+    """
     if rng is None or isinstance(rng, torch.Generator):
         return rng
     if isinstance(rng, bool) or not isinstance(rng, numbers.Integral) or rng < 0:
@@ -266,7 +279,9 @@ def make_generator(rng):
 
 
 def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """One symbol index per row of logits [n, vocab]: temperature, then top-k, then top-p, then a draw on the CPU."""
+    """One symbol index per row of logits [n, vocab]: temperature, then top-k, then top-p, then a
+    draw on the CPU.
+    """
     # softmax(log p / T) == softmax(logits / T): log p is the logits shifted by a constant per row.
     scores = logits.float().cpu() / temperature
     if top_k is not None and top_k < scores.shape[-1]:
@@ -314,7 +329,8 @@ def transpose_symbols(symbols, semitones):
     out_of_range = [s for s in moved if s.lstrip("-").isdigit() and not 0 <= int(s) <= 127]
     if out_of_range:
         raise ValueError(
-            f"transposing by {semitones} semitones puts notes outside MIDI 0..127 ({out_of_range[0]})"
+            f"transposing by {semitones} semitones puts notes outside MIDI 0..127 "
+            f"({out_of_range[0]})"
         )
     return moved
 
@@ -386,7 +402,8 @@ def main():
     parser.add_argument(
         "--key",
         default=None,
-        help='transpose into this key, e.g. G, e, "F# minor" (default %(default)s: C major / A minor)',
+        help='transpose into this key, e.g. G, e, "F# minor" '
+        "(default %(default)s: C major / A minor)",
     )
     parser.add_argument(
         "--bpm", type=float, default=config.BPM, help="tempo in quarter notes per minute"
@@ -435,7 +452,8 @@ def main():
             )
             new = len(melody) - len(args.seed.split())
             print(
-                f"melody {i} ({new} symbols after the seed{', then /' if new < args.steps else ''}): {' '.join(melody)}"
+                f"melody {i} ({new} symbols after the "
+                f"seed{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
             path = generator.save_melody(
                 melody,

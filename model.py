@@ -36,7 +36,8 @@ class MelodyLSTM(nn.Module):
         return self.head(h), new_state
 
     def stepper(self):
-        """A function (symbols [n], state) -> (logits [n, vocab], state) that advances the model one step.
+        """A function (symbols [n], state) -> (logits [n, vocab], state) that advances the model one
+        step.
 
         Its state is forward()'s without the leading layer axis: per layer (h, c), each [n, units].
 
@@ -59,7 +60,8 @@ class MelodyLSTM(nn.Module):
                     gates = torch.addmm(w_in[symbols], h, w_hh)
                 else:
                     gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)
-                # nn.LSTM's gate order is i, f, g, o; one sigmoid over all four is cheaper than three calls.
+                # nn.LSTM's gate order is i, f, g, o; one sigmoid over all four is cheaper than
+                # three calls.
                 in_gate, forget_gate, _, out_gate = gates.sigmoid().chunk(4, 1)
                 cell = gates[:, 2 * h.shape[1] : 3 * h.shape[1]].tanh()
                 c = torch.addcmul(forget_gate * c, in_gate, cell)
@@ -85,10 +87,12 @@ class MelodyLSTM(nn.Module):
 
 @torch.no_grad()
 def song_log_probs(model, songs, delimiter_index, batch_size=64, device="cpu"):
-    """Log-probabilities the model gives every target step of every song, with the generation context.
+    """Log-probabilities the model gives every target step of every song, with the generation
+    context.
 
-    For each song (a list of symbol indices, no delimiters) the input is [/] + song from a zero state
-    and the targets are song + [/]. Returns a list of [len(song) + 1, vocab] float32 CPU tensors.
+    For each song (a list of symbol indices, no delimiters) the input is [/] + song from a zero
+    state and the targets are song + [/]. Returns a list of [len(song) + 1, vocab] float32 CPU
+    tensors.
     """
     model.eval()
     out = [None] * len(songs)

@@ -1,7 +1,7 @@
 """Step 1: a folder of **kern songs -> music_dataset/, file_dataset and mapping.json.
 
-    python preprocess.py                      # config.DATASET_PATH (deutschl/erk), all cores, cached
-    python preprocess.py --download           # fetch deutschl/ from the Humdrum site first
+    python preprocess.py                    # config.DATASET_PATH (deutschl/erk), all cores, cached
+    python preprocess.py --download         # fetch deutschl/ from the Humdrum site first
     python preprocess.py --dataset deutschl --workers 1 --no-cache --verbose
 
 For every song: read it into events (encoding.py) and a key, keep it only if every written note and
@@ -61,7 +61,8 @@ class UnsupportedKern(ValueError):
     """Kern that read_kern leaves to music21."""
 
 
-# Signs music21 reads as phrases, slurs, ties, beams, stems or articulations: none moves a pitch or a duration.
+# Signs music21 reads as phrases, slurs, ties, beams, stems or articulations: none moves a pitch or
+# a duration.
 _MARKS = r"[{}()\[\]_;'~^LJKk/\\]*"
 _NOTE = re.compile(rf"{_MARKS}(\d+)(\.*)([a-gA-G]+|r)(#{{1,2}}|-{{1,2}}|n)?{_MARKS}")
 _KEY = re.compile(r"\*([A-Ga-g])(#{1,2}|-{1,2})?:")
@@ -77,7 +78,9 @@ _STEP_SEMITONES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
 
 
 def _kern_duration(digits, dots):
-    """Quarter length of a kern duration (`4`, `8.`, `0` breve, `12` triplet eighth), as music21 computes it."""
+    """Quarter length of a kern duration (`4`, `8.`, `0` breve, `12` triplet eighth), as music21
+    computes it.
+    """
     if set(digits) == {"0"}:
         if len(digits) > 3:
             raise UnsupportedKern(digits)
@@ -154,9 +157,10 @@ def _kern_event(token):
 def read_kern(text):
     """Kern text -> (events of the top part, declared key as (tonic, mode) or None).
 
-    Reads what music21 reads, the same way: lines split on tabs, `.` null tokens, `*` interpretations
-    (`*G:` is G major, `*e:` E minor), `=` barlines, `!` comments, notes, rests, ties, grace notes
-    (dropped), chords (top note). music21 makes a part of each **kern spine, rightmost first.
+    Reads what music21 reads, the same way: lines split on tabs, `.` null tokens, `*`
+    interpretations (`*G:` is G major, `*e:` E minor), `=` barlines, `!` comments, notes, rests,
+    ties, grace notes (dropped), chords (top note). music21 makes a part of each **kern spine,
+    rightmost first.
     Raises UnsupportedKern for anything else, so the caller can ask music21.
     """
     kern_columns, parts, keys = None, {}, {}
@@ -217,7 +221,9 @@ def read_kern(text):
 
 
 def music21_parse(path=None, text=None, fmt="humdrum"):
-    """music21's parse of a file (or of text in format `fmt`), its warnings kept off the progress bar."""
+    """music21's parse of a file (or of text in format `fmt`), its warnings kept off the progress
+    bar.
+    """
     from music21 import converter
 
     with contextlib.redirect_stderr(io.StringIO()):
@@ -245,7 +251,8 @@ def _music21_result(path=None, text=None, fmt="humdrum"):
     try:
         song = music21_parse(path, text, fmt)
         return _result(events_from_stream(song), encoding.declared_key(song), "music21")
-    except Exception as error:  # music21 raises many types on malformed input: the file is skipped, the run goes on
+    # music21 raises many types on malformed input: the file is skipped, the run goes on
+    except Exception as error:
         return {"skip": "music21 parse error", "detail": f"{type(error).__name__}: {error}"[:200]}
 
 
@@ -293,13 +300,17 @@ def _parse_all(jobs, workers):
 
 
 def find_kern_files(dataset_path):
-    """Every .krn file under dataset_path, recursively, sorted by relative path (the same on every machine)."""
+    """Every .krn file under dataset_path, recursively, sorted by relative path (the same on every
+    machine).
+    """
     root = Path(dataset_path)
     return sorted(root.rglob("*.krn"), key=lambda path: path.relative_to(root).as_posix())
 
 
 def fallback_tunes(pattern=config.FALLBACK_CORPUS):
-    """The ABC tunes of music21's corpus files matching pattern, as [(name, text)]: one song each."""
+    """The ABC tunes of music21's corpus files matching pattern, as [(name, text)]: one song
+    each.
+    """
     from music21 import common
 
     tunes = []
@@ -336,8 +347,8 @@ def _sources(dataset_path):
         raise UserError(f"{dataset_path} not found: pass a folder of .krn files with --dataset")
     tunes = fallback_tunes()
     print(
-        f"{dataset_path} not found: using the {len(tunes)} Erk songs that music21 ships ({config.FALLBACK_CORPUS}); "
-        "for the kern originals run `python preprocess.py --download`"
+        f"{dataset_path} not found: using the {len(tunes)} Erk songs that music21 ships "
+        f"({config.FALLBACK_CORPUS}); for the kern originals run `python preprocess.py --download`"
     )
     return [
         (name, "abc", None, text.encode("utf-8")) for name, text in tunes
@@ -358,7 +369,8 @@ def _cache_path(cache_dir, label):
 def _cache_version():
     from importlib.metadata import version
 
-    return f"{PARSER_VERSION}/music21-{version('music21')}"  # music21 parses and analyses keys, so its version counts
+    # music21 parses and analyses keys, so its version counts
+    return f"{PARSER_VERSION}/music21-{version('music21')}"
 
 
 def _load_cache(path):
@@ -399,10 +411,11 @@ class Summary:
             f"{len(names)} {reason}" for reason, names in sorted(self.skipped.items())
         )
         return (
-            f"{self.dataset}: {self.found} found, {self.parsed} parsed ({self.from_cache} from cache, "
-            f"{self.by_music21} by music21), {self.kept} kept, {len(self.dropped_by_durations)} dropped by the "
-            f"duration filter, {skipped} skipped{f' ({reasons})' if reasons else ''}; "
-            f"vocabulary {self.vocabulary_size} symbols, {self.steps} steps in file_dataset"
+            f"{self.dataset}: {self.found} found, {self.parsed} parsed ({self.from_cache} from "
+            f"cache, {self.by_music21} by music21), {self.kept} kept, "
+            f"{len(self.dropped_by_durations)} dropped by the duration filter, {skipped} "
+            f"skipped{f' ({reasons})' if reasons else ''}; vocabulary {self.vocabulary_size} "
+            f"symbols, {self.steps} steps in file_dataset"
         )
 
     def details(self):
@@ -433,7 +446,9 @@ def preprocess(
     use_cache=True,
     cache_dir=config.CACHE_DIR,
 ):
-    """Parse, filter, transpose and encode every song under dataset_path; write the artefacts; return a Summary."""
+    """Parse, filter, transpose and encode every song under dataset_path; write the artefacts;
+    return a Summary.
+    """
     workers = workers or os.cpu_count() or 1
     sources, label = _sources(dataset_path)
     summary = Summary(dataset=label, found=len(sources))
@@ -441,7 +456,7 @@ def preprocess(
     cache = _load_cache(cache_file) if use_cache else {}
 
     results, jobs, hashes = [None] * len(sources), [], []
-    for index, (name, kind, path, data) in enumerate(sources):
+    for index, (_name, kind, path, data) in enumerate(sources):
         if isinstance(data, OSError):
             results[index] = {"skip": "unreadable", "detail": data.strerror or str(data)}
             hashes.append(None)
@@ -476,7 +491,8 @@ def preprocess(
         raise UserError(
             f"no songs to keep, so nothing was written. {summary}"
             if sources
-            else f"no .krn files under {dataset_path}: pass the folder that holds them with --dataset"
+            else f"no .krn files under {dataset_path}: pass the folder that holds them "
+            "with --dataset"
         )
 
     text = file_dataset_text(songs, sequence_length)
@@ -497,7 +513,9 @@ def preprocess(
 
 
 def file_dataset_text(songs, sequence_length=config.SEQUENCE_LENGTH):
-    """Songs (space-joined symbols) -> file_dataset's text: each song followed by sequence_length delimiters."""
+    """Songs (space-joined symbols) -> file_dataset's text: each song followed by sequence_length
+    delimiters.
+    """
     delimiters = " ".join([DELIMITER] * sequence_length)
     return " ".join(f"{song} {delimiters}" if song else delimiters for song in songs)
 
@@ -549,7 +567,8 @@ def write_artefacts(songs, text, mapping, save_dir, file_dataset_path, mapping_p
     """Write music_dataset/, file_dataset and mapping.json, each complete or not at all.
 
     Each goes to a temporary path first; the renames onto the real names come last, together.
-    An artefact that already holds these bytes is left alone, so a run over unchanged files writes nothing.
+    An artefact that already holds these bytes is left alone, so a run over unchanged files writes
+    nothing.
     """
     save_dir = Path(save_dir)
     if save_dir.exists() and not (save_dir.is_dir() and _is_song_folder(save_dir)):
@@ -625,7 +644,9 @@ def _collections_holder(unpacked, url):
 
 
 def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
-    """Fetch the kern collection zip and unpack it into root; each collection folder appears whole or not at all."""
+    """Fetch the kern collection zip and unpack it into root; each collection folder appears whole
+    or not at all.
+    """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
@@ -653,12 +674,16 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
 
 
 def load_songs_in_kern(dataset_path=config.DATASET_PATH):
-    """Every .krn file under dataset_path, parsed by music21 (slow: ~25 ms a song; preprocess() is the fast way)."""
+    """Every .krn file under dataset_path, parsed by music21 (slow: ~25 ms a song; preprocess() is
+    the fast way).
+    """
     return [music21_parse(path=str(path)) for path in find_kern_files(dataset_path)]
 
 
 def has_acceptable_durations(song, acceptable_durations=config.ACCEPTABLE_DURATIONS):
-    """True when every written note and rest of a song (a music21 stream, or events) lasts an acceptable duration."""
+    """True when every written note and rest of a song (a music21 stream, or events) lasts an
+    acceptable duration.
+    """
     events = song if isinstance(song, list) else events_from_stream(song)
     return encoding.has_acceptable_durations(events, acceptable_durations)
 
@@ -708,10 +733,11 @@ def generate_training_sequences(
     dataset_path=config.SINGLE_FILE_DATASET,
     mapping_path=config.MAPPING_PATH,
 ):
-    """The tutorial's windows over file_dataset: (inputs [N, sequence_length], targets [N]) of integers.
+    """The tutorial's windows over file_dataset: (inputs [N, sequence_length], targets [N]) of
+    integers.
 
-    inputs[i] is steps i..i+sequence_length-1 and targets[i] the step after. inputs is a read-only view
-    of one array (no copies, and no one-hot: train.py embeds integers).
+    inputs[i] is steps i..i+sequence_length-1 and targets[i] the step after. inputs is a read-only
+    view of one array (no copies, and no one-hot: train.py embeds integers).
     """
     integers = np.array(
         convert_songs_to_int(

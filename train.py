@@ -46,7 +46,8 @@ from model import MelodyLSTM, score, song_log_probs  # noqa: E402
 
 PADDING = -100  # target of padded steps: cross_entropy's ignore_index, so they carry no loss
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "elapsed_seconds"]
-# Settings that shape the trajectory of a run: --resume continues with the saved ones and refuses others.
+# Settings that shape the trajectory of a run: --resume continues with the saved ones and refuses
+# others.
 # epochs and patience only say where it stops, so a resumed run may change them.
 RUN_SETTINGS = ["units", "dropout", "lr", "batch_size", "seq_len", "seed", "validation_split"]
 
@@ -107,7 +108,9 @@ def pick_device(name):
 
 
 def mixed_precision(device):
-    """(autocast dtype or None, whether a GradScaler is needed): bf16 where the GPU has it, else fp16."""
+    """(autocast dtype or None, whether a GradScaler is needed): bf16 where the GPU has it, else
+    fp16.
+    """
     if device.type != "cuda":
         return None, False
     if torch.cuda.is_bf16_supported():
@@ -138,7 +141,8 @@ def training_stream(songs, indices, delimiter_index, seq_len):
 
 
 def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
-    """Batches of window starts: the stream cut into seq_len windows at an offset, in a shuffled order.
+    """Batches of window starts: the stream cut into seq_len windows at an offset, in a shuffled
+    order.
 
     Every step falls in exactly one window, so an epoch predicts each step once; the offset and the
     order come from (seed, epoch) alone, so a resumed run sees exactly the batches an uninterrupted
@@ -155,7 +159,9 @@ def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
 def train_epoch(
     model, optimizer, scaler, inputs, targets, batches, seq_len, device, amp_dtype, desc
 ):
-    """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout on."""
+    """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout
+    on.
+    """
     model.train()
     total_nll = torch.zeros((), device=device)
     total_steps = 0
@@ -234,12 +240,15 @@ def data_digest(songs, vocabulary):
 
 
 def settings_for_resume(saved, given, state_path):
-    """The saved run settings, with the stopping settings the caller changed; refuses other changes."""
+    """The saved run settings, with the stopping settings the caller changed; refuses other
+    changes.
+    """
     for name in RUN_SETTINGS:
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(
-                f"{state_path} was started with {flag(name)} {show(saved[name])}, not {show(given[name])}: "
-                f"resume with the same value, or leave out --resume to start afresh"
+                f"{state_path} was started with {flag(name)} {show(saved[name])}, not "
+                f"{show(given[name])}: resume with the same value, or leave out --resume to start "
+                "afresh"
             )
     return {
         **saved,
@@ -267,10 +276,12 @@ def train(
     resume=False,
     max_minutes=None,
 ):
-    """Train, writing model.pth, train_state.pth and the log every epoch, the plot at the end; returns a summary.
+    """Train, writing model.pth, train_state.pth and the log every epoch, the plot at the end;
+    returns a summary.
 
     Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, NUM_UNITS, DROPOUT,
-    SEQUENCE_LENGTH, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True, from the run being resumed.
+    SEQUENCE_LENGTH, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True, from the run being
+    resumed.
     max_minutes stops after the epoch that crosses it; resume=True then goes on from there.
     """
     started = time.perf_counter()
@@ -288,8 +299,8 @@ def train(
     songs, symbol_index = artefacts.load_songs(dataset, mapping)
     if len(songs) < 2:
         raise UserError(
-            f"{dataset} holds {len(songs)} song(s): training needs at least 2 (one to validate on); "
-            "run preprocess.py on a larger dataset"
+            f"{dataset} holds {len(songs)} song(s): training needs at least 2 (one to validate "
+            "on); run preprocess.py on a larger dataset"
         )
     vocabulary = sorted(symbol_index, key=symbol_index.get)
     digest = data_digest(songs, vocabulary)
@@ -300,7 +311,8 @@ def train(
     if resume:
         if not Path(state_path).is_file():
             raise UserError(
-                f"{state_path} not found: there is no run to resume; leave out --resume to start one"
+                f"{state_path} not found: there is no run to resume; leave out --resume to start "
+                "one"
             )
         saved = artefacts.load_torch(state_path, what="training state")
         if saved["data_digest"] != digest:
@@ -312,7 +324,8 @@ def train(
     else:
         if Path(state_path).exists():
             print(
-                f"{state_path} exists: starting a fresh run that replaces it (--resume would continue it)"
+                f"{state_path} exists: starting a fresh run that replaces it (--resume would "
+                "continue it)"
             )
         settings = {**config_settings(), **{k: v for k, v in given.items() if v is not None}}
     check_settings(settings)
@@ -350,10 +363,11 @@ def train(
 
     num_params = sum(p.numel() for p in model.parameters())
     print(
-        f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}: {len(train_songs)} songs "
-        f"({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on {len(val_songs)}; "
-        f"{len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} parameters); "
-        f"batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr {settings['lr']}, seed {settings['seed']}"
+        f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}: {len(train_songs)} "
+        f"songs ({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on "
+        f"{len(val_songs)}; {len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} "
+        f"parameters); batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr "
+        f"{settings['lr']}, seed {settings['seed']}"
     )
     if history:
         done = history[-1]["epoch"]
@@ -373,7 +387,8 @@ def train(
             if settings["patience"] and since_best >= settings["patience"]:
                 stopped = "early stop"
                 print(
-                    f"early stop: no better validation loss in the last {settings['patience']} epochs"
+                    f"early stop: no better validation loss in the last {settings['patience']} "
+                    "epochs"
                 )
                 break
             epoch_start = time.perf_counter()
@@ -427,7 +442,8 @@ def train(
                 }  # all that sampling needs
                 artefacts.save_torch(model_path, best)
             since_best = 0 if improved else since_best + 1
-            # model.pth first, then the state: a kill between the two is undone by --resume (see above).
+            # model.pth first, then the state: a kill between the two is undone by --resume (see
+            # above).
             artefacts.save_torch(
                 state_path,
                 {
@@ -446,8 +462,9 @@ def train(
             write_log(log_path, history)
             epochs_run += 1
             print(
-                f"epoch {epoch:3d}/{settings['epochs']}  train {train_loss:.4f}  val {result['nll']:.4f}  "
-                f"val acc {result['accuracy']:.3f}  {seconds:5.1f} s{'  *best' if improved else ''}"
+                f"epoch {epoch:3d}/{settings['epochs']}  train {train_loss:.4f}  val "
+                f"{result['nll']:.4f}  val acc {result['accuracy']:.3f}  {seconds:5.1f} "
+                f"s{'  *best' if improved else ''}"
             )
             if (
                 max_minutes is not None
@@ -456,11 +473,13 @@ def train(
             ):
                 stopped = "time budget"
                 print(
-                    f"--max-minutes {max_minutes} reached after epoch {epoch}: `python train.py --resume` goes on"
+                    f"--max-minutes {max_minutes} reached after epoch {epoch}: `python train.py "
+                    "--resume` goes on"
                 )
                 break
     finally:
-        if history:  # drawn once per run (also on Ctrl-C), not per epoch: drawing costs as much as a small epoch
+        # drawn once per run (also on Ctrl-C), not per epoch: drawing costs as much as a small epoch
+        if history:
             write_plot(plot_path, history, best["epoch"])
 
     seconds = time.perf_counter() - started

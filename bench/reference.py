@@ -143,7 +143,9 @@ def create_mapping(songs, mapping_path):
 
 
 def generate_training_sequences(songs, mapping, sequence_length=config.SEQUENCE_LENGTH):
-    """file_dataset text -> (one-hot inputs [windows, sequence_length, vocab] float32, targets [windows])."""
+    """file_dataset text -> (one-hot inputs [windows, sequence_length, vocab] float32, targets
+    [windows]).
+    """
     int_songs = [mapping[symbol] for symbol in songs.split()]
     inputs, targets = [], []
     for i in range(len(int_songs) - sequence_length):
@@ -170,7 +172,9 @@ class ReferenceLSTM(nn.Module):
         self.head = nn.Linear(num_units, vocab_size)
 
     def forward(self, x):
-        """x: one-hot windows [batch, time, vocab] -> logits for the step after each window [batch, vocab]."""
+        """x: one-hot windows [batch, time, vocab] -> logits for the step after each window [batch,
+        vocab].
+        """
         out, _ = self.lstm(x)
         return self.head(self.dropout(out[:, -1]))
 
@@ -186,7 +190,8 @@ def train(
     lr=config.LEARNING_RATE,
     seed=config.SEED,
 ):
-    """Fit for at most `minutes` of training time; save the weights after every epoch and when time runs out.
+    """Fit for at most `minutes` of training time; save the weights after every epoch and when time
+    runs out.
 
     Time spent saving is not counted. Returns the log: one entry per saved checkpoint.
     """
@@ -233,8 +238,8 @@ def train(
             }
         )
         print(
-            f"epoch {epoch}{'' if complete else ' (partial)'}: loss {total_loss / max(batches, 1):.4f}, "
-            f"{trained:.0f} s trained",
+            f"epoch {epoch}{'' if complete else ' (partial)'}: loss "
+            f"{total_loss / max(batches, 1):.4f}, {trained:.0f} s trained",
             flush=True,
         )
         if trained >= budget:
@@ -294,7 +299,9 @@ def generate_melody(
     temperature=1.0,
     rng=None,
 ):
-    """The tutorial's loop: every step one-hot encodes the last max_sequence_length symbols and runs them all."""
+    """The tutorial's loop: every step one-hot encodes the last max_sequence_length symbols and runs
+    them all.
+    """
     model.eval()
     rng = np.random.default_rng(rng)
     inverse = {i: symbol for symbol, i in mapping.items()}
@@ -400,7 +407,8 @@ def main():
         inputs, targets = generate_training_sequences(Path(args.dataset).read_text(), mapping)
         build_seconds = time.perf_counter() - started
         print(
-            f"{len(inputs)} windows, one-hot {inputs.nbytes / 2**30:.2f} GiB, built in {build_seconds:.1f} s",
+            f"{len(inputs)} windows, one-hot {inputs.nbytes / 2**30:.2f} GiB, built in "
+            f"{build_seconds:.1f} s",
             flush=True,
         )
         Path(args.out).mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,11 @@
-"""Benchmark the project against the tutorial's scheme (bench/reference.py), side by side, in one run.
+"""Benchmark the project against the tutorial's scheme (bench/reference.py), side by side, in one
+run.
 
-    python bench/run.py                 # the full run (about 35 minutes with --reference-minutes 10)
-    python bench/run.py --quick         # a smoke test on a few files with seconds of training (< 1 minute)
-    python bench/run.py --readme        # rewrite README.md's "## Performance" from the latest full results
+    python bench/run.py           # the full run (about 35 minutes with --reference-minutes 10)
+    python bench/run.py --quick   # a smoke test on a few files with seconds of training
+                                  # (< 1 minute)
+    python bench/run.py --readme  # rewrite README.md's "## Performance" from the latest full
+                                  # results
 
 Every figure is measured for both, on the same machine in the same run, and printed with their ratio
 (the project's advantage: > 1 means the project is better). It writes bench/results/<date>.json and
@@ -62,15 +65,20 @@ NO_STOP_BIAS = (
 CHILD_ENV = {}  # environment for every measured process (--threads sets it)
 
 # The README section's opening; the rest of the section is made from the latest full results.
-README_INTRO = """The project against the tutorial it grew from, measured side by side on the same machine in one
-run. `bench/reference.py` re-implements the tutorial's scheme plainly in PyTorch, for comparison
-only. A ratio is the project's advantage (above 1: the project is better).
+README_INTRO = (
+    "The project against the tutorial it grew from, measured side by side on the same machine "
+    "in one\n"
+    "run. `bench/reference.py` re-implements the tutorial's scheme plainly in PyTorch, "
+    "for comparison\n"
+    "only. A ratio is the project's advantage (above 1: the project is better).\n"
+    "\n"
+    "    python bench/run.py            # about 35 minutes on a 2-core CPU: "
+    "bench/results/<date>.json and .md\n"
+    "    python bench/run.py --readme   # rewrites this section from the latest results\n"
+)
 
-    python bench/run.py            # about 35 minutes on a 2-core CPU: bench/results/<date>.json and .md
-    python bench/run.py --readme   # rewrites this section from the latest results
-"""
-
-# The issue's targets: the project's advantage (reference / project, or project / reference for rates).
+# The issue's targets: the project's advantage (reference / project, or project / reference for
+# rates).
 TARGETS = {
     "training_memory": 5,
     "time_to_reference_nll": 5,
@@ -85,7 +93,8 @@ TARGETS = {
 
 
 def timed_process(command, cwd, log_path, env=None):
-    """Run a command to the end; its wall seconds and the peak resident memory of that process (MiB).
+    """Run a command to the end; its wall seconds and the peak resident memory of that process
+    (MiB).
 
     The output goes to log_path; a failure raises with the log's tail.
     """
@@ -124,8 +133,8 @@ def show(label, project, reference_value, unit, better="lower"):
         ratio(reference_value, project) if better == "lower" else ratio(project, reference_value)
     )
     print(
-        f"  {label:<38} project {fmt(project)} {unit:<8} reference {fmt(reference_value)} {unit:<8} "
-        f"-> {fmt(advantage)}x",
+        f"  {label:<38} project {fmt(project)} {unit:<8} reference {fmt(reference_value)} "
+        f"{unit:<8} -> {fmt(advantage)}x",
         flush=True,
     )
     return advantage
@@ -182,7 +191,9 @@ def krn_files(folder):
 
 
 def quick_subset(folder, destination, count=QUICK_FILES):
-    """The first few .krn files of a folder, copied (with their relative paths) into a scratch folder."""
+    """The first few .krn files of a folder, copied (with their relative paths) into a scratch
+    folder.
+    """
     for path in krn_files(folder)[:count]:
         target = destination / path.relative_to(folder)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -268,8 +279,8 @@ def bench_train(data_dir, data_label, work, minutes, quick):
     songs, mapping, train_indices, validation = held_out(dataset, mapping_path)
     delimiter = mapping[DELIMITER]
     print(
-        f"training: {len(train_indices)} training songs, {len(validation)} held out, {len(mapping)} symbols; "
-        f"{minutes:g} min each",
+        f"training: {len(train_indices)} training songs, {len(validation)} held out, "
+        f"{len(mapping)} symbols; {minutes:g} min each",
         flush=True,
     )
 
@@ -430,7 +441,9 @@ def bench_train(data_dir, data_label, work, minutes, quick):
 
 
 def untrained_models(mapping):
-    """Both models with fresh weights, the trained ones' size: generation speed does not depend on weights."""
+    """Both models with fresh weights, the trained ones' size: generation speed does not depend on
+    weights.
+    """
     torch.manual_seed(config.SEED)
     model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT)
     checkpoint = {
@@ -449,7 +462,9 @@ def untrained_models(mapping):
 
 
 def no_stop_copies(project_checkpoint, reference_state, mapping, work):
-    """The two models with the delimiter's logit lowered, so that every melody runs its full length."""
+    """The two models with the delimiter's logit lowered, so that every melody runs its full
+    length.
+    """
     delimiter = mapping[DELIMITER]
     checkpoint = dict(project_checkpoint)
     checkpoint["model_state"] = dict(checkpoint["model_state"])
@@ -479,7 +494,8 @@ def bench_generate(models, mapping, work, quick):
     seed = config.SEED_MELODY if all(s in mapping for s in config.SEED_MELODY.split()) else ""
     window, temperature = config.SEQUENCE_LENGTH, config.TEMPERATURE
     print(
-        f"generation: seed {seed!r}, temperature {temperature}, torch threads {torch.get_num_threads()}",
+        f"generation: seed {seed!r}, temperature {temperature}, torch threads "
+        f"{torch.get_num_threads()}",
         flush=True,
     )
     generator.generate_melody(
@@ -549,7 +565,9 @@ def bench_generate(models, mapping, work, quick):
 
 
 def target_rows(results):
-    """(figure, project's advantage, target, met) for each of the issue's targets that was measured."""
+    """(figure, project's advantage, target, met) for each of the issue's targets that was
+    measured.
+    """
     rows = []
     for name in ("erk", "deutschl"):
         if name in results.get("preprocess", {}):
@@ -597,8 +615,8 @@ def markdown_table(results):
             p, r = pre["project"][run], pre["reference"][run]
             lines.append(
                 f"| preprocess {name} ({pre['files']:,} files), {run} | {p['seconds']:.1f} s "
-                f"({p['files_per_second']:,.0f} files/s) | {r['seconds']:.1f} s ({r['files_per_second']:,.0f} "
-                f"files/s) | {fmt(pre[f'{run}_speedup'])}x |"
+                f"({p['files_per_second']:,.0f} files/s) | {r['seconds']:.1f} s "
+                f"({r['files_per_second']:,.0f} files/s) | {fmt(pre[f'{run}_speedup'])}x |"
             )
     if "train" in results:
         t = results["train"]
@@ -609,15 +627,16 @@ def markdown_table(results):
             else f"not within {t['budget_minutes']:g} min"
         )
         lines += [
-            f"| training peak memory (whole process) | {p['peak_rss_mib']:,.0f} MiB | {r['peak_rss_mib']:,.0f} MiB | "
-            f"{fmt(t['memory_advantage'])}x |",
-            f"| seconds per epoch | {p['epoch_seconds']:.1f} s | {r['epoch_seconds']:,.0f} s | {fmt(t['epoch_speedup'])}x |",
-            f"| held-out NLL after {t['budget_minutes']:g} min (nats/step) | {fmt(p['best_val_loss_within_budget'], 3)} | "
-            f"{r['val_loss']:.3f} | |",
-            f"| held-out accuracy after {t['budget_minutes']:g} min | {fmt(p['best_val_accuracy_within_budget'], 3)} | "
-            f"{r['val_accuracy']:.3f} | |",
-            f"| time to the reference's {t['budget_minutes']:g}-min NLL | {reached} | {t['budget_minutes'] * 60:.0f} s | "
-            f"{fmt(t['time_to_reference_nll_speedup'])}x |",
+            f"| training peak memory (whole process) | {p['peak_rss_mib']:,.0f} MiB | "
+            f"{r['peak_rss_mib']:,.0f} MiB | {fmt(t['memory_advantage'])}x |",
+            f"| seconds per epoch | {p['epoch_seconds']:.1f} s | {r['epoch_seconds']:,.0f} s | "
+            f"{fmt(t['epoch_speedup'])}x |",
+            f"| held-out NLL after {t['budget_minutes']:g} min (nats/step) | "
+            f"{fmt(p['best_val_loss_within_budget'], 3)} | {r['val_loss']:.3f} | |",
+            f"| held-out accuracy after {t['budget_minutes']:g} min | "
+            f"{fmt(p['best_val_accuracy_within_budget'], 3)} | {r['val_accuracy']:.3f} | |",
+            f"| time to the reference's {t['budget_minutes']:g}-min NLL | {reached} | "
+            f"{t['budget_minutes'] * 60:.0f} s | {fmt(t['time_to_reference_nll_speedup'])}x |",
         ]
     if "generate" in results:
         g = results["generate"]
@@ -627,7 +646,8 @@ def markdown_table(results):
         ):
             lines.append(
                 f"| generation, {label} | {g[name]['project_steps_per_second']:,.0f} steps/s | "
-                f"{g[name]['reference_steps_per_second']:,.0f} steps/s | {fmt(g[name]['speedup'])}x |"
+                f"{g[name]['reference_steps_per_second']:,.0f} steps/s | "
+                f"{fmt(g[name]['speedup'])}x |"
             )
     return lines
 
@@ -641,8 +661,9 @@ def markdown(results, results_path):
     m = results["machine"]
     lines = [
         f"Measured by `{results['command']}` on {m['date'][:10]}: {m['cpu']}, {m['cores']} cores, "
-        f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads), "
-        f"music21 {m['music21']}. Full results: `{shown_path(results_path)}`.",
+        f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} "
+        f"({m['torch_threads']} threads), music21 {m['music21']}. Full results: "
+        f"`{shown_path(results_path)}`.",
         "",
     ]
     if results.get("quick"):
@@ -655,7 +676,8 @@ def markdown(results, results_path):
             "|---|---:|---:|---|",
         ]
         lines += [
-            f"| {r['figure']} | {fmt(r['advantage'])}x | {r['target']}x | {'yes' if r['met'] else '**no**'} |"
+            f"| {r['figure']} | {fmt(r['advantage'])}x | {r['target']}x | "
+            f"{'yes' if r['met'] else '**no**'} |"
             for r in rows
         ]
         lines.append("")
@@ -666,41 +688,46 @@ def markdown(results, results_path):
 def notes(results):
     """How each figure was measured: what a reader needs to trust it."""
     out = [
-        "The reference is `bench/reference.py`: the tutorial's scheme (music21 stream parsing and transposition, "
-        "one process; one-hot float32 windows of 64 steps, stride 1, materialised for the whole dataset; "
-        "one target per window; generation re-running the one-hot window of the last 64 steps for every step), "
-        "re-implemented plainly in PyTorch with the same LSTM(256), dropout 0.2, Adam 1e-3 and batch 64."
+        "The reference is `bench/reference.py`: the tutorial's scheme (music21 stream parsing and "
+        "transposition, one process; one-hot float32 windows of 64 steps, stride 1, materialised "
+        "for the whole dataset; one target per window; generation re-running the one-hot window of "
+        "the last 64 steps for every step), re-implemented plainly in PyTorch with the same "
+        "LSTM(256), dropout 0.2, Adam 1e-3 and batch 64."
     ]
     if results.get("preprocess"):
         out.append(
-            "Preprocess: wall time of the whole command in its own process (interpreter start and imports "
-            "included). Project cold: an empty folder, no cache; warm: the same command again. Reference cold: "
-            "every file parsed from source (forceSource=True); reference warm: its second run with music21's "
-            "pickle cache, which the tutorial's converter.parse uses by default (its first run, writing that "
-            "cache, is in the JSON as cold_writing_music21_cache)."
+            "Preprocess: wall time of the whole command in its own process (interpreter start and "
+            "imports included). Project cold: an empty folder, no cache; warm: the same command "
+            "again. Reference cold: every file parsed from source (forceSource=True); reference "
+            "warm: its second run with music21's pickle cache, which the tutorial's "
+            "converter.parse uses by default (its first run, writing that cache, is in the JSON as "
+            "cold_writing_music21_cache)."
         )
     if "train" in results:
         t = results["train"]
         out.append(
-            f"Training on {t['data']} ({t['train_songs']:,} training songs, {t['val_songs']} held out, "
-            f"{t['val_steps']:,} held-out target steps; the split train.py makes). The reference trains on "
-            "windows built from the same training songs as the project preprocessed them (so both predict the "
-            "same targets; the tutorial's own preprocessing starts a new onset at each tied note), for "
-            f"{t['budget_minutes']:g} min of training time ({t['reference']['windows']:,} windows, a "
-            f"{t['reference']['onehot_gib']:.2f} GiB one-hot array built in "
-            f"{t['reference']['onehot_build_seconds']:.0f} s, not counted). The project runs `train.py` with "
-            f"its defaults and `--max-minutes {t['budget_minutes']:g}`."
+            f"Training on {t['data']} ({t['train_songs']:,} training songs, {t['val_songs']} held "
+            f"out, {t['val_steps']:,} held-out target steps; the split train.py makes). The "
+            "reference trains on windows built from the same training songs as the project "
+            "preprocessed them (so both predict the same targets; the tutorial's own preprocessing "
+            f"starts a new onset at each tied note), for {t['budget_minutes']:g} min of training "
+            f"time ({t['reference']['windows']:,} windows, a {t['reference']['onehot_gib']:.2f} "
+            f"GiB one-hot array built in {t['reference']['onehot_build_seconds']:.0f} s, not "
+            "counted). The project runs `train.py` with its defaults and `--max-minutes "
+            f"{t['budget_minutes']:g}`."
         )
         out.append(
-            "Both are scored by `model.score` on the same held-out songs and targets (every step of each song "
-            "and its closing `/`), each with its generation context: the project from a zero state after one "
-            "`/`; the reference from the window of the previous 64 symbols, the song start padded with `/`."
+            "Both are scored by `model.score` on the same held-out songs and targets (every step "
+            "of each song and its closing `/`), each with its generation context: the project from "
+            "a zero state after one `/`; the reference from the window of the previous 64 symbols, "
+            "the song start padded with `/`."
         )
         out.append(
-            f"Seconds per epoch: the project's is the median epoch including its validation pass (an epoch "
-            f"predicts every training step once); the reference's (an epoch is one pass over all windows) is "
-            f"{t['reference']['epoch_seconds_how']}. Time to the reference's NLL: elapsed_seconds in "
-            "training_log.csv at the first epoch whose validation NLL is at or below it."
+            "Seconds per epoch: the project's is the median epoch including its validation pass "
+            "(an epoch predicts every training step once); the reference's (an epoch is one pass "
+            f"over all windows) is {t['reference']['epoch_seconds_how']}. Time to the reference's "
+            "NLL: elapsed_seconds in training_log.csv at the first epoch whose validation NLL is "
+            "at or below it."
         )
         out.append(
             "Peak memory: ru_maxrss of the training process (os.wait4), imports and data included."
@@ -708,13 +735,16 @@ def notes(results):
     if "generate" in results:
         g = results["generate"]
         out.append(
-            f"Generation with the {'trained' if g['trained_models'] else 'untrained (--skip-train)'} models, on the CPU, temperature {g['temperature']}, seed "
-            f"`{g['seed'] or '(none)'}`, both bounded to the tutorial's 64-step window "
-            f"(`generate_melody(seed, steps, {g['max_sequence_length']}, T)`); the delimiter's logit is "
-            f"lowered by {NO_STOP_BIAS:g} in both so that no melody stops early. The reference's batch runs "
-            f"the {g['batch_melodies']} windows as one batch per step (the tutorial had no batch generation). The project's "
-            "recommended call (no window, the state carries the whole melody) ran "
-            f"{g['single']['project_unbounded_steps_per_second']:,.0f} steps/s on the single melody."
+            "Generation with the "
+            f"{'trained' if g['trained_models'] else 'untrained (--skip-train)'} models, on the "
+            f"CPU, temperature {g['temperature']}, seed `{g['seed'] or '(none)'}`, both bounded to "
+            "the tutorial's 64-step window (`generate_melody(seed, steps, "
+            f"{g['max_sequence_length']}, T)`); the delimiter's logit is lowered by "
+            f"{NO_STOP_BIAS:g} in both so that no melody stops early. The reference's batch runs "
+            f"the {g['batch_melodies']} windows as one batch per step (the tutorial had no batch "
+            "generation). The project's recommended call (no window, the state carries the whole "
+            f"melody) ran {g['single']['project_unbounded_steps_per_second']:,.0f} steps/s on the "
+            "single melody."
         )
     return out
 
@@ -760,7 +790,8 @@ def main():
         "--reference-minutes",
         type=float,
         default=None,
-        help="training budget for the reference, and for the project (default: 10; 0.05 with --quick)",
+        help="training budget for the reference, and for the project "
+        "(default: 10; 0.05 with --quick)",
     )
     parser.add_argument(
         "--dataset-root",
@@ -772,7 +803,8 @@ def main():
     parser.add_argument(
         "--data",
         type=Path,
-        help="folder with file_dataset and mapping.json to train on (default: the erk preprocess output)",
+        help="folder with file_dataset and mapping.json to train on "
+        "(default: the erk preprocess output)",
     )
     parser.add_argument("--skip-preprocess", action="store_true")
     parser.add_argument(
@@ -793,7 +825,8 @@ def main():
     parser.add_argument(
         "--keep",
         type=Path,
-        help="copy the project's training run (model.pth, training_log.csv, curve) into this folder",
+        help="copy the project's training run (model.pth, training_log.csv, curve) "
+        "into this folder",
     )
     parser.add_argument(
         "--readme",
@@ -828,8 +861,8 @@ def main():
         "preprocess": {},
     }
     print(
-        f"{results['machine']['cpu']}, {results['machine']['cores']} cores, torch {results['machine']['torch']} "
-        f"({results['machine']['torch_threads']} threads)",
+        f"{results['machine']['cpu']}, {results['machine']['cores']} cores, torch "
+        f"{results['machine']['torch']} ({results['machine']['torch_threads']} threads)",
         flush=True,
     )
     started = time.perf_counter()
@@ -840,7 +873,8 @@ def main():
             print("preprocess: skipped (--skip-preprocess)")
         elif not (args.dataset_root / "erk").is_dir():
             print(
-                f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root points at deutschl/)"
+                f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root "
+                "points at deutschl/)"
             )
             results["preprocess_skipped"] = f"{args.dataset_root / 'erk'} not found"
         else:
@@ -859,12 +893,14 @@ def main():
             data, data_label = ROOT, f"the songs in {config.SINGLE_FILE_DATASET}"
         if data is None:
             print(
-                "training and generation: skipped (no data: pass --data or a --dataset-root with erk/)"
+                "training and generation: skipped (no data: pass --data or a --dataset-root with "
+                "erk/)"
             )
         else:
             if args.skip_train:
                 print(
-                    "training: skipped (--skip-train): generation uses untrained models of the same size"
+                    "training: skipped (--skip-train): generation uses untrained models of the "
+                    "same size"
                 )
                 models = untrained_models(artefacts.load_mapping(data / config.MAPPING_PATH))
             else:

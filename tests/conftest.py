@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-# The models in tests are tiny: one thread avoids contention on a 2-core machine (subprocesses inherit it).
+# The models in tests are tiny: one thread avoids contention on a 2-core machine (subprocesses
+# inherit it).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
 
@@ -20,7 +21,8 @@ SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
 
 from encoding import DELIMITER  # noqa: E402
 
-# Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an arpeggio with a rest).
+# Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an
+# arpeggio with a rest).
 TINY_SONGS = [
     "60 _ 62 _ 64 _ 65 _ 67 _ _ _ 65 _ 64 _ 62 _ 60 _ _ _",
     "72 _ 71 _ 69 _ 67 _ 65 _ 64 _ 62 _ 60 _ _ _ r _ _ _",
@@ -30,7 +32,9 @@ TINY_SONGS = [
 
 @pytest.fixture
 def tiny_artefacts(tmp_path):
-    """file_dataset and mapping.json for TINY_SONGS, as preprocess.py would write them (SEQUENCE_LENGTH 4)."""
+    """file_dataset and mapping.json for TINY_SONGS, as preprocess.py would write them
+    (SEQUENCE_LENGTH 4).
+    """
     text = " ".join(" ".join([song] + [DELIMITER] * 4) for song in TINY_SONGS)
     vocabulary = sorted(set(text.split()))
     (tmp_path / "file_dataset").write_text(text)

@@ -1,5 +1,6 @@
-"""bench/: the tutorial re-implementation agrees with the project where it should, the shared scoring is
-right, and `bench/run.py --quick` runs end to end (no speed assertions: timings here are noise)."""
+"""bench/: the tutorial re-implementation agrees with the project where it should, the shared
+scoring is right, and `bench/run.py --quick` runs end to end (no speed assertions: timings here are
+noise)."""
 
 import importlib.util
 import json
@@ -21,11 +22,15 @@ from model import MelodyLSTM, score, song_log_probs  # noqa: E402
 # Songs without ties, each exercising a step both pipelines must take the same way.
 UNTIED_SONGS = {
     # G major declared, a pickup, a dotted rhythm, a rest: transposed down to C major.
-    "g_major.krn": "**kern\n*M3/4\n*k[f#]\n*G:\n8d\n=1\n4.g\n8a\n4b\n=2\n4r\n4dd\n4b\n=3\n2.g\n==\n*-\n",
+    "g_major.krn": (
+        "**kern\n*M3/4\n*k[f#]\n*G:\n8d\n=1\n4.g\n8a\n4b\n=2\n4r\n4dd\n4b\n=3\n2.g\n==\n*-\n"
+    ),
     # E minor declared: lands in A minor.
     "e_minor.krn": "**kern\n*M4/4\n*k[f#]\n*e:\n=1\n4e\n8f#\n8g\n4a\n4b\n=2\n4cc\n4b\n2e\n==\n*-\n",
     # No key declared: both ask music21's key analysis (F major here).
-    "no_key.krn": "**kern\n*M4/4\n=1\n4f\n4a\n4cc\n4a\n=2\n8b-\n8a\n8g\n8e\n2f\n=3\n4c\n4f\n2f\n==\n*-\n",
+    "no_key.krn": (
+        "**kern\n*M4/4\n=1\n4f\n4a\n4cc\n4a\n=2\n8b-\n8a\n8g\n8e\n2f\n=3\n4c\n4f\n2f\n==\n*-\n"
+    ),
 }
 # C major, a half note G tied over the barline into a quarter.
 TIED_SONG = "**kern\n*M4/4\n*C:\n=1\n4c\n4e\n[2g\n=2\n4g]\n4e\n2c\n==\n*-\n"
@@ -69,7 +74,9 @@ def test_reference_and_project_encode_untied_songs_alike(tmp_path):
 
 
 def test_ties_are_where_the_two_differ(tmp_path):
-    """The tutorial starts a new onset at every written note; the project holds a tied note with `_`."""
+    """The tutorial starts a new onset at every written note; the project holds a tied note with
+    `_`.
+    """
     dataset = write_songs(tmp_path / "songs", {"tied.krn": TIED_SONG})
     project_text, _ = project_encodings(dataset, tmp_path / "project")
     reference_text, _ = reference_encodings(dataset, tmp_path / "reference")
@@ -111,7 +118,9 @@ VOCAB = 4
 
 
 def hand_nll(log_prob_rows):
-    """Mean of -log p(target) and the accuracy, from one (log-probabilities, target) pair per step."""
+    """Mean of -log p(target) and the accuracy, from one (log-probabilities, target) pair per
+    step.
+    """
     nll = sum(-float(lp[target]) for lp, target in log_prob_rows) / len(log_prob_rows)
     accuracy = sum(int(lp.argmax()) == target for lp, target in log_prob_rows) / len(log_prob_rows)
     return nll, accuracy
@@ -156,7 +165,9 @@ def test_score_of_the_reference_model_matches_a_window_by_window_computation():
 
 
 def test_both_models_score_a_known_distribution_to_its_closed_form_nll():
-    """Zero weights and a fixed output bias predict the same distribution at every step, for both."""
+    """Zero weights and a fixed output bias predict the same distribution at every step, for
+    both.
+    """
     probabilities = [0.1, 0.2, 0.3, 0.4]
     targets = [t for song in SONGS for t in song + [DELIMITER]]
     expected = sum(-math.log(probabilities[t]) for t in targets) / len(targets)
@@ -242,7 +253,8 @@ def test_quick_run_end_to_end_and_readme_section(tmp_path):
     assert all(isinstance(row["met"], bool) for row in results["targets"])
     assert "| figure | project | reference |" in (out / f"{results_file.stem}.md").read_text()
 
-    # --readme takes the latest full results (a quick one, renamed, stands in) and replaces only its section.
+    # --readme takes the latest full results (a quick one, renamed, stands in) and replaces only its
+    # section.
     shutil.copyfile(results_file, out / "2000-01-01.json")
     readme = tmp_path / "README.md"
     readme.write_text(

@@ -44,7 +44,9 @@ def save_checkpoint(path, model, vocabulary=VOCABULARY):
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread():
-    """Tiny models: with more threads, synchronising them costs more than the arithmetic (far more on a busy machine)."""
+    """Tiny models: with more threads, synchronising them costs more than the arithmetic (far more
+    on a busy machine).
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -53,7 +55,9 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-    """A small LSTM overfitted on TINY_SONGS ([/] + song -> song + [/]), so its greedy choices are songs."""
+    """A small LSTM overfitted on TINY_SONGS ([/] + song -> song + [/]), so its greedy choices are
+    songs.
+    """
     torch.manual_seed(0)
     model = MelodyLSTM(len(VOCABULARY), [32], dropout=0.0)
     index = {s: i for i, s in enumerate(VOCABULARY)}
@@ -83,7 +87,9 @@ def mg(model_path):
 
 
 def greedy_by_full_rerun(mg, seed, num_steps):
-    """Reference greedy decoding without carried state: re-run [/] + the whole melody for every step."""
+    """Reference greedy decoding without carried state: re-run [/] + the whole melody for every
+    step.
+    """
     melody = list(seed)
     for _ in range(num_steps):
         x = torch.tensor([[mg.index[s] for s in [DELIMITER] + melody]])
@@ -96,7 +102,9 @@ def greedy_by_full_rerun(mg, seed, num_steps):
 
 
 def midi_notes(path):
-    """(MIDI number, start, end) in quarter lengths for every note in a MIDI file, read with mido."""
+    """(MIDI number, start, end) in quarter lengths for every note in a MIDI file, read with
+    mido.
+    """
     midi = mido.MidiFile(path)
     notes, started = [], {}
     for track in midi.tracks:
@@ -133,7 +141,9 @@ def read_back(path):
 
 
 def same_up_to_final_silence(back, symbols):
-    """MIDI has no end for a final rest, so music21 fills the last bar: silence may be added at the end."""
+    """MIDI has no end for a final rest, so music21 fills the last bar: silence may be added at the
+    end.
+    """
     padding = back[len(symbols) :]
     ends_with_rest = [s for s in symbols if s != "_"][-1] == "r"
     silent = (
@@ -150,7 +160,8 @@ def same_up_to_final_silence(back, symbols):
 @pytest.mark.parametrize(
     "symbols",
     [
-        "60 _ 62 _ 64 _ _ _ r _ 67 _ _ _ _ _ _ _ _ _ _ _ 65 64",  # a note held over the bar line, a rest
+        # a note held over the bar line, a rest
+        "60 _ 62 _ 64 _ _ _ r _ 67 _ _ _ _ _ _ _ _ _ _ _ 65 64",
         "r _ 57 _ _ 60 r _ _ _ 72 _ _ _ _ _ 71 _ r",  # starts and ends with a rest
     ],
 )
@@ -308,7 +319,9 @@ def test_stops_at_delimiter_or_runs_to_num_steps(model_path, tmp_path):
 
 
 def test_max_sequence_length_bounds_the_context_at_per_step_cost(mg, monkeypatch):
-    """Every call is one step or a rebuild from `/` + the last N symbols; the context stays in N..2N."""
+    """Every call is one step or a rebuild from `/` + the last N symbols; the context stays in
+    N..2N.
+    """
     calls = []
     forward = mg.model.forward
 

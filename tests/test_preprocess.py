@@ -31,7 +31,9 @@ EXPECTED = {
     # C major: 4. 8 4 4r | 8. 16 8 8r 2
     "dotted_rests.krn": "60 _ _ _ _ _ 62 _ 64 _ _ _ r _ _ _ 65 _ _ 64 62 _ r _ 60 _ _ _ _ _ _ _",
     # F major, down 5: pickup 8c | 4f 4a [4cc | 4cc] 8b- 8a 4g | [2.f | 4f_ 4f] 4r
-    "ties_pickup.krn": f"55 _ 60 _ _ _ 64 _ _ _ 67 {HOLDS(7)} 65 _ 64 _ 62 _ _ _ 60 {HOLDS(19)} r _ _ _",
+    "ties_pickup.krn": (
+        f"55 _ 60 _ _ _ 64 _ _ _ 67 {HOLDS(7)} 65 _ 64 _ 62 _ _ _ 60 {HOLDS(19)} r _ _ _"
+    ),
     # D major, down 2
     "sharp_key.krn": "60 _ 62 _ 64 _ 65 _ 67 _ _ _ 69 _ _ _ 71 _ _ _ 72 _ _ _ r _ _ _ _ _ _ _",
     # E minor, up 5 to A minor: E4 -> A4
@@ -148,10 +150,11 @@ def test_duration_filter_drops_triplets():
 
 
 def test_kern_details_the_reader_must_get_right():
-    # breve, longa, double-dotted, accidentals up and down, natural, octaves, chord ties, tuplets, a text spine
+    # breve, longa, double-dotted, accidentals up and down, natural, octaves, chord ties, tuplets, a
+    # text spine
     text = (
-        "**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] 8e]\t.\n"
-        "6g\t.\n4.ccc-q\t.\n*-\t*-\n"
+        "**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] "
+        "8e]\t.\n6g\t.\n4.ccc-q\t.\n*-\t*-\n"
     )
     events, declared = preprocess.read_kern(text)
     assert declared == ("F#", "minor")
@@ -462,8 +465,9 @@ def test_tutorial_functions_reuse_the_main_path(fixture_run, tmp_path):
 # ---------------------------------------------------------------------------------------------
 # The real collection (skipped where ../shared/deutschl is absent)
 
-# sha256 of file_dataset made from erk by the music21-only path (converter.parse, events_from_stream,
-# declared_key, the same filter, transposition and encoding), SEQUENCE_LENGTH 64.
+# sha256 of file_dataset made from erk by the music21-only path (converter.parse,
+# events_from_stream, declared_key, the same filter, transposition and encoding),
+# SEQUENCE_LENGTH 64.
 ERK_MUSIC21_SHA256 = "764431d8e19ae2e5907fae0c899474c2f01dbf398acfd5fdf8d9d9ecf0539266"
 
 

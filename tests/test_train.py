@@ -1,4 +1,6 @@
-"""train.py: it learns, its checkpoint scores as evaluate.py would, it resumes exactly, it fails clearly."""
+"""train.py: it learns, its checkpoint scores as evaluate.py would, it resumes exactly, it fails
+clearly.
+"""
 
 import csv
 import json
@@ -25,7 +27,9 @@ TINY = {"units": [64], "dropout": 0.0, "lr": 0.01, "batch_size": 1, "seq_len": 3
 
 @pytest.fixture(autouse=True)
 def one_thread(monkeypatch):
-    """Tiny models gain nothing from a second thread, and lose much when other work shares the cores."""
+    """Tiny models gain nothing from a second thread, and lose much when other work shares the
+    cores.
+    """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     monkeypatch.setenv(
@@ -36,7 +40,9 @@ def one_thread(monkeypatch):
 
 
 def paths(folder):
-    """train()'s file arguments, all inside `folder` (its data from file_dataset/mapping.json there)."""
+    """train()'s file arguments, all inside `folder` (its data from file_dataset/mapping.json
+    there).
+    """
     return {
         "dataset": folder / "file_dataset",
         "mapping": folder / "mapping.json",
