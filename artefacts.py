@@ -5,6 +5,8 @@ preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
 train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
 """
 
+import csv
+import io
 import json
 import os
 import random
@@ -139,6 +141,60 @@ def load_songs(dataset_path=config.SINGLE_FILE_DATASET, mapping_path=config.MAPP
         else:
             current.append(mapping[symbol])
     return songs, mapping
+
+
+METADATA_COLUMNS = [
+    "index",
+    "source",
+    "collection",
+    "meter",
+    "meters",
+    "pickup",
+    "mode",
+    "key",
+    "steps",
+    "bars",
+]
+
+
+def write_metadata(path, rows):
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=METADATA_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, text.getvalue())
+
+
+def metadata_path(path, dataset_path):
+    """The song table's path: `path`, or where preprocess.py puts it, beside file_dataset."""
+    return Path(path) if path is not None else Path(dataset_path).parent / config.SONG_METADATA
+
+
+def load_metadata(path, num_songs=None):
+    """song_metadata.csv -> one dict per song (pickup, steps and bars as ints; bars None where the
+    meter is unknown); checked against the number of songs in file_dataset."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            f"{path} not found: run preprocess.py (it writes each song's meter, "
+            "pickup and mode there)"
+        )
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        for row in rows:
+            row["pickup"], row["steps"] = int(row["pickup"]), int(row["steps"])
+            row["bars"] = int(row["bars"]) if row["bars"] else None
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
+        raise UserError(
+            f"{path} is not a song table written by preprocess.py: run it again"
+        ) from None
+    if num_songs is not None and len(rows) != num_songs:
+        raise UserError(
+            f"{path} describes {len(rows)} songs, the dataset has {num_songs}: they are "
+            "from different runs; run preprocess.py again"
+        )
+    return rows
 
 
 def split_songs(num_songs, fraction=config.VALIDATION_SPLIT, seed=config.SEED):

@@ -14,10 +14,12 @@ TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
 SAVE_DIR = "music_dataset"
 SINGLE_FILE_DATASET = "file_dataset"
 MAPPING_PATH = "mapping.json"
+SONG_METADATA = "song_metadata.csv"  # per song of file_dataset: meter, pickup, mode, key, source
 CACHE_DIR = ".cache"
 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset; steps per training window
+MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
 NUM_UNITS = [256]  # one LSTM layer per entry
 DROPOUT = 0.2
 LEARNING_RATE = 0.001
@@ -44,4 +46,5 @@ BPM = 120
 TIME_SIGNATURE = "4/4"
 EVALUATION_DIR = "evaluation"
 NUM_EVAL_MELODIES = 200  # melodies evaluate.py samples per model to compare with the held-out songs
+EVAL_METERS = ["2/4", "3/4", "4/4", "6/8"]  # evaluate.py asks for each of these meters
 MAX_NGRAM_ORDER = 10  # evaluate.py tries n-gram baselines of orders 1..this

@@ -47,11 +47,35 @@ def encode_events(events, time_step=config.TIME_STEP):
     return symbols
 
 
-def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signature=None):
-    """Symbols -> a music21 stream of notes and rests; the inverse of encode_events.
+def symbol_runs(symbols):
+    """Symbols -> [(MIDI number, or None for a rest, steps)]: what decoding reads, note by note.
 
     `_` extends whatever came before; a leading `_` is a rest. `/` delimiters are skipped.
+    """
+    runs = []
+    for symbol in symbols:
+        if symbol == DELIMITER:
+            continue
+        if symbol == HOLD:
+            if runs:
+                runs[-1][1] += 1
+            else:
+                runs.append([None, 1])
+            continue
+        if symbol != REST and not symbol.isdigit():
+            raise ValueError(
+                f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or "
+                f"{DELIMITER!r}"
+            )
+        runs.append([None if symbol == REST else int(symbol), 1])
+    return [(midi, steps) for midi, steps in runs]
+
+
+def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signature=None):
+    """Symbols -> a flat music21 stream of notes and rests; the inverse of encode_events.
+
     encode_events(events_from_stream(decode_melody(s))) == s for every s that starts with an onset.
+    render.melody_score makes the same notes into a score with bars, pickup and key.
     """
     from music21 import meter, note, stream, tempo
 
@@ -60,32 +84,14 @@ def decode_melody(symbols, step_duration=config.TIME_STEP, bpm=None, time_signat
         melody.append(tempo.MetronomeMark(number=bpm))
     if time_signature is not None:
         melody.append(meter.TimeSignature(time_signature))
-    start, steps = None, 0
-
-    def flush():
-        if steps:
-            length = Fraction(step_duration).limit_denominator(1024) * steps
-            element = (
-                note.Rest(quarterLength=length)
-                if start in (None, REST)
-                else note.Note(int(start), quarterLength=length)
-            )
-            melody.append(element)
-
-    for symbol in symbols:
-        if symbol == DELIMITER:
-            continue
-        if symbol == HOLD:
-            steps += 1
-            continue
-        if symbol != REST and not symbol.isdigit():
-            raise ValueError(
-                f"cannot decode symbol {symbol!r}: expected a MIDI number, {REST!r}, {HOLD!r} or "
-                f"{DELIMITER!r}"
-            )
-        flush()
-        start, steps = symbol, 1
-    flush()
+    step = Fraction(step_duration).limit_denominator(1024)
+    for midi, steps in symbol_runs(symbols):
+        length = step * steps
+        melody.append(
+            note.Rest(quarterLength=length)
+            if midi is None
+            else note.Note(midi, quarterLength=length)
+        )
     return melody
 
 
@@ -104,8 +110,35 @@ def top_part(parts):
 
 def events_from_stream(song):
     """A music21 stream -> events of its top part, grace notes dropped, chords by their top note."""
-    parts = list(song.parts) if hasattr(song, "parts") and len(song.parts) > 1 else [song]
-    return top_part(_part_events(part) for part in parts)
+    return _top_part_stream(song)[1]
+
+
+def _top_part_stream(song):
+    """(the top part of a music21 stream, its events)."""
+    parts = list(song.parts) if hasattr(song, "parts") and len(song.parts) else [song]
+    events = [_part_events(part) for part in parts]
+    best = top_part(events)
+    return next((p for p, e in zip(parts, events) if e is best), parts[0]), best
+
+
+def structure_from_stream(song):
+    """A music21 stream -> (its top part's meters in order, e.g. ["3/4"], its pickup in quarters).
+
+    The pickup is the length of a first bar shorter than its meter's bar (0 when there is none).
+    """
+    from music21 import meter, stream
+
+    part, _ = _top_part_stream(song)
+    meters = [ts.ratioString for ts in part.recurse().getElementsByClass(meter.TimeSignature)]
+    measures = list(part.getElementsByClass(stream.Measure))
+    pickup = 0.0
+    if measures and meters:
+        first = measures[0]
+        bar = first.barDuration.quarterLength
+        filled = float(first.highestTime)
+        if 0 < filled < bar:
+            pickup = filled
+    return meters, pickup
 
 
 def _part_events(part):

@@ -26,17 +26,19 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from tqdm import tqdm
 
-import artefacts  # noqa: E402
-import config  # noqa: E402
-from artefacts import UserError  # noqa: E402
-from encoding import DELIMITER, HOLD, REST  # noqa: E402
-from melodygenerator import MelodyGenerator  # noqa: E402
-from model import MelodyLSTM, score, song_log_probs  # noqa: E402
+import artefacts
+import config
+import controls
+import encoding
+from artefacts import UserError
+from encoding import DELIMITER, HOLD, REST, symbol_runs
+from melodygenerator import MelodyGenerator
+from model import MelodyLSTM, score, song_log_probs
 
 BAR_QUARTERS = (
     4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 steps of a 16th)
@@ -378,6 +380,79 @@ def longest_run(melody, index):
     return best
 
 
+# ----------------------------------------------------------------------------- 4. meter and mode
+
+
+def onset_positions(symbols, bar, pickup):
+    """Positions in the bar (0 = the downbeat) of a melody's note onsets."""
+    start = (bar - pickup) % bar
+    return [(t + start) % bar for t, s in enumerate(symbols) if s not in (HOLD, REST)]
+
+
+def onset_profile(melodies, plans, bar):
+    """The share of note onsets at each position of a bar of `bar` steps."""
+    positions = [
+        p for m, plan in zip(melodies, plans) for p in onset_positions(m, bar, plan.pickup)
+    ]
+    counts = np.bincount(positions, minlength=bar).astype(float)
+    return counts / max(counts.sum(), 1)
+
+
+def analysed_mode(symbols):
+    """music21's key analysis of a melody: "major" or "minor" (None without notes)."""
+    events = [
+        (midi, steps * config.TIME_STEP, False)
+        for midi, steps in symbol_runs(symbols)
+        if midi is not None
+    ]
+    return encoding.analyse_key(events)[1] if events else None
+
+
+def structure_summary(melodies, plans, bar):
+    """Endings, length in bars and the onset profile of melodies written to plans of one meter.
+
+    A melody ends on a barline when its length is a whole number of bars: its last bar completes
+    the pickup, as in the songs (measurements.md: 99% of erk's single-meter songs).
+    """
+    lengths = np.array([len(m) for m in melodies])
+    return {
+        "count": len(melodies),
+        "barline": float(np.mean(lengths % bar == 0)),
+        "bars": float(np.mean(lengths / bar)),
+        "profile": onset_profile(melodies, plans, bar),
+    }
+
+
+def mode_summary(melodies, mode):
+    """The share of melodies that music21's key analysis hears in `mode`."""
+    return (
+        float(np.mean([analysed_mode(m) == mode for m in melodies])) if melodies else float("nan")
+    )
+
+
+def plot_onset_profiles(path, meters, real, generated):
+    """One panel per meter: the onset profile of the real songs and of each model's melodies."""
+    fig, axes = plt.subplots(1, len(meters), figsize=(4.5 * len(meters), 3.6), squeeze=False)
+    for ax, meter in zip(axes[0], meters):
+        sets = [("held-out songs", real[meter]["profile"])] + [
+            (f"model {i}", g[meter]["profile"]) for i, g in enumerate(generated.values(), 1)
+        ]
+        width = 0.8 / len(sets)
+        for i, (label, profile) in enumerate(sets):
+            ax.bar(
+                np.arange(len(profile)) + (i - (len(sets) - 1) / 2) * width,
+                profile,
+                width,
+                label=label,
+            )
+        ax.set_title(f"{meter}: onsets by position in the bar")
+        ax.set_xlabel("16th step in the bar")
+        ax.set_ylabel("share of onsets")
+    axes[0][0].legend()
+    fig.subplots_adjust(left=0.06, right=0.98, bottom=0.15, top=0.88, wspace=0.3)
+    save_figure(fig, path)
+
+
 # ----------------------------------------------------------------------------- report
 
 
@@ -455,6 +530,11 @@ def main(argv=None):
         help="mapping.json the models were trained with (default: %(default)s)",
     )
     parser.add_argument(
+        "--metadata",
+        help=f"song table of the dataset: meters, pickups, modes (default: {config.SONG_METADATA} "
+        "beside --dataset)",
+    )
+    parser.add_argument(
         "--num-melodies",
         type=int,
         default=config.NUM_EVAL_MELODIES,
@@ -499,6 +579,7 @@ def main(argv=None):
         raise UserError("the same --model is given twice: name each model once")
 
     songs, mapping = artefacts.load_songs(args.dataset, args.mapping)
+    plans = [controls.Plan.from_row(r) for r in artefacts.load_metadata(args.metadata, len(songs))]
     checkpoints = load_models(paths, mapping, len(songs))
     vocabulary = sorted(mapping, key=mapping.get)
     if HOLD not in mapping or DELIMITER not in mapping:
@@ -524,7 +605,13 @@ def main(argv=None):
     model_metrics = {}
     for path, checkpoint in zip(paths, checkpoints):
         model = MelodyLSTM.from_checkpoint(checkpoint).to(args.device)
-        log_probs = song_log_probs(model, test_songs, delimiter, device=args.device)
+        fields = None
+        if "controls" in checkpoint:
+            space = controls.ControlSpace.from_dict(checkpoint["controls"])
+            fields = [space.song_fields(plans[i], len(songs[i])) for i in held_out]
+        log_probs = song_log_probs(
+            model, test_songs, delimiter, device=args.device, controls=fields
+        )
         model_metrics[path] = prediction_metrics(log_probs, test_songs, delimiter, hold)
     ngrams = ngram_baselines(
         train_songs, test_songs, len(vocabulary), delimiter, hold, args.max_order, args.seed
@@ -558,15 +645,74 @@ def main(argv=None):
         except ValueError as error:
             raise UserError(str(error)) from None
         histograms = feature_histograms(melodies, bar_steps)
+        bars = [controls.bar_steps(m.meter) for m in melodies]
         generated[path] = {
             "histograms": histograms,
             "overlaps": compare_features(real, histograms),
             "ended": sum(len(m) < num_steps for m in melodies),
+            "barline": float(
+                np.mean([bool(b) and len(m) % b == 0 for m, b in zip(melodies, bars)])
+            ),
             "num": len(melodies),
             "memorisation": memorisation(
                 [[mapping[s] for s in m] for m in melodies], index, window
             ),
         }
+    # 4. meter and mode: melodies asked for each common meter and each mode
+    test_plans = [plans[i] for i in held_out]
+    meters = [
+        m
+        for m in config.EVAL_METERS
+        if sum(p.meter == m for p in test_plans) >= 5
+        and all(m in c.get("controls", {}).get("meters", []) for c in checkpoints)
+    ]
+    modes = [m for m in controls.MODES if any(p.mode == m for p in test_plans)]
+    real_by_meter = {}
+    for meter in meters:
+        chosen = [(s, p) for s, p in zip(real_symbols, test_plans) if p.meter == meter]
+        real_by_meter[meter] = structure_summary(
+            [s for s, _ in chosen], [p for _, p in chosen], controls.bar_steps(meter)
+        )
+    known = [
+        (s, controls.bar_steps(p.meter))
+        for s, p in zip(real_symbols, test_plans)
+        if controls.bar_steps(p.meter)
+    ]
+    real_barline = float(np.mean([len(s) % b == 0 for s, b in known])) if known else float("nan")
+    real_modes = {
+        mode: mode_summary([s for s, p in zip(real_symbols, test_plans) if p.mode == mode], mode)
+        for mode in modes
+    }
+    asked = {}
+    for path in paths if meters else []:
+        generator = MelodyGenerator(path, args.mapping, device=args.device)
+        asked[path] = {}
+        for meter in tqdm(meters, desc=f"meters, {path}", leave=False):
+            melodies = generator.generate_melodies(
+                "",
+                args.num_melodies,
+                num_steps,
+                meter=meter,
+                temperature=args.temperature,
+                rng=args.seed,
+            )
+            asked[path][meter] = structure_summary(
+                melodies,
+                [controls.Plan(m.meter, m.mode, m.pickup, m.bars) for m in melodies],
+                controls.bar_steps(meter),
+            )
+        for mode in tqdm(modes, desc=f"modes, {path}", leave=False):
+            melodies = generator.generate_melodies(
+                "",
+                args.num_melodies,
+                num_steps,
+                mode=mode,
+                temperature=args.temperature,
+                rng=args.seed,
+            )
+            asked[path][mode] = {"count": len(melodies), "mode": mode_summary(melodies, mode)}
+    if asked:
+        plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
     plot_features(
         out / "features.png",
         f"{args.num_melodies} melodies generated per model vs {len(test_songs)} "
@@ -724,7 +870,8 @@ def main(argv=None):
         g = generated[p]
         lines += [
             f"`{p}`: {g['ended']} of {g['num']} melodies ended by themselves (`/`); the others "
-            f"were cut at {num_steps} steps."
+            f"were cut at {num_steps} steps. {percent(g['barline'])} end on a barline of their "
+            f"meter (held-out songs of a known meter: {percent(real_barline)})."
         ]
     lines += ["", "![features: held-out, generated and training songs](features.png)", ""]
 
@@ -750,6 +897,50 @@ def main(argv=None):
         [memorisation_row("held-out songs (natural level)", natural)]
         + [memorisation_row(f"generated by `{p}`", generated[p]["memorisation"]) for p in paths],
     )
+    if asked:
+        lines += [
+            "",
+            "## 4. Meter, mode and endings",
+            "",
+            f"{args.num_melodies} melodies per model asked for each meter (the other controls "
+            "drawn from the training songs), against the held-out songs of that meter. A melody "
+            "ends on a barline when its length is a whole number of bars (its last bar completes "
+            "the pickup, as in the songs). The onset profile is the share of note onsets at each "
+            "16th of the bar; its overlap is the overlapping area of the two profiles.",
+            "",
+        ]
+        header = ["meter", "held-out songs", "real: on a barline", "real: bars (mean)"]
+        for p in paths:
+            header += [f"`{p}` on a barline", f"`{p}` bars (mean)", f"`{p}` onset overlap"]
+        rows = []
+        for meter in meters:
+            real_m = real_by_meter[meter]
+            row = [meter, real_m["count"], percent(real_m["barline"]), f"{real_m['bars']:.1f}"]
+            for p in paths:
+                g = asked[p][meter]
+                row += [
+                    percent(g["barline"]),
+                    f"{g['bars']:.1f}",
+                    f"{overlap(g['profile'], real_m['profile']):.2f}",
+                ]
+            rows.append(row)
+        lines += table(header, rows)
+        lines += [
+            "",
+            f"{args.num_melodies} melodies per model asked for each mode; the share that "
+            "music21's key analysis (Krumhansl-Schmuckler) hears in that mode, beside the "
+            "held-out songs of that mode.",
+            "",
+        ]
+        header = ["mode", "real: analysed so"] + [f"`{p}` analysed so" for p in paths]
+        lines += table(
+            header,
+            [
+                [mode, percent(real_modes[mode])] + [percent(asked[p][mode]["mode"]) for p in paths]
+                for mode in modes
+            ],
+        )
+        lines += ["", "![onset profiles by meter](onsets.png)", ""]
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
 
     print(

@@ -17,6 +17,7 @@ import argparse
 import math
 import numbers
 import os
+import random
 import re
 import secrets
 from pathlib import Path
@@ -27,12 +28,33 @@ from music21 import meter
 
 import artefacts
 import config
+import controls
+import render
 from artefacts import UserError
-from encoding import DELIMITER, decode_melody, transposition_semitones
+from encoding import DELIMITER
 from model import MelodyLSTM
 
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
 MIDI_SUFFIXES = (".mid", ".midi")
+
+
+class Melody(list):
+    """A generated melody: its symbols, as the tutorial's list, and the plan it was made to.
+
+    meter ("3/4"), mode ("major"/"minor"; None for a model without controls), pickup (steps before
+    the first barline) and bars (its length in bars; None where open). save_melody writes the
+    score in that meter with that pickup.
+    """
+
+    def __init__(self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None):
+        super().__init__(symbols)
+        self.meter, self.mode, self.pickup, self.bars = meter, mode, pickup, bars
+
+    def __repr__(self):
+        return (
+            f"Melody({list.__repr__(self)}, meter={self.meter!r}, mode={self.mode!r}, "
+            f"pickup={self.pickup}, bars={self.bars})"
+        )
 
 
 class MelodyGenerator:
@@ -53,6 +75,12 @@ class MelodyGenerator:
             self.model = MelodyLSTM.from_checkpoint(checkpoint).to(self.device)
             self.vocabulary = list(checkpoint["vocabulary"])
             self.time_step = float(checkpoint["time_step"])
+            # None: a model trained before controls existed; it writes 4/4 and takes none
+            self.controls = (
+                controls.ControlSpace.from_dict(checkpoint["controls"])
+                if "controls" in checkpoint
+                else None
+            )
         except (KeyError, TypeError, RuntimeError) as error:
             raise UserError(
                 f"{model_path} does not hold a complete model ({type(error).__name__}): "
@@ -88,9 +116,13 @@ class MelodyGenerator:
         top_k=None,
         top_p=None,
         rng=None,
+        meter=None,
+        mode=None,
+        bars=None,
+        pickup=None,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
-        left out).
+        left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
 
         seed: a space-separated string of symbols ("55 _ _ _ 60 _") or a list of them; "" or []
             starts the song from nothing.
@@ -106,9 +138,25 @@ class MelodyGenerator:
             (nucleus).
         rng: an int or a torch.Generator; the same rng gives the same melody. None uses torch's
             global RNG.
+        meter ("3/4"), mode ("major" or "minor"), bars (the length in bars: the melody ends at the
+            end of bar `bars`, its pickup counted as real songs count it, so it lasts
+            bars * bar-length steps) and pickup (steps before the first barline): each one left
+            as None is drawn, with the others, from a training song that agrees with those given.
+            The melody then ends on the barline of its last bar (unless num_steps cuts it first).
         """
         return self.generate_melodies(
-            seed, 1, num_steps, max_sequence_length, temperature, top_k, top_p, rng
+            seed,
+            1,
+            num_steps,
+            max_sequence_length,
+            temperature,
+            top_k,
+            top_p,
+            rng,
+            meter=meter,
+            mode=mode,
+            bars=bars,
+            pickup=pickup,
         )[0]
 
     @torch.inference_mode()
@@ -122,9 +170,13 @@ class MelodyGenerator:
         top_k=None,
         top_p=None,
         rng=None,
+        meter=None,
+        mode=None,
+        bars=None,
+        pickup=None,
     ):
-        """Sample n melodies from the same seed as one batch; a list of n symbol lists (see
-        generate_melody).
+        """Sample n melodies from the same seed as one batch; a list of n Melody (see
+        generate_melody). Each melody draws its own unset controls.
         """
         seed_indices = self._seed_indices(seed)
         check_count("n", n, minimum=1)
@@ -134,16 +186,27 @@ class MelodyGenerator:
         check_sampling(temperature, top_k, top_p)
         generator = make_generator(rng)
         delimiter = self.index[DELIMITER]
+        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup)
+        fields, end = self._controls(plans, len(seed_indices) + num_steps)
 
         seed_rows = torch.tensor(seed_indices, dtype=torch.long).repeat(n, 1)  # [n, len(seed)]
         tokens = torch.empty(
             n, num_steps, dtype=torch.long
         )  # generated symbols; a row's tail after its `/` is ignored
         finished = torch.zeros(n, dtype=torch.bool)
-        logits, state = self._read(seed_rows, max_sequence_length)
+        logits, state = self._read(seed_rows, max_sequence_length, fields)
         advance = self.model.stepper()
         since_rebuild = 0
         for step in range(num_steps):
+            t = len(seed_indices) + step  # the step being sampled, counted from the song start
+            if end is not None:  # the song ends at its planned barline: `/` there and only there
+                logits = logits.clone()
+                logits[:, delimiter] = torch.where(t < end, float("-inf"), logits[:, delimiter])
+                logits[t == end] = torch.where(
+                    torch.arange(logits.shape[1], device=logits.device) == delimiter,
+                    0.0,
+                    float("-inf"),
+                )
             next_symbols = sample(logits, temperature, top_k, top_p, generator)
             tokens[:, step] = next_symbols
             finished |= next_symbols == delimiter
@@ -157,30 +220,81 @@ class MelodyGenerator:
                 and len(seed_indices) + step + 1 > max_sequence_length
             ):
                 logits, state = self._read(
-                    torch.cat([seed_rows, tokens[:, : step + 1]], 1), max_sequence_length
+                    torch.cat([seed_rows, tokens[:, : step + 1]], 1), max_sequence_length, fields
                 )
                 since_rebuild = 0
             else:
-                logits, state = advance(next_symbols.to(self.device), state)
+                logits, state = advance(
+                    next_symbols.to(self.device),
+                    state,
+                    None if fields is None else fields[:, t + 1],
+                )
 
         seed_symbols = [self.vocabulary[i] for i in seed_indices]
         melodies = []
-        for row in tokens[:, :num_steps].tolist():
-            end = row.index(delimiter) if delimiter in row else len(row)
-            melodies.append(seed_symbols + [self.vocabulary[i] for i in row[:end]])
+        for row, plan in zip(tokens[:, :num_steps].tolist(), plans):
+            stop = row.index(delimiter) if delimiter in row else len(row)
+            melodies.append(
+                Melody(seed_symbols + [self.vocabulary[i] for i in row[:stop]], **vars(plan))
+            )
         return melodies
 
-    def _read(self, rows, max_sequence_length):
+    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup):
+        """Each melody's controls.Plan: the controls given, the others drawn per melody."""
+        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup}
+        if self.controls is None:
+            if any(v is not None for v in given.values()):
+                raise ValueError(
+                    "this model was trained before meter, mode, bars and pickup "
+                    "existed: re-run preprocess.py and train.py to use them"
+                )
+            return [controls.Plan(config.TIME_SIGNATURE, None)] * n
+        self.controls.check(**given)
+        # The draws follow the sampling RNG, so the same rng gives the same plans.
+        draw = random.Random(int(torch.randint(2**62, (1,), generator=generator)))
+        plans = []
+        for _ in range(n):
+            plan = self.controls.choose(draw, **given)
+            bar = self.controls.bar_steps(plan.meter)
+            if bar and plan.bars is not None and plan.bars * bar <= seed_length:
+                if bars is not None:
+                    raise ValueError(
+                        f"the seed ({seed_length} steps) fills {bars} bars of "
+                        f"{plan.meter} already: ask for more bars"
+                    )
+                plan = controls.Plan(plan.meter, plan.mode, plan.pickup, seed_length // bar + 1)
+            plans.append(plan)
+        return plans
+
+    def _controls(self, plans, steps):
+        """The control fields of steps 0..steps [n, steps + 1, fields], and the step at which each
+        melody's `/` falls [n] (a huge number where the length is open); (None, None) for a model
+        without controls."""
+        if self.controls is None:
+            return None, None
+        fields = torch.tensor([self.controls.fields(p, 0, steps + 1) for p in plans])
+        ends = [
+            p.bars * self.controls.bar_steps(p.meter)
+            if p.bars and self.controls.bar_steps(p.meter)
+            else 2**62
+            for p in plans
+        ]
+        return fields.to(self.device), torch.tensor(ends, device=self.device)
+
+    def _read(self, rows, max_sequence_length, fields=None):
         """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for
-        None).
+        None), with the control fields of the steps they predict.
 
         Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's
         form.
         """
+        first = 0
         if max_sequence_length is not None:
-            rows = rows[:, rows.shape[1] - min(rows.shape[1], max_sequence_length) :]
+            first = rows.shape[1] - min(rows.shape[1], max_sequence_length)
+        rows = rows[:, first:]
         start = torch.full((rows.shape[0], 1), self.index[DELIMITER], dtype=torch.long)
-        logits, state = self.model(torch.cat([start, rows], 1).to(self.device))
+        window = None if fields is None else fields[:, first : first + rows.shape[1] + 1]
+        logits, state = self.model(torch.cat([start, rows], 1).to(self.device), controls=window)
         return logits[:, -1], [(h[0], c[0]) for h, c in state]  # the stepper's state: no layer axis
 
     def _seed_indices(self, seed):
@@ -204,7 +318,8 @@ class MelodyGenerator:
         file_name=config.OUTPUT_PATH,
         bpm=config.BPM,
         key=None,
-        time_signature=config.TIME_SIGNATURE,
+        time_signature=None,
+        pickup=None,
     ):
         """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the
         path written.
@@ -215,10 +330,17 @@ class MelodyGenerator:
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
-            octave 4, as in encoding.transposition_semitones). None leaves it in C major / A minor.
+            octave 4, as in encoding.transposition_semitones), and spelt in that key. None leaves
+            it in C major / A minor (by the melody's mode).
+        time_signature, pickup: the bars of the score; None takes the Melody's own (a plain list:
+            4/4, no pickup).
         """
         symbols = melody.split() if isinstance(melody, str) else list(melody)
         step_duration = self.time_step if step_duration is None else step_duration
+        time_signature = time_signature or getattr(melody, "meter", None) or config.TIME_SIGNATURE
+        if time_signature == controls.UNKNOWN_METER:
+            time_signature = config.TIME_SIGNATURE
+        pickup = getattr(melody, "pickup", 0) if pickup is None else pickup
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
         fmt = "musicxml" if path.suffix.lower() in MUSICXML_SUFFIXES else format
@@ -226,21 +348,19 @@ class MelodyGenerator:
             raise ValueError(f"format must be 'midi' or 'musicxml', not {format!r}")
         if fmt == "musicxml" and path.suffix.lower() in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
-        target_key = None
         if key is not None:
             target_key = parse_key(key)
-            symbols = transpose_symbols(
-                symbols, -transposition_semitones((target_key.tonic.name, target_key.mode))
-            )
-        stream = decode_melody(symbols, step_duration, bpm=bpm, time_signature=time_signature)
-        if target_key is not None:
-            stream.insert(0, target_key)
+        else:
+            target_key = m21key.Key("a" if getattr(melody, "mode", None) == "minor" else "C")
+        score = render.melody_score(symbols, step_duration, time_signature, pickup, target_key, bpm)
+        if fmt == "midi":
+            score = render.midi_stream(score, pickup, step_duration)
         with artefacts.atomic_path(path) as tmp:
             # music21 picks compression (.mxl) from the file name, so write under the real suffix
             # first.
             named_tmp = tmp.with_name(tmp.name + path.suffix)
             try:
-                stream.write(fmt, fp=named_tmp)
+                score.write(fmt, fp=named_tmp)
                 os.replace(named_tmp, tmp)
             finally:
                 named_tmp.unlink(missing_ok=True)
@@ -324,17 +444,6 @@ def check_score_settings(step_duration, bpm, time_signature):
             ) from None
 
 
-def transpose_symbols(symbols, semitones):
-    moved = [str(int(s) + semitones) if s.isdigit() else s for s in symbols]
-    out_of_range = [s for s in moved if s.lstrip("-").isdigit() and not 0 <= int(s) <= 127]
-    if out_of_range:
-        raise ValueError(
-            f"transposing by {semitones} semitones puts notes outside MIDI 0..127 "
-            f"({out_of_range[0]})"
-        )
-    return moved
-
-
 def parse_key(name):
     """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
     match = re.fullmatch(
@@ -409,7 +518,29 @@ def main():
         "--bpm", type=float, default=config.BPM, help="tempo in quarter notes per minute"
     )
     parser.add_argument(
-        "--time-signature", default=config.TIME_SIGNATURE, help="written into the file"
+        "--meter",
+        default=None,
+        help="e.g. 3/4 or 6/8 (default %(default)s: drawn from the training songs)",
+    )
+    parser.add_argument(
+        "--mode",
+        default=None,
+        choices=controls.MODES,
+        help="(default %(default)s: drawn from the training songs)",
+    )
+    parser.add_argument(
+        "--bars",
+        type=int,
+        default=None,
+        help="length in bars, pickup counted as the songs count it "
+        "(default %(default)s: drawn from the training songs)",
+    )
+    parser.add_argument(
+        "--pickup",
+        type=int,
+        default=None,
+        help="steps before the first barline, less than a bar (default "
+        "%(default)s: drawn from the training songs)",
     )
     parser.add_argument(
         "--output",
@@ -433,7 +564,7 @@ def main():
     try:
         if args.key is not None:  # settings for the files are checked before the work of sampling
             parse_key(args.key)
-        check_score_settings(generator.time_step, args.bpm, args.time_signature)
+        check_score_settings(generator.time_step, args.bpm, None)
         melodies = generator.generate_melodies(
             args.seed,
             args.num_melodies,
@@ -443,6 +574,10 @@ def main():
             args.top_k,
             args.top_p,
             rng=random_seed,
+            meter=args.meter,
+            mode=args.mode,
+            bars=args.bars,
+            pickup=args.pickup,
         )
         for i, melody in enumerate(melodies, start=1):
             name = (
@@ -451,9 +586,12 @@ def main():
                 else output.with_name(f"{output.stem}_{i}{output.suffix}")
             )
             new = len(melody) - len(args.seed.split())
+            plan = f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}" + (
+                f", {melody.bars} bars" if melody.bars else ""
+            )
             print(
-                f"melody {i} ({new} symbols after the "
-                f"seed{', then /' if new < args.steps else ''}): {' '.join(melody)}"
+                f"melody {i} ({plan}; {new} symbols after the seed"
+                f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
             path = generator.save_melody(
                 melody,
@@ -461,7 +599,6 @@ def main():
                 file_name=name,
                 bpm=args.bpm,
                 key=args.key,
-                time_signature=args.time_signature,
             )
             print(f"wrote {path}")
     except (

@@ -33,13 +33,24 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing import Pool
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
+import artefacts
 import config
+import controls
 import encoding
-from artefacts import UserError, atomic_path, load_mapping, run_script, write_json, write_text
+from artefacts import (
+    UserError,
+    atomic_path,
+    load_mapping,
+    run_script,
+    write_json,
+    write_metadata,
+    write_text,
+)
 from encoding import (
     DELIMITER,
     encode_events,
@@ -48,9 +59,8 @@ from encoding import (
     transposition_semitones,
 )
 
-PARSER_VERSION = (
-    1  # bump when a reader's output changes: cached parses of older versions are dropped
-)
+# Bump when a reader's output changes: cached parses of older versions are dropped.
+PARSER_VERSION = 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -66,6 +76,7 @@ class UnsupportedKern(ValueError):
 _MARKS = r"[{}()\[\]_;'~^LJKk/\\]*"
 _NOTE = re.compile(rf"{_MARKS}(\d+)(\.*)([a-gA-G]+|r)(#{{1,2}}|-{{1,2}}|n)?{_MARKS}")
 _KEY = re.compile(r"\*([A-Ga-g])(#{1,2}|-{1,2})?:")
+_METER = re.compile(r"\*M(\d+)/(\d+)")
 _HARMLESS_INTERPRETATIONS = (
     "*M",
     "*I",
@@ -154,8 +165,15 @@ def _kern_event(token):
     return midi, quarter_length, tie in ("stop", "continue")
 
 
+class KernSong(NamedTuple):
+    events: list  # of the top part
+    key: tuple | None  # declared (tonic, mode)
+    meters: list  # the top part's `*M` meters in order ("3/4"; none for `*MX`, as music21)
+    pickup: float  # quarter lengths before its first barline, if less than a bar; else 0
+
+
 def read_kern(text):
-    """Kern text -> (events of the top part, declared key as (tonic, mode) or None).
+    """Kern text -> a KernSong: events of the top part, declared key, meters and pickup.
 
     Reads what music21 reads, the same way: lines split on tabs, `.` null tokens, `*`
     interpretations (`*G:` is G major, `*e:` E minor), `=` barlines, `!` comments, notes, rests,
@@ -163,7 +181,7 @@ def read_kern(text):
     rightmost first.
     Raises UnsupportedKern for anything else, so the caller can ask music21.
     """
-    kern_columns, parts, keys = None, {}, {}
+    kern_columns, parts, keys, meters, first_bar = None, {}, {}, {}, {}
     for line in text.splitlines():
         line = line.rstrip()
         if line.startswith("!!!!SEGMENT"):
@@ -179,7 +197,8 @@ def read_kern(text):
             ]
             if not kern_columns:
                 raise UnsupportedKern("no **kern spine")
-            parts, keys, width = {i: [] for i in kern_columns}, {}, len(tokens)
+            parts, width = {i: [] for i in kern_columns}, len(tokens)
+            meters = {i: [] for i in kern_columns}
             continue
         if len(tokens) != width:
             raise UnsupportedKern(f"{len(tokens)} spines on a line, {width} declared")
@@ -190,6 +209,10 @@ def read_kern(text):
                 raise UnsupportedKern("spine paths")
         for i in kern_columns:
             token = tokens[i]
+            if token.startswith("=") and i not in first_bar:
+                filled = sum(ql for _, ql, _ in parts[i])
+                if filled:  # the end of the first bar with notes in it
+                    first_bar[i] = filled
             if token == "." or token.startswith(("=", "!")):
                 continue
             if token.startswith("*"):
@@ -204,6 +227,10 @@ def read_kern(text):
                         letter.upper() + accidental,
                         "minor" if letter.islower() else "major",
                     )
+                elif _METER.fullmatch(token):
+                    meters[i].append("/".join(_METER.fullmatch(token).groups()))
+                elif token.startswith("*M") and not token.startswith("*MM"):
+                    pass  # *MX, irregular: no meter, as music21 reads it
                 elif token != "*" and not token.startswith(_HARMLESS_INTERPRETATIONS):
                     raise UnsupportedKern(token)
                 continue
@@ -213,7 +240,15 @@ def read_kern(text):
     if kern_columns is None:
         raise UnsupportedKern("no **kern spine")
     declared = next((keys[i] for i in kern_columns if i in keys), None)
-    return encoding.top_part(parts[i] for i in kern_columns), declared
+    events = encoding.top_part(parts[i] for i in kern_columns)
+    top = next((i for i in kern_columns if parts[i] is events), kern_columns[0])
+    pickup = float(first_bar.get(top, 0.0))
+    if meters[top]:
+        numerator, denominator = map(int, meters[top][0].split("/"))
+        pickup = pickup if pickup < 4 * numerator / denominator else 0.0  # a full first bar
+    else:
+        pickup = 0.0
+    return KernSong(events, declared, meters[top], pickup)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,20 +272,30 @@ def song_key(declared, events):
     return declared or encoding.analyse_key(events)
 
 
-def _result(events, declared, reader):
+def _result(events, declared, meters, pickup, reader):
     if not any(midi is not None for midi, _, _ in events):
         return {"skip": "no notes"}
     try:
         key = song_key(declared, events)
     except Exception as error:  # music21's analysis can give up; one song must not end the run
         return {"skip": "key analysis failed", "detail": f"{type(error).__name__}: {error}"[:200]}
-    return {"events": events, "key": list(key), "reader": reader}
+    return {
+        "events": events,
+        "key": list(key),
+        "declared": declared is not None,
+        "meters": meters,
+        "pickup": pickup,
+        "reader": reader,
+    }
 
 
 def _music21_result(path=None, text=None, fmt="humdrum"):
     try:
         song = music21_parse(path, text, fmt)
-        return _result(events_from_stream(song), encoding.declared_key(song), "music21")
+        meters, pickup = encoding.structure_from_stream(song)
+        return _result(
+            events_from_stream(song), encoding.declared_key(song), meters, pickup, "music21"
+        )
     # music21 raises many types on malformed input: the file is skipped, the run goes on
     except Exception as error:
         return {"skip": "music21 parse error", "detail": f"{type(error).__name__}: {error}"[:200]}
@@ -268,10 +313,10 @@ def parse_kern_file(path, data):
     if "**kern" not in text:
         return {"skip": "not kern (no **kern spine)"}
     try:
-        events, declared = read_kern(text)
+        song = read_kern(text)
     except Exception:  # UnsupportedKern, or a reader bug: music21 is the reference either way
         return _music21_result(path=path)
-    return _result(events, declared, "kern")
+    return _result(song.events, song.key, song.meters, song.pickup, "kern")
 
 
 def _parse_job(job):
@@ -445,6 +490,7 @@ def preprocess(
     workers=None,
     use_cache=True,
     cache_dir=config.CACHE_DIR,
+    metadata_path=None,
 ):
     """Parse, filter, transpose and encode every song under dataset_path; write the artefacts;
     return a Summary.
@@ -471,7 +517,7 @@ def preprocess(
     for (index, _), result in zip(jobs, _parse_all([job for _, job in jobs], workers)):
         results[index] = result
 
-    songs = []
+    songs, metadata = [], []
     for (name, *_), result in zip(sources, results):
         if "skip" in result:
             summary.skipped.setdefault(result["skip"], []).append(name)
@@ -485,7 +531,9 @@ def preprocess(
         ):  # the written notes, before ties merge them
             summary.dropped_by_durations.append(name)
             continue
-        songs.append(" ".join(encode_parsed(result)))
+        symbols = encode_parsed(result)
+        songs.append(" ".join(symbols))
+        metadata.append(song_metadata(len(metadata), name, result, len(symbols), dataset_path))
     summary.kept = len(songs)
     if not songs:
         raise UserError(
@@ -498,6 +546,7 @@ def preprocess(
     text = file_dataset_text(songs, sequence_length)
     mapping = build_mapping(text)
     write_artefacts(songs, text, mapping, save_dir, file_dataset_path, mapping_path)
+    write_metadata(artefacts.metadata_path(metadata_path, file_dataset_path), metadata)
     summary.vocabulary_size, summary.steps = len(mapping), len(text.split())
 
     if use_cache:
@@ -510,6 +559,32 @@ def preprocess(
                 json.dumps({"version": _cache_version(), "parses": fresh}, separators=(",", ":")),
             )
     return summary
+
+
+def song_metadata(index, name, result, steps, dataset_path, time_step=config.TIME_STEP):
+    """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
+    where it has none or changes meter (then pickup is 0 and bars empty)."""
+    meters = result["meters"]
+    meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
+    bar = controls.bar_steps(meter, time_step)
+    pickup = round(result["pickup"] / time_step) if bar else 0
+    folder = Path(name.split(" ")[0]).parent.as_posix()
+    collection = Path(dataset_path).name if folder == "." else folder
+    if name.endswith(".abc") or ".abc " in name:  # a music21 corpus tune: its file names the set
+        collection = re.sub(r"\d+$", "", Path(name.split(" ")[0]).stem)
+    tonic, mode = result["key"]
+    return {
+        "index": index,
+        "source": name,
+        "collection": collection,
+        "meter": meter,
+        "meters": " ".join(meters),
+        "pickup": pickup,
+        "mode": mode,
+        "key": f"{tonic} {mode}",
+        "steps": steps,
+        "bars": round(steps / bar) if bar else "",
+    }
 
 
 def file_dataset_text(songs, sequence_length=config.SEQUENCE_LENGTH):
@@ -782,6 +857,11 @@ def main():
     )
     parser.add_argument("--mapping", default=config.MAPPING_PATH, help="symbol -> integer mapping")
     parser.add_argument(
+        "--metadata",
+        help="per song: meter, pickup, mode, key, source "
+        f"(default: {config.SONG_METADATA} beside --file-dataset)",
+    )
+    parser.add_argument(
         "--sequence-length",
         type=int,
         default=config.SEQUENCE_LENGTH,
@@ -800,11 +880,15 @@ def main():
         args.sequence_length,
         args.workers,
         use_cache=not args.no_cache,
+        metadata_path=args.metadata,
     )
     if args.verbose:
         print("\n".join(summary.details()))
     print(summary)
-    print(f"wrote {args.save_dir}/ ({summary.kept} songs), {args.file_dataset}, {args.mapping}")
+    print(
+        f"wrote {args.save_dir}/ ({summary.kept} songs), {args.file_dataset}, {args.mapping}, "
+        f"{artefacts.metadata_path(args.metadata, args.file_dataset)}"
+    )
 
 
 if __name__ == "__main__":

@@ -33,16 +33,17 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
-import artefacts  # noqa: E402
-import config  # noqa: E402
-from artefacts import UserError  # noqa: E402
-from encoding import DELIMITER  # noqa: E402
-from model import MelodyLSTM, score, song_log_probs  # noqa: E402
+import artefacts
+import config
+import controls
+from artefacts import UserError
+from encoding import DELIMITER
+from model import MelodyLSTM, score, song_log_probs
 
 PADDING = -100  # target of padded steps: cross_entropy's ignore_index, so they carry no loss
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "elapsed_seconds"]
@@ -118,26 +119,35 @@ def mixed_precision(device):
     return torch.float16, True  # fp16 gradients underflow without loss scaling
 
 
-def training_stream(songs, indices, delimiter_index, seq_len):
-    """The training songs end to end, each after a run of seq_len // 4 `/`: (inputs, targets).
+def training_stream(songs, indices, delimiter_index, seq_len, song_controls):
+    """The training songs end to end, each after a run of seq_len // 4 `/`:
+    (inputs, targets, controls), controls [steps, fields] (fields may be 0).
 
     A song start in a window then looks like generation's: `/` symbols, then a song. Targets
     inside a run are PADDING: predicting `/` after `/` teaches nothing. The run is shorter than
     file_dataset's (seq_len) because its steps cost compute: on erk, runs of 8 and of 64 gave the
-    same validation loss for the same training time.
+    same validation loss for the same training time. A step's controls are those of the step it
+    predicts, so a window that starts inside a song still knows the meter, the position in the bar
+    and the bars left, though its state starts from zero.
     """
-    stream = []
+    run = max(1, seq_len // 4)
+    inputs, targets, controls = [], [], []
     for i in indices:
-        stream += [delimiter_index] * max(1, seq_len // 4) + songs[i]
-    stream = torch.tensor(stream + [delimiter_index])
-    inputs, targets = stream[:-1], stream[1:].clone()
-    targets[(inputs == delimiter_index) & (targets == delimiter_index)] = PADDING
+        inputs += [delimiter_index] * run + songs[i]
+        targets += [PADDING] * (run - 1) + songs[i] + [delimiter_index]
+        controls += [song_controls[i][0]] * (run - 1) + song_controls[i]
+    fields = len(song_controls[indices[0]][0])
     # Pad both ends by one window so that windows at any offset stay inside the tensors.
-    inputs = torch.cat(
-        [torch.full((seq_len,), delimiter_index), inputs, torch.full((seq_len,), delimiter_index)]
+    pad = torch.full((seq_len,), delimiter_index)
+    no_target = torch.full((seq_len,), PADDING)
+    no_controls = torch.zeros((seq_len, fields), dtype=torch.long)
+    return (
+        torch.cat([pad, torch.tensor(inputs), pad]),
+        torch.cat([no_target, torch.tensor(targets), no_target]),
+        torch.cat(
+            [no_controls, torch.tensor(controls, dtype=torch.long).view(-1, fields), no_controls]
+        ),
     )
-    targets = torch.cat([torch.full((seq_len,), PADDING), targets, torch.full((seq_len,), PADDING)])
-    return inputs, targets
 
 
 def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
@@ -156,12 +166,11 @@ def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
     return [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
 
 
-def train_epoch(
-    model, optimizer, scaler, inputs, targets, batches, seq_len, device, amp_dtype, desc
-):
+def train_epoch(model, optimizer, scaler, stream, batches, seq_len, device, amp_dtype, desc):
     """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout
     on.
     """
+    inputs, targets, controls = stream
     model.train()
     total_nll = torch.zeros((), device=device)
     total_steps = 0
@@ -172,8 +181,10 @@ def train_epoch(
             window = torch.tensor(batch)[:, None] + torch.arange(seq_len)
             steps = int((targets[window] != PADDING).sum())  # counted on the CPU copy: no GPU sync
             x, y = inputs[window].to(device), targets[window].to(device)
+            c = controls[window].to(device)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                logits, _ = model(x)  # each window from a zero state, loss on every position
+                # each window from a zero state, loss on every position
+                logits, _ = model(x, controls=c)
             nll = F.cross_entropy(
                 logits.float().flatten(0, 1), y.flatten(), ignore_index=PADDING, reduction="sum"
             )
@@ -234,9 +245,9 @@ def write_plot(path, history, best_epoch):
     plt.close(fig)
 
 
-def data_digest(songs, vocabulary):
+def data_digest(songs, vocabulary, plans):
     """A fingerprint of what training reads, so --resume notices when the data changed under it."""
-    return hashlib.sha256(json.dumps([vocabulary, songs]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([vocabulary, songs, plans]).encode()).hexdigest()
 
 
 def settings_for_resume(saved, given, state_path):
@@ -259,6 +270,7 @@ def settings_for_resume(saved, given, state_path):
 def train(
     dataset=config.SINGLE_FILE_DATASET,
     mapping=config.MAPPING_PATH,
+    metadata=None,
     model_path=config.MODEL_PATH,
     state_path=config.TRAIN_STATE_PATH,
     log_path=config.TRAINING_LOG,
@@ -302,8 +314,11 @@ def train(
             f"{dataset} holds {len(songs)} song(s): training needs at least 2 (one to validate "
             "on); run preprocess.py on a larger dataset"
         )
+    metadata = artefacts.metadata_path(metadata, dataset)
+    rows = artefacts.load_metadata(metadata, len(songs))
+    plans = [controls.Plan.from_row(r) for r in rows]
     vocabulary = sorted(symbol_index, key=symbol_index.get)
-    digest = data_digest(songs, vocabulary)
+    digest = data_digest(songs, vocabulary, [list(vars(p).values()) for p in plans])
     device = pick_device(device)
     amp_dtype, needs_scaler = mixed_precision(device)
 
@@ -317,7 +332,7 @@ def train(
         saved = artefacts.load_torch(state_path, what="training state")
         if saved["data_digest"] != digest:
             raise UserError(
-                f"{dataset} or {mapping} changed since {state_path} was written: "
+                f"{dataset}, {mapping} or {metadata} changed since {state_path} was written: "
                 "leave out --resume to train afresh on the new data"
             )
         settings = settings_for_resume(saved["settings"], given, state_path)
@@ -336,12 +351,18 @@ def train(
     validation = [songs[i] for i in val_songs]
     lengths = [len(song) for song in songs]
     delimiter_index = symbol_index[DELIMITER]
-    inputs, targets = training_stream(songs, train_songs, delimiter_index, settings["seq_len"])
+    space = controls.ControlSpace.from_songs(
+        [plans[i] for i in train_songs], meters={p.meter for p in plans}
+    )
+    song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
+    stream = training_stream(
+        songs, train_songs, delimiter_index, settings["seq_len"], song_controls
+    )
+    val_controls = [song_controls[i] for i in val_songs]
 
-    torch.manual_seed(
-        settings["seed"]
-    )  # the initial weights, then dropout masks, follow from the seed
-    model = MelodyLSTM(len(vocabulary), settings["units"], settings["dropout"]).to(device)
+    torch.manual_seed(settings["seed"])  # the initial weights, then dropout masks, follow from it
+    model = MelodyLSTM(len(vocabulary), settings["units"], settings["dropout"], space.sizes())
+    model = model.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
     if saved:
@@ -393,14 +414,13 @@ def train(
                 break
             epoch_start = time.perf_counter()
             batches = epoch_windows(
-                len(inputs), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
+                len(stream[0]), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
             )
             train_loss = train_epoch(
                 model,
                 optimizer,
                 scaler,
-                inputs,
-                targets,
+                stream,
                 batches,
                 settings["seq_len"],
                 device,
@@ -408,7 +428,9 @@ def train(
                 desc=f"epoch {epoch}/{settings['epochs']}",
             )
             result = score(
-                song_log_probs(model, validation, delimiter_index, device=device),
+                song_log_probs(
+                    model, validation, delimiter_index, device=device, controls=val_controls
+                ),
                 validation,
                 delimiter_index,
             )
@@ -439,6 +461,7 @@ def train(
                     "val_songs": val_songs,
                     "seed": settings["seed"],
                     "dataset": str(dataset),
+                    "controls": space.as_dict(),
                 }  # all that sampling needs
                 artefacts.save_torch(model_path, best)
             since_best = 0 if improved else since_best + 1
@@ -506,6 +529,10 @@ def main():
         "--dataset",
         default=config.SINGLE_FILE_DATASET,
         help="file_dataset from preprocess.py (default: %(default)s)",
+    )
+    paths.add_argument(
+        "--metadata",
+        help=f"song table from preprocess.py (default: {config.SONG_METADATA} beside --dataset)",
     )
     paths.add_argument(
         "--mapping",
@@ -581,6 +608,7 @@ def main():
     train(
         dataset=args.dataset,
         mapping=args.mapping,
+        metadata=args.metadata,
         model_path=args.model,
         state_path=args.state,
         log_path=args.log,

@@ -19,10 +19,11 @@ sys.path.insert(0, str(ROOT))
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
 
+import artefacts  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
 
 # Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an
-# arpeggio with a rest).
+# arpeggio with a rest), each 3 bars of 2/4.
 TINY_SONGS = [
     "60 _ 62 _ 64 _ 65 _ 67 _ _ _ 65 _ 64 _ 62 _ 60 _ _ _",
     "72 _ 71 _ 69 _ 67 _ 65 _ 64 _ 62 _ 60 _ _ _ r _ _ _",
@@ -32,14 +33,32 @@ TINY_SONGS = [
 
 @pytest.fixture
 def tiny_artefacts(tmp_path):
-    """file_dataset and mapping.json for TINY_SONGS, as preprocess.py would write them
-    (SEQUENCE_LENGTH 4).
+    """file_dataset, mapping.json and song_metadata.csv for TINY_SONGS, as preprocess.py would
+    write them (SEQUENCE_LENGTH 4).
     """
     text = " ".join(" ".join([song] + [DELIMITER] * 4) for song in TINY_SONGS)
     vocabulary = sorted(set(text.split()))
     (tmp_path / "file_dataset").write_text(text)
     (tmp_path / "mapping.json").write_text(
         json.dumps({s: i for i, s in enumerate(vocabulary)}, indent=2, sort_keys=True) + "\n"
+    )
+    artefacts.write_metadata(
+        tmp_path / "song_metadata.csv",
+        [
+            {
+                "index": i,
+                "source": f"tiny{i}.krn",
+                "collection": "tiny",
+                "meter": "2/4",
+                "meters": "2/4",
+                "pickup": 0,
+                "mode": mode,
+                "key": f"{tonic} {mode}",
+                "steps": 24,
+                "bars": 3,
+            }
+            for i, (tonic, mode) in enumerate([("C", "major"), ("C", "major"), ("A", "minor")])
+        ],
     )
     return tmp_path
 

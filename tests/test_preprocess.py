@@ -18,6 +18,7 @@ import pytest
 from conftest import FIXTURES, ROOT, shared_dataset
 from music21 import interval, key, pitch
 
+import artefacts
 import config
 import encoding
 import preprocess
@@ -68,7 +69,8 @@ def artefact_bytes(out):
         p.relative_to(out).as_posix(): p.read_bytes()
         for p in sorted((out / "music_dataset").iterdir())
     }
-    return files | {name: (out / name).read_bytes() for name in ("file_dataset", "mapping.json")}
+    names = ("file_dataset", "mapping.json", "song_metadata.csv")
+    return files | {name: (out / name).read_bytes() for name in names}
 
 
 def copy_fixtures(folder, names=None):
@@ -114,9 +116,10 @@ def test_fast_reader_agrees_with_music21(path):
         with pytest.raises(preprocess.UnsupportedKern):
             preprocess.read_kern(path.read_text())
         return
-    events, declared = preprocess.read_kern(path.read_text())
+    events, declared, meters, pickup = preprocess.read_kern(path.read_text())
     assert events == events_from_stream(song)
     assert declared == encoding.declared_key(song)
+    assert (meters, pickup) == encoding.structure_from_stream(song)
 
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.krn")), ids=lambda p: p.name)
@@ -135,7 +138,7 @@ def test_shifting_midi_numbers_equals_transposing_the_stream(path):
 
 
 def test_minor_song_lands_in_a_minor():
-    events, declared = preprocess.read_kern((FIXTURES / "minor.krn").read_text())
+    events, declared, _, _ = preprocess.read_kern((FIXTURES / "minor.krn").read_text())
     assert declared == ("E", "minor")
     assert encoding.analyse_key(transpose_events(events, transposition_semitones(declared))) == (
         "A",
@@ -144,7 +147,7 @@ def test_minor_song_lands_in_a_minor():
 
 
 def test_duration_filter_drops_triplets():
-    events, _ = preprocess.read_kern((FIXTURES / "triplets.krn").read_text())
+    events, *_ = preprocess.read_kern((FIXTURES / "triplets.krn").read_text())
     assert events[0] == (60, 1 / 3, False)
     assert not preprocess.has_acceptable_durations(events)
 
@@ -156,7 +159,7 @@ def test_kern_details_the_reader_must_get_right():
         "**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] "
         "8e]\t.\n6g\t.\n4.ccc-q\t.\n*-\t*-\n"
     )
-    events, declared = preprocess.read_kern(text)
+    events, declared, _, _ = preprocess.read_kern(text)
     assert declared == ("F#", "minor")
     assert events == [
         (60, 8.0, False),
@@ -282,6 +285,7 @@ def test_an_interrupted_run_leaves_the_old_artefacts(tmp_path, monkeypatch):
         "file_dataset",
         "mapping.json",
         "music_dataset",
+        "song_metadata.csv",
     ]
 
 
@@ -504,3 +508,39 @@ def test_erk_integration(tmp_path):
         for path, fast, reference in pool.imap(_both_readers, sample, chunksize=8):
             fast.pop("reader"), reference.pop("reader")
             assert fast == reference, path
+
+
+def test_song_metadata_of_known_songs(fixture_run):
+    """Meter (kern *M), pickup in steps (notes before the first barline), mode, key as written."""
+    summary, out = fixture_run
+    rows = artefacts.load_metadata(out / "song_metadata.csv", summary.kept)
+    table = [
+        (r["source"], r["meter"], r["pickup"], r["mode"], r["key"], r["steps"], r["bars"])
+        for r in rows
+    ]
+    assert table == [
+        ("dotted_rests.krn", "4/4", 0, "major", "C major", 32, 2),
+        ("minor.krn", "4/4", 0, "minor", "E minor", 32, 2),
+        ("no_key.krn", "4/4", 0, "major", "G major", 64, 4),  # key from music21's analysis
+        ("ornament.krn", "2/4", 0, "major", "C major", 16, 2),
+        ("sharp_key.krn", "4/4", 0, "major", "D major", 32, 2),
+        ("ties_pickup.krn", "3/4", 2, "major", "F major", 50, 4),  # an eighth before bar 1
+        ("two_parts.krn", "2/4", 0, "major", "G major", 16, 2),
+    ]
+    assert {r["collection"] for r in rows} == {"fixtures"}  # the dataset folder
+
+
+@pytest.mark.parametrize(
+    "text, meters, pickup",
+    [
+        ("**kern\n*M3/4\n4c\n=1\n2.d\n=2\n2e\n*-\n", ["3/4"], 1.0),  # a quarter before bar 1
+        ("**kern\n*M2/4\n=1\n4c\n=2\n2d\n*-\n", ["2/4"], 1.0),  # an empty bar first, then one beat
+        ("**kern\n*M2/4\n=1\n2c\n=2\n2d\n*-\n", ["2/4"], 0.0),  # a full first bar: no pickup
+        ("**kern\n*MX\n4c\n=1\n2d\n*-\n", [], 0.0),  # irregular meter: none, as music21 reads it
+        ("**kern\n*M3/4\n2.c\n=1\n*M2/4\n2d\n*-\n", ["3/4", "2/4"], 0.0),  # a meter change
+    ],
+)
+def test_reader_meters_and_pickup_agree_with_music21(text, meters, pickup):
+    song = preprocess.read_kern(text)
+    assert (song.meters, song.pickup) == (meters, pickup)
+    assert encoding.structure_from_stream(preprocess.music21_parse(text=text)) == (meters, pickup)

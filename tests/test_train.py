@@ -17,6 +17,7 @@ import torch
 from conftest import ROOT
 
 import artefacts
+import controls
 import train
 from artefacts import UserError
 from encoding import DELIMITER
@@ -80,6 +81,24 @@ def write_random_artefacts(folder, num_songs=120, seed=0):
     )
     vocabulary = sorted(symbols + [DELIMITER])
     (folder / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}))
+    artefacts.write_metadata(
+        folder / "song_metadata.csv",
+        [
+            {
+                "index": i,
+                "source": f"{i}.krn",
+                "collection": "random",
+                "meter": "3/4",
+                "meters": "3/4",
+                "pickup": 4,
+                "mode": "major",
+                "key": "C major",
+                "steps": len(song.split()),
+                "bars": "",
+            }
+            for i, song in enumerate(songs)
+        ],
+    )
 
 
 def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_artefacts):
@@ -104,9 +123,14 @@ def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_arte
     validation = [songs[i] for i in checkpoint["val_songs"]]
     assert set(checkpoint["val_songs"]).isdisjoint(artefacts.split_songs(len(songs))[0])
     model = MelodyLSTM.from_checkpoint(checkpoint)
-    rescored = score(
-        song_log_probs(model, validation, mapping[DELIMITER]), validation, mapping[DELIMITER]
-    )
+    space = controls.ControlSpace.from_dict(checkpoint["controls"])
+    rows = artefacts.load_metadata(tiny_artefacts / "song_metadata.csv")
+    fields = [
+        space.song_fields(controls.Plan.from_row(rows[i]), len(songs[i]))
+        for i in checkpoint["val_songs"]
+    ]
+    log_probs = song_log_probs(model, validation, mapping[DELIMITER], controls=fields)
+    rescored = score(log_probs, validation, mapping[DELIMITER])
     assert rescored["nll"] == pytest.approx(checkpoint["val_loss"], rel=1e-6)
     assert rescored["accuracy"] == pytest.approx(checkpoint["val_accuracy"])
 
@@ -114,7 +138,7 @@ def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_arte
 def test_same_seed_same_weights_and_cpu_run_never_touches_the_gpu(tiny_artefacts, tmp_path):
     second = tmp_path / "second"
     second.mkdir()
-    for name in ("file_dataset", "mapping.json"):
+    for name in ("file_dataset", "mapping.json", "song_metadata.csv"):
         (second / name).write_bytes((tiny_artefacts / name).read_bytes())
     for folder in (tiny_artefacts, second):
         train.train(**paths(folder), epochs=3, **TINY)
@@ -253,6 +277,13 @@ def drop_rest_from_mapping(folder):
             "file_dataset not found: run preprocess.py first",
         ),
         (drop_rest_from_mapping, "symbols missing from mapping.json (r)"),
+        (lambda d: (d / "song_metadata.csv").unlink(), "song_metadata.csv not found: run"),
+        (
+            lambda d: (d / "song_metadata.csv").write_text(
+                "\n".join((d / "song_metadata.csv").read_text().splitlines()[:3]) + "\n"
+            ),
+            "describes 2 songs, the dataset has 3",
+        ),
     ],
 )
 def test_script_errors_are_one_line_without_traceback(tiny_artefacts, damage, message):

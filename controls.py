@@ -1,0 +1,205 @@
+"""Meter, mode, pickup and length: what a song's structure is, and what the model is told of it.
+
+Every step the model predicts comes with four control fields, small integers any architecture
+can embed beside the symbol it reads:
+
+    meter       the song's meter, an index into the checkpoint's list of meters ("3/4", "6/8", ...)
+    mode        major or minor (songs are moved to C major or A minor)
+    position    where the predicted step falls in its bar, in steps: (t + offset) % bar_steps,
+                offset = bar_steps - pickup, so the first full bar starts at position 0
+    bars left   ceil((length - t) / bar_steps): how many bars are still to come, 0 at the song's
+                closing `/`; capped at MAX_BARS_LEFT
+
+A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
+barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
+single-meter songs), so a song of `bars` bars lasts exactly bars * bar_steps steps, whatever its
+pickup. Generation asks for that length and places the closing `/` there.
+"""
+
+import math
+import re
+from dataclasses import dataclass
+from fractions import Fraction
+
+import config
+
+UNKNOWN_METER = "?"
+MODES = ["major", "minor"]
+
+
+def parse_meter(text):
+    """ "3/4" -> (3, 4); anything else is a ValueError that says what a meter looks like."""
+    match = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", str(text))
+    if not match or int(match[1]) < 1 or int(match[2]) not in (1, 2, 4, 8, 16, 32):
+        raise ValueError(
+            f"meter {text!r} is not a meter like '3/4' or '6/8' (a whole number of "
+            "beats over 1, 2, 4, 8, 16 or 32)"
+        )
+    return int(match[1]), int(match[2])
+
+
+def bar_steps(meter, time_step=config.TIME_STEP):
+    """Steps in one bar of `meter` ("3/4" -> 12 sixteenths), or None for an unknown meter."""
+    if meter == UNKNOWN_METER:
+        return None
+    numerator, denominator = parse_meter(meter)
+    steps = Fraction(4 * numerator, denominator) / Fraction(time_step).limit_denominator(1024)
+    return int(steps) if steps.denominator == 1 else None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One melody's structure: meter, mode, pickup (steps) and length in bars (None: open)."""
+
+    meter: str
+    mode: str
+    pickup: int = 0
+    bars: int | None = None
+
+    @classmethod
+    def from_row(cls, row):
+        """The plan of a real song, from its row of song_metadata.csv (artefacts.load_metadata)."""
+        return cls(row["meter"], row["mode"], row["pickup"], row["bars"])
+
+
+class ControlSpace:
+    """The control vocabulary of one model: which meters it knows, and the size of each field.
+
+    Saved in the checkpoint (as_dict) with the training songs' plans, which generation samples
+    from where the user leaves a control unset.
+    """
+
+    def __init__(
+        self,
+        meters,
+        max_bar_steps,
+        max_bars_left=config.MAX_BARS_LEFT,
+        time_step=config.TIME_STEP,
+        plans=(),
+    ):
+        self.meters = list(meters)
+        self.max_bar_steps, self.max_bars_left, self.time_step = (
+            max_bar_steps,
+            max_bars_left,
+            time_step,
+        )
+        self.plans = [Plan(*p) for p in plans]
+
+    @classmethod
+    def from_songs(
+        cls, plans, meters=(), time_step=config.TIME_STEP, max_bars_left=config.MAX_BARS_LEFT
+    ):
+        """The space of training songs' plans; meters: more meters to know (the held-out songs')."""
+        meters = sorted({p.meter for p in plans} | set(meters) | {UNKNOWN_METER})
+        steps = [bar_steps(m, time_step) for m in meters]
+        return cls(
+            meters,
+            max([s for s in steps if s] or [1]),
+            max_bars_left,
+            time_step,
+            [tuple(vars(p).values()) for p in plans],
+        )
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["meters"], d["max_bar_steps"], d["max_bars_left"], d["time_step"], d["plans"])
+
+    def as_dict(self):
+        return {
+            "meters": self.meters,
+            "max_bar_steps": self.max_bar_steps,
+            "max_bars_left": self.max_bars_left,
+            "time_step": self.time_step,
+            "plans": [[p.meter, p.mode, p.pickup, p.bars] for p in self.plans],
+        }
+
+    def sizes(self):
+        """Index ranges of the four fields; the last index of position and bars-left is "none"."""
+        return [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
+
+    def bar_steps(self, meter):
+        steps = bar_steps(meter, self.time_step)
+        return steps if steps and steps <= self.max_bar_steps else None
+
+    def fields(self, plan, start, stop, length=None):
+        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1.
+
+        length: the song's steps (a real song's own); None = plan.bars bars, or open.
+        """
+        meter = self.meters.index(plan.meter if plan.meter in self.meters else UNKNOWN_METER)
+        mode = MODES.index(plan.mode)
+        bar = self.bar_steps(plan.meter)
+        if length is None and plan.bars is not None and bar is not None:
+            length = plan.bars * bar
+        rows = []
+        for t in range(start, stop):
+            if bar is None:
+                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1])
+                continue
+            position = (t + bar - plan.pickup) % bar
+            left = (
+                self.max_bars_left + 1
+                if length is None
+                else min(max(math.ceil((length - t) / bar), 0), self.max_bars_left)
+            )
+            rows.append([meter, mode, position, left])
+        return rows
+
+    def song_fields(self, plan, length):
+        """The control rows of a whole song of `length` steps: its steps, then its closing `/`."""
+        return self.fields(plan, 0, length + 1, length=length)
+
+    def check(self, meter=None, mode=None, pickup=None, bars=None):
+        """Refuse controls this model cannot honour, each with one sentence saying what can be."""
+        if meter is not None:
+            parse_meter(meter)
+            known = [m for m in self.meters if m != UNKNOWN_METER]
+            if meter not in known:
+                raise ValueError(
+                    f"meter {meter!r}: this model never saw it; it knows "
+                    f"{', '.join(known) or 'no meter'}"
+                )
+        if mode is not None and mode not in {p.mode for p in self.plans}:
+            seen = sorted({p.mode for p in self.plans})
+            raise ValueError(f"mode {mode!r}: this model knows {' and '.join(seen)}")
+        if bars is not None and (not isinstance(bars, int) or isinstance(bars, bool) or bars < 1):
+            raise ValueError(f"bars must be a whole number >= 1, not {bars!r}")
+        if pickup is not None:
+            if not isinstance(pickup, int) or isinstance(pickup, bool) or pickup < 0:
+                raise ValueError(f"pickup must be a whole number of steps >= 0, not {pickup!r}")
+            if meter is not None and pickup >= self.bar_steps(meter):
+                raise ValueError(
+                    f"pickup {pickup} steps is a bar or more of {meter} "
+                    f"({self.bar_steps(meter)} steps): it must be shorter than a bar"
+                )
+
+    def choose(self, rng, meter=None, mode=None, pickup=None, bars=None):
+        """A Plan with the given controls, the unset ones drawn from a training song that agrees.
+
+        The draw is from the training songs with a known meter that match every control given,
+        else those that match the meter, else all of them: the model picks as it learned.
+        """
+        self.check(meter, mode, pickup, bars)
+        pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
+        for keys in (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("meter",), ()):
+            wanted = {
+                k: v
+                for k, v in zip(("meter", "mode", "pickup", "bars"), (meter, mode, pickup, bars))
+                if k in keys
+            }
+            matches = [
+                p for p in pool if all(v is None or getattr(p, k) == v for k, v in wanted.items())
+            ]
+            if matches:
+                break
+        drawn = rng.choice(matches) if matches else Plan(UNKNOWN_METER, MODES[0])
+        plan = Plan(
+            meter or drawn.meter,
+            mode or drawn.mode,
+            drawn.pickup if pickup is None else pickup,
+            drawn.bars if bars is None else bars,
+        )
+        bar = self.bar_steps(plan.meter)
+        if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter
+            plan = Plan(plan.meter, plan.mode, plan.pickup % bar, plan.bars)
+        return plan

@@ -1,0 +1,114 @@
+"""Melodies as scores: symbols -> music21 scores in their meter and key, as MIDI or MusicXML.
+
+A score here is what a musician expects on the page:
+- bars of the melody's meter, the pickup as an incomplete first bar (number 0) and the last bar
+  completing it, notes across a barline split and tied;
+- the key signature of the key asked for, notes spelt in that key (F# in G major, Eb in C minor),
+  no natural sign where the key signature already says natural;
+- a treble clef unless the melody lies low.
+
+MIDI has no incomplete bars: a pickup becomes a first bar of the pickup's length (a time signature
+such as 1/4 or 3/8), then the meter, so that barlines fall where they do in the score.
+"""
+
+from fractions import Fraction
+
+import config
+from encoding import symbol_runs, transposition_semitones
+
+LOWEST_TREBLE_MEAN = 55  # a melody whose mean pitch is below G3 reads better in the bass clef
+
+
+def spelt(midi):
+    """A music21 Pitch for a MIDI number, spelt as in C major / A minor, with no written natural."""
+    from music21 import pitch
+
+    p = pitch.Pitch(midi=midi)  # music21's default spellings: C#, Eb, F#, G#, Bb
+    if p.accidental is not None and p.accidental.name == "natural":
+        p.accidental = None
+    return p
+
+
+def key_interval(target_key):
+    """The diatonic interval from C major / A minor to music21 Key `target_key`, as preprocessing
+    measured it (tonic in octave 4): "G" is a fifth up, "e" a fourth down."""
+    from music21 import interval, pitch
+
+    start = pitch.Pitch("A4" if target_key.mode == "minor" else "C4")
+    shift = -transposition_semitones((target_key.tonic.name, target_key.mode))
+    end = pitch.Pitch(target_key.tonic.name)
+    end.octave = 4
+    end.octave += round((start.midi + shift - end.midi) / 12)
+    return interval.Interval(noteStart=start, noteEnd=end)
+
+
+def melody_score(symbols, step_duration=config.TIME_STEP, meter=None, pickup=0, key=None, bpm=None):
+    """Symbols -> a music21 Score with one Part in bars of `meter` ("3/4"; None: 4/4).
+
+    pickup: steps before the first barline; key: a music21 Key or None (C major / A minor).
+    """
+    from music21 import clef, note, stream, tempo, tie
+    from music21 import meter as m21meter
+
+    time_signature = m21meter.TimeSignature(meter or config.TIME_SIGNATURE)
+    step = Fraction(step_duration).limit_denominator(1024)
+    bar = int(Fraction(time_signature.barDuration.quarterLength).limit_denominator(1024) / step)
+    if not 0 <= pickup < bar:
+        raise ValueError(f"pickup {pickup} steps must be shorter than a bar of {meter} ({bar})")
+    start = (bar - pickup) % bar  # where the melody starts in its first bar
+    measures, at = [], start
+    for midi, steps in symbol_runs(symbols):
+        left = steps
+        while left:
+            index = at // bar
+            while len(measures) <= index:
+                measures.append(stream.Measure(number=len(measures) + (0 if pickup else 1)))
+            piece = min(left, bar * (index + 1) - at)
+            element = note.Rest() if midi is None else note.Note(spelt(midi))
+            element.quarterLength = piece * step
+            if midi is not None and piece < steps:  # split at a barline: tie the pieces
+                kind = "start" if left == steps else "stop" if piece == left else "continue"
+                element.tie = tie.Tie(kind)
+            measures[index].insert(
+                (at - index * bar - (start if index == 0 else 0)) * step, element
+            )
+            at, left = at + piece, left - piece
+    if not measures:
+        measures.append(stream.Measure(number=1))
+    measures[0].paddingLeft = start * step
+    if pickup:
+        measures[0].showNumber = stream.enums.ShowNumber.NEVER  # MusicXML implicit="yes"
+    measures[-1].paddingRight = (-at % bar) * step
+    pitches = [m for m, _ in symbol_runs(symbols) if m is not None]
+    low = pitches and sum(pitches) / len(pitches) < LOWEST_TREBLE_MEAN
+    first = measures[0]
+    first.insert(0, clef.BassClef() if low else clef.TrebleClef())
+    first.insert(0, time_signature)
+    if bpm is not None:
+        first.insert(0, tempo.MetronomeMark(number=bpm))
+    part = stream.Part(measures)
+    if key is not None:
+        part.transpose(key_interval(key), inPlace=True)
+        for p in part.pitches:  # transposing writes naturals out; the key signature decides
+            if p.accidental is not None and p.accidental.name == "natural":
+                p.accidental = None
+        first.insert(0, key)
+    else:
+        from music21 import key as m21key
+
+        first.insert(0, m21key.KeySignature(0))
+    return stream.Score([part])
+
+
+def midi_stream(score, pickup, step_duration=config.TIME_STEP):
+    """The score flattened for MIDI, a pickup written as a short first bar (see the module doc)."""
+    from music21 import meter as m21meter
+
+    flat = score.parts[0].flatten()
+    if pickup:
+        length = Fraction(pickup) * Fraction(step_duration).limit_denominator(1024) / 4
+        meter = flat.getElementsByClass(m21meter.TimeSignature).first()
+        flat.remove(meter)
+        flat.insert(0, m21meter.TimeSignature(f"{length.numerator}/{length.denominator}"))
+        flat.insert(float(length * 4), meter)
+    return flat
