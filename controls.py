@@ -203,3 +203,12 @@ class ControlSpace:
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter
             plan = Plan(plan.meter, plan.mode, plan.pickup % bar, plan.bars)
         return plan
+
+
+def checkpoint_fields(checkpoint, plans, songs):
+    """The control rows that a checkpoint's model reads for whole songs of these plans, as
+    model.song_log_probs takes them; None for a model saved before controls existed."""
+    if "controls" not in checkpoint:
+        return None
+    space = ControlSpace.from_dict(checkpoint["controls"])
+    return [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]

@@ -579,8 +579,9 @@ def main(argv=None):
         raise UserError("the same --model is given twice: name each model once")
 
     songs, mapping = artefacts.load_songs(args.dataset, args.mapping)
-    plans = [controls.Plan.from_row(r) for r in artefacts.load_metadata(args.metadata, len(songs))]
     checkpoints = load_models(paths, mapping, len(songs))
+    metadata = artefacts.metadata_path(args.metadata, args.dataset)
+    plans = [controls.Plan.from_row(r) for r in artefacts.load_metadata(metadata, len(songs))]
     vocabulary = sorted(mapping, key=mapping.get)
     if HOLD not in mapping or DELIMITER not in mapping:
         raise UserError(
@@ -605,10 +606,7 @@ def main(argv=None):
     model_metrics = {}
     for path, checkpoint in zip(paths, checkpoints):
         model = MelodyLSTM.from_checkpoint(checkpoint).to(args.device)
-        fields = None
-        if "controls" in checkpoint:
-            space = controls.ControlSpace.from_dict(checkpoint["controls"])
-            fields = [space.song_fields(plans[i], len(songs[i])) for i in held_out]
+        fields = controls.checkpoint_fields(checkpoint, [plans[i] for i in held_out], test_songs)
         log_probs = song_log_probs(
             model, test_songs, delimiter, device=args.device, controls=fields
         )

@@ -104,7 +104,7 @@ def midi_stream(score, pickup, step_duration=config.TIME_STEP):
     """The score flattened for MIDI, a pickup written as a short first bar (see the module doc)."""
     from music21 import meter as m21meter
 
-    flat = score.parts[0].flatten()
+    flat = score.parts[0].flatten().stripTies()  # a note tied over a barline is one MIDI note
     if pickup:
         length = Fraction(pickup) * Fraction(step_duration).limit_denominator(1024) / 4
         meter = flat.getElementsByClass(m21meter.TimeSignature).first()

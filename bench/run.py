@@ -52,6 +52,7 @@ import torch  # noqa: E402
 
 import artefacts  # noqa: E402
 import config  # noqa: E402
+import controls  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
 from model import MelodyLSTM, score, song_log_probs  # noqa: E402
 
@@ -374,7 +375,12 @@ def bench_train(data_dir, data_label, work, minutes, quick):
     )
     checkpoint = artefacts.load_torch(proj_dir / "model.pth")
     project_model = MelodyLSTM.from_checkpoint(checkpoint)
-    rescored = score(song_log_probs(project_model, validation, delimiter), validation, delimiter)
+    rows = artefacts.load_metadata(artefacts.metadata_path(None, dataset))
+    plans = [controls.Plan.from_row(rows[i]) for i in checkpoint["val_songs"]]
+    fields = controls.checkpoint_fields(checkpoint, plans, validation)
+    rescored = score(
+        song_log_probs(project_model, validation, delimiter, controls=fields), validation, delimiter
+    )
 
     result = {
         "budget_minutes": minutes,

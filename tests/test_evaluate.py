@@ -11,6 +11,7 @@ import torch
 from conftest import ROOT, TINY_SONGS
 
 import artefacts
+import controls
 import evaluate
 import train
 from artefacts import UserError
@@ -208,7 +209,11 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     checkpoint = artefacts.load_torch(models[0])
     songs, mapping = tiny_songs(tiny_artefacts)
     held_out = [songs[i] for i in checkpoint["val_songs"]]
-    log_probs = song_log_probs(MelodyLSTM.from_checkpoint(checkpoint), held_out, mapping[DELIMITER])
+    rows = artefacts.load_metadata(tiny_artefacts / "song_metadata.csv")
+    plans = [controls.Plan.from_row(rows[i]) for i in checkpoint["val_songs"]]
+    fields = controls.checkpoint_fields(checkpoint, plans, held_out)
+    model = MelodyLSTM.from_checkpoint(checkpoint)
+    log_probs = song_log_probs(model, held_out, mapping[DELIMITER], controls=fields)
     assert evaluate.prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])[
         "nll"
     ] == pytest.approx(checkpoint["val_loss"], rel=1e-5)

@@ -1,0 +1,316 @@
+"""Meter, mode, pickup and length: the control fields, generation to a plan, scores in their meter,
+and clear refusals of controls that make no sense."""
+
+import os
+import random
+import subprocess
+import sys
+
+import mido
+import pytest
+import torch
+from conftest import ROOT
+from music21 import converter, key, meter, stream
+
+import artefacts
+import train
+from controls import ControlSpace, Plan
+from encoding import DELIMITER
+from melodygenerator import Melody, MelodyGenerator
+from model import MelodyLSTM
+
+BARS = {"2/4": 8, "3/4": 12, "6/8": 12}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_dataset(folder, num_songs=24, seed=0):
+    """Songs in 2/4, 3/4 and 6/8 of 3 to 5 bars, some with a pickup, major and minor: the files
+    preprocess.py writes."""
+    rng = random.Random(seed)
+    songs, rows = [], []
+    for i in range(num_songs):
+        meter_, mode = list(BARS)[i % 3], "minor" if i % 4 == 0 else "major"
+        bar, bars = BARS[meter_], rng.randint(3, 5)
+        pickup = [0, bar // 2][i % 2]
+        tonic = 69 if mode == "minor" else 60
+        symbols = []
+        while len(symbols) < bars * bar:
+            symbols += [str(tonic + rng.choice([0, 2, 4, 5, 7])), "_"]
+        songs.append(" ".join(symbols[: bars * bar - 2] + [str(tonic), "_"]))
+        rows.append(
+            {
+                "index": i,
+                "source": f"{i}.krn",
+                "collection": "made",
+                "meter": meter_,
+                "meters": meter_,
+                "pickup": pickup,
+                "mode": mode,
+                "key": f"C {mode}",
+                "steps": bars * bar,
+                "bars": bars,
+            }
+        )
+    text = " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)
+    vocabulary = sorted(set(text.split()))
+    artefacts.write_text(folder / "file_dataset", text)
+    artefacts.write_json(folder / "mapping.json", {s: i for i, s in enumerate(vocabulary)})
+    artefacts.write_metadata(folder / "song_metadata.csv", rows)
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("structure")
+    rows = write_dataset(folder)
+    train.train(
+        dataset=folder / "file_dataset",
+        mapping=folder / "mapping.json",
+        model_path=folder / "model.pth",
+        state_path=folder / "state.pth",
+        log_path=folder / "log.csv",
+        plot_path=folder / "curve.png",
+        epochs=2,
+        units=[32],
+        batch_size=8,
+        seq_len=32,
+        device="cpu",
+    )
+    return folder, rows
+
+
+@pytest.fixture(scope="module")
+def mg(trained):
+    folder, _ = trained
+    return MelodyGenerator(folder / "model.pth", folder / "mapping.json")
+
+
+def test_fields_say_where_each_step_falls():
+    space = ControlSpace.from_songs([Plan("3/4", "major", 4, 2), Plan("6/8", "minor", 0, 4)])
+    assert space.meters == ["3/4", "6/8", "?"]
+    plan = Plan("3/4", "major", pickup=4, bars=2)  # 2 bars of 12 steps: 24 steps, then `/`
+    rows = space.fields(plan, 0, 25)
+    assert rows[0] == [0, 0, 8, 2]  # the pickup starts on the last beat: position 8
+    assert rows[4] == [0, 0, 0, 2]  # the first downbeat
+    assert rows[16] == [0, 0, 0, 1]  # the last bar, completing the pickup
+    assert rows[23] == [0, 0, 7, 1] and rows[24] == [0, 0, 8, 0]  # `/` comes with no bar left
+    assert space.fields(Plan("?", "minor"), 0, 1) == [[2, 1, 12, 33]]  # unknown: "none" fields
+
+
+def test_step_function_reads_the_controls_as_the_forward_pass_does():
+    torch.manual_seed(0)
+    model = MelodyLSTM(9, [16, 12], 0.0, control_sizes=[3, 2, 13, 34]).eval()
+    x = torch.randint(0, 9, (4, 20))
+    fields = torch.stack([torch.randint(0, s, (4, 20)) for s in (3, 2, 13, 34)], -1)
+    full, _ = model(x, controls=fields)
+    step, state = (
+        model.stepper(),
+        [(torch.zeros(4, 16), torch.zeros(4, 16)), (torch.zeros(4, 12), torch.zeros(4, 12))],
+    )
+    for t in range(20):
+        logits, state = step(x[:, t], state, fields[:, t])
+        torch.testing.assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_generation_follows_the_plan_asked_for(mg):
+    melodies = mg.generate_melodies("", 6, 200, meter="3/4", mode="minor", bars=4, pickup=6, rng=0)
+    for melody in melodies:
+        assert (melody.meter, melody.mode, melody.pickup, melody.bars) == ("3/4", "minor", 6, 4)
+        assert len(melody) == 4 * 12  # ends at the end of bar 4, the last bar completing the pickup
+
+
+def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, trained):
+    _, rows = trained
+    plans = {(r["meter"], r["mode"], r["pickup"], r["bars"]) for r in rows}
+    melodies = mg.generate_melodies("", 16, 200, rng=1)
+    for m in melodies:
+        assert (m.meter, m.mode, m.pickup, m.bars) in plans
+        assert len(m) == m.bars * BARS[m.meter]
+    assert len({m.meter for m in melodies}) > 1  # each melody draws its own
+    again = mg.generate_melodies("", 16, 200, rng=1)
+    assert [(list(m), repr(m)) for m in again] == [(list(m), repr(m)) for m in melodies]
+
+
+def test_the_tutorial_call_still_works_and_returns_a_list(mg):
+    melody = mg.generate_melody("60 _ 62 _", 100, 8, 1.5)
+    assert isinstance(melody, list) and melody[:4] == ["60", "_", "62", "_"]
+    assert melody == list(melody) and len(melody) <= 104
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"meter": "5/0"}, "meter '5/0' is not a meter like '3/4'"),
+        ({"meter": "abc"}, "meter 'abc' is not a meter like '3/4'"),
+        ({"meter": "5/4"}, "meter '5/4': this model never saw it; it knows 2/4, 3/4, 6/8"),
+        ({"mode": "dorian"}, "mode 'dorian': this model knows major and minor"),
+        ({"bars": 0}, "bars must be a whole number >= 1, not 0"),
+        ({"bars": -2}, "bars must be a whole number >= 1"),
+        ({"meter": "3/4", "pickup": 12}, r"pickup 12 steps is a bar or more of 3/4 \(12 steps\)"),
+        ({"pickup": -1}, "pickup must be a whole number of steps >= 0"),
+    ],
+)
+def test_bad_controls_are_refused_clearly(mg, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        mg.generate_melody("", 50, **kwargs)
+
+
+def test_a_seed_longer_than_the_bars_asked_for_is_refused(mg):
+    with pytest.raises(ValueError, match="fills 1 bars of 2/4 already"):
+        mg.generate_melody("60 _ _ _ 62 _ _ _ 64 _", 50, meter="2/4", bars=1)
+
+
+@pytest.mark.parametrize(
+    "flags, words",
+    [
+        (["--meter", "5/0"], "meter '5/0' is not a meter"),
+        (["--meter", "abc"], "meter 'abc' is not a meter"),
+        (["--mode", "minor", "--meter", "7/8"], "never saw it"),
+        (["--bars", "0"], "bars must be a whole number >= 1"),
+        (["--meter", "2/4", "--pickup", "8"], "pickup 8 steps is a bar or more of 2/4"),
+    ],
+)
+def test_script_refuses_bad_controls_in_one_line_and_writes_nothing(trained, flags, words):
+    folder, _ = trained
+    before = set(os.listdir(folder))
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "melodygenerator.py"),
+            "--model",
+            "model.pth",
+            "--seed",
+            "",
+            *flags,
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert words in result.stderr
+    assert set(os.listdir(folder)) == before
+
+
+def test_script_writes_the_meter_asked_for(trained):
+    folder, _ = trained
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "melodygenerator.py"),
+            "--model",
+            "model.pth",
+            "--seed",
+            "",
+            "--meter",
+            "6/8",
+            "--bars",
+            "3",
+            "--pickup",
+            "2",
+            "--random-seed",
+            "3",
+            "--output",
+            "six.musicxml",
+        ],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "(6/8, " in result.stdout and "pickup 2, 3 bars" in result.stdout
+    part = converter.parse(folder / "six.musicxml").parts[0]
+    assert part.recurse().getElementsByClass(meter.TimeSignature).first().ratioString == "6/8"
+
+
+def test_a_model_from_before_controls_generates_4_4_and_refuses_controls(tmp_path):
+    vocabulary = sorted(["60", "62", "_", DELIMITER])
+    model = MelodyLSTM(len(vocabulary), [8], 0.0)
+    artefacts.save_torch(
+        tmp_path / "old.pth",
+        {
+            "format": artefacts.CHECKPOINT_FORMAT,
+            "hyperparameters": {"vocab_size": len(vocabulary), "num_units": [8], "dropout": 0.0},
+            "model_state": model.state_dict(),
+            "vocabulary": vocabulary,
+            "sequence_length": 4,
+            "time_step": 0.25,
+            "val_songs": [0],
+        },
+    )
+    mg = MelodyGenerator(tmp_path / "old.pth", mapping_path=None)
+    melody = mg.generate_melody("60 _", 20, rng=0)
+    assert (melody.meter, melody.pickup, melody.bars) == ("4/4", 0, None)
+    with pytest.raises(
+        ValueError,
+        match="trained before meter, mode, bars and pickup existed: "
+        "re-run preprocess.py and train.py",
+    ):
+        mg.generate_melody("60 _", 20, meter="3/4")
+
+
+# ----------------------------------------------------------------------------- scores
+
+
+def score_of(path):
+    return converter.parse(path).parts[0]
+
+
+def test_musicxml_has_the_meter_pickup_key_and_no_courtesy_naturals(mg, tmp_path):
+    # 3/4 with a quarter pickup; the last bar (two quarters) completes it; all notes in C major
+    melody = Melody(
+        "67 _ _ _ 72 _ _ _ 71 _ 69 _ 67 _ _ _ _ _ 64 _ 65 _ 67 _ 72 _ _ _ _ _ _ _ _ _ _ _".split(),
+        meter="3/4",
+        mode="major",
+        pickup=4,
+        bars=3,
+    )
+    part = score_of(mg.save_melody(melody, file_name=tmp_path / "m.musicxml"))
+    measures = list(part.getElementsByClass(stream.Measure))
+    assert [m.number for m in measures] == [0, 1, 2, 3]
+    assert measures[0].paddingLeft == 2.0 and measures[0].duration.quarterLength == 1.0
+    assert measures[-1].duration.quarterLength == 2.0  # completes the pickup
+    assert part.recurse().getElementsByClass(meter.TimeSignature).first().ratioString == "3/4"
+    assert part.recurse().getElementsByClass(key.KeySignature).first().sharps == 0
+    text = (tmp_path / "m.musicxml").read_text()
+    assert "<accidental>" not in text and '<measure implicit="yes" number="0">' in text
+    assert "<sign>G</sign>" in text  # treble clef
+
+
+def test_key_is_written_and_spelt_in_that_key(mg, tmp_path):
+    melody = Melody("60 _ 62 _ 64 _ 65 _ 66 _ 67 _ _ _".split(), meter="2/4", mode="major")
+    text = mg.save_melody(melody, file_name=tmp_path / "eb.musicxml", key="Eb").read_text()
+    part = score_of(tmp_path / "eb.musicxml")
+    assert part.recurse().getElementsByClass(key.KeySignature).first().sharps == -3
+    names = [n.pitch.name for n in part.recurse().notes]
+    assert names == ["E-", "F", "G", "A-", "A", "B-"]  # F# in C becomes A natural in Eb
+    assert text.count("<accidental>") == 1 and "<accidental>natural</accidental>" in text
+
+
+def test_midi_keeps_barlines_with_a_pickup_bar(mg, tmp_path):
+    melody = Melody("67 _ _ _ 72 _ _ _ _ _ _ _ 71 _ _ _ _ _ _ _".split(), meter="3/4", pickup=4)
+    path = mg.save_melody(melody, file_name=tmp_path / "m.mid", key="G")
+    meta = [m for track in mido.MidiFile(path).tracks for m in track if m.is_meta]
+    signatures = [(m.numerator, m.denominator) for m in meta if m.type == "time_signature"]
+    assert signatures == [(1, 4), (3, 4)]  # the pickup bar, then the meter
+    assert [m.key for m in meta if m.type == "key_signature"] == ["G"]
+    notes = [n.pitch.midi for n in converter.parse(path).flatten().stripTies().notes]
+    assert notes == [74, 79, 78]  # moved up a fifth into G
+
+
+@pytest.mark.parametrize("low, clef_sign", [(False, "G"), (True, "F")])
+def test_clef_fits_the_range(mg, tmp_path, low, clef_sign):
+    # G3..G4 reads in the treble clef; an octave and more lower in the bass clef
+    symbols = "55 _ 59 _ 62 _ 67 _" if not low else "40 _ 43 _ 47 _ 50 _"
+    text = mg.save_melody(symbols, file_name=tmp_path / "c.musicxml").read_text()
+    assert f"<sign>{clef_sign}</sign>" in text
