@@ -17,6 +17,7 @@ Writes evaluation/report.md with its plots, and prints the headline figures:
 """
 
 import argparse
+import json
 import math
 import random
 import shlex
@@ -28,11 +29,14 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 import artefacts  # noqa: E402
 import config  # noqa: E402
+import listening  # noqa: E402
+import twosample  # noqa: E402
 from artefacts import UserError  # noqa: E402
 from encoding import DELIMITER, HOLD, REST  # noqa: E402
 from melodygenerator import MelodyGenerator  # noqa: E402
@@ -410,9 +414,22 @@ def plot_orders(path, ngrams, model_metrics):
     save_figure(fig, path)
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+def markdown(frame, formats=None):
+    """A DataFrame as the lines of a markdown table. formats: {column: format string or function};
+    a missing value (None, NaN) is "-"."""
+    formats = formats or {}
+
+    def cell(column, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        form = formats.get(column, "{}")
+        return form(value) if callable(form) else form.format(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    return lines + [
+        "| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
 
 
 def percent(share):
@@ -421,21 +438,22 @@ def percent(share):
 
 def memorisation_row(name, result):
     runs = result["runs"]
-    return [
-        name,
-        len(runs),
-        result["windows"],
-        percent(result["window_share"]),
-        percent(result["melody_share"]),
-        max(runs, default=0),
-        f"{np.median(runs):.0f}" if runs else "-",
-    ]
+    return {
+        "melodies": name,
+        "count": len(runs),
+        "windows": result["windows"],
+        "windows in training songs": result["window_share"],
+        "melodies with a copied window": result["melody_share"],
+        "longest run (max)": max(runs, default=0),
+        "longest run (median)": float(np.median(runs)) if runs else None,
+    }
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Evaluate models: held-out NLL against n-gram baselines, "
-        "generated against real melodies, memorisation."
+        description="Evaluate models: held-out NLL against n-gram baselines, generated against "
+        "real melodies, memorisation, a classifier two-sample test; or write and score a blind "
+        "listening test."
     )
     parser.add_argument(
         "--model",
@@ -464,13 +482,13 @@ def main(argv=None):
         "--seed",
         type=int,
         default=config.SEED,
-        help="seeds sampling, the n-gram validation subset and the reference sample "
-        "(default: %(default)s)",
+        help="seeds sampling, the n-gram validation subset, the reference sample, the classifier "
+        "test and the listening test's order (default: %(default)s)",
     )
     parser.add_argument(
         "--out",
         default=config.EVALUATION_DIR,
-        help="folder for report.md and its plots (default: %(default)s)",
+        help="folder for report.md, results.json and its plots (default: %(default)s)",
     )
     parser.add_argument(
         "--max-order",
@@ -485,18 +503,71 @@ def main(argv=None):
         help="sampling temperature (default: %(default)s)",
     )
     parser.add_argument(
+        "--cv-folds",
+        type=int,
+        default=config.CV_FOLDS,
+        help="cross-validation folds of the classifier test (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=config.BOOTSTRAP_RESAMPLES,
+        help="bootstrap resamples for the AUC's 95%% interval (default: %(default)s)",
+    )
+    parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where the models score and sample: cuda when available (default: %(default)s)",
     )
+    parser.add_argument(
+        "--listening-test",
+        type=int,
+        metavar="N",
+        help="instead of the report, write a blind listening test of N held-out and N generated "
+        "melodies to OUT/listening",
+    )
+    parser.add_argument(
+        "--score-listening",
+        nargs="+",
+        metavar=("DIR", "SHEET"),
+        help="score filled-in answer sheets (CSV) against the key of the listening test in DIR",
+    )
     args = parser.parse_args(argv)
-    paths = args.model or [config.MODEL_PATH]
     if args.num_melodies < 1 or args.max_order < 1 or not args.temperature > 0:
         raise UserError(
             "--num-melodies and --max-order must be at least 1 and --temperature above 0"
         )
+    if args.cv_folds < 2 or args.bootstrap < 1:
+        raise UserError("--cv-folds must be at least 2 and --bootstrap at least 1")
+    if args.listening_test is not None and args.listening_test < 1:
+        raise UserError("--listening-test needs the number of melodies of each kind, at least 1")
+    if args.score_listening is not None and len(args.score_listening) < 2:
+        raise UserError("--score-listening needs the kit's folder and at least one answer sheet")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.score_listening:
+        scores = listening.score(args.score_listening[0], args.score_listening[1:])
+        print(
+            "\n".join(
+                markdown(
+                    scores,
+                    {
+                        "accuracy": "{:.1%}",
+                        "p-value": "{:.4g}",
+                        "generated taken for real": "{:.1%}",
+                    },
+                )
+            )
+        )
+        return
+    paths = args.model or [config.MODEL_PATH]
     if len(set(paths)) < len(paths):
         raise UserError("the same --model is given twice: name each model once")
+    if args.listening_test is not None and len(paths) > 1:
+        raise UserError("a listening test is written for one model: give one --model")
 
     songs, mapping = artefacts.load_songs(args.dataset, args.mapping)
     checkpoints = load_models(paths, mapping, len(songs))
@@ -518,6 +589,45 @@ def main(argv=None):
         )
     bar_steps = round(BAR_QUARTERS / checkpoints[0]["time_step"])
     out = Path(args.out)
+    real_symbols = [[vocabulary[i] for i in s] for s in test_songs]
+    num_steps = max(
+        len(s) for s in songs
+    )  # a melody longer than the longest real song is cut there
+
+    def generate(path, n):
+        generator = MelodyGenerator(path, args.mapping, device=args.device)
+        try:
+            melodies = generator.generate_melodies(
+                "", n, num_steps, temperature=args.temperature, rng=args.seed
+            )
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        return generator, melodies
+
+    if args.listening_test is not None:
+        n = args.listening_test
+        if n > len(test_songs):
+            raise UserError(
+                f"--listening-test {n} asks for more real melodies than the {len(test_songs)} "
+                "held-out songs"
+            )
+        print(f"generating {n} melodies with {paths[0]} ...")
+        generator, melodies = generate(paths[0], n)
+        chosen = sorted(random.Random(args.seed).sample(range(len(test_songs)), n))
+        folder = out / "listening"
+        listening.write_kit(
+            folder,
+            {f"held-out song {held_out[i]}": real_symbols[i] for i in chosen},
+            {f"generated {j}": melody for j, melody in enumerate(melodies)},
+            lambda symbols, path: generator.save_melody(symbols, file_name=path),
+            args.seed,
+        )
+        print(
+            f"wrote {folder}: give listeners {folder / listening.LISTENER}; keep "
+            f"{folder / listening.KEY} apart; score with: python evaluate.py --score-listening "
+            f"{folder} SHEET.csv ..."
+        )
+        return
 
     # 1. prediction
     print(f"scoring {len(test_songs)} held-out songs ...")
@@ -533,32 +643,23 @@ def main(argv=None):
     plot_orders(out / "ngram_orders.png", ngrams, model_metrics)
 
     # 2. generated vs real, 3. memorisation
-    real_symbols = [[vocabulary[i] for i in s] for s in test_songs]
     reference_sample = random.Random(args.seed).sample(
         train_songs, min(args.num_melodies, len(train_songs))
     )
+    reference_symbols = [[vocabulary[i] for i in s] for s in reference_sample]
     real = feature_histograms(real_symbols, bar_steps)
-    reference = feature_histograms(
-        [[vocabulary[i] for i in s] for s in reference_sample], bar_steps
-    )
+    reference = feature_histograms(reference_symbols, bar_steps)
     reference_overlaps = compare_features(real, reference)
     window = WINDOW_BARS * bar_steps
     index = VerbatimIndex(train_songs, delimiter)
     natural = memorisation(test_songs, index, window)
-    num_steps = max(
-        len(s) for s in songs
-    )  # a melody longer than the longest real song is cut there
     generated = {}
     for path in paths:
         print(f"generating {args.num_melodies} melodies with {path} ...")
-        try:
-            melodies = MelodyGenerator(path, args.mapping, device=args.device).generate_melodies(
-                "", args.num_melodies, num_steps, temperature=args.temperature, rng=args.seed
-            )
-        except ValueError as error:
-            raise UserError(str(error)) from None
+        _, melodies = generate(path, args.num_melodies)
         histograms = feature_histograms(melodies, bar_steps)
         generated[path] = {
+            "melodies": melodies,
             "histograms": histograms,
             "overlaps": compare_features(real, histograms),
             "ended": sum(len(m) < num_steps for m in melodies),
@@ -579,6 +680,63 @@ def main(argv=None):
         + [("training songs (reference)", reference, reference_overlaps)],
     )
 
+    # 4. can a classifier tell?
+    sets = {"training songs (calibration)": reference_symbols}
+    sets |= {f"generated by {p}": generated[p]["melodies"] for p in paths}
+    smallest = min(len(real_symbols), *map(len, sets.values()))
+    classifier = classifier_tables(real_symbols, sets, args) if smallest >= args.cv_folds else {}
+
+    tables = {
+        "models": pd.DataFrame(
+            [
+                {
+                    "model": p,
+                    "epoch": c.get("epoch"),
+                    "hyperparameters": c["hyperparameters"],
+                    "training seed": c.get("seed"),
+                    "trained on": c.get("dataset"),
+                    "val_loss in checkpoint": c.get("val_loss"),
+                }
+                for p, c in zip(paths, checkpoints)
+            ]
+        ),
+        "prediction": pd.DataFrame(
+            [
+                {
+                    "model": name,
+                    "NLL (nats/step)": m["nll"],
+                    "vs best n-gram": m["nll"] / best["nll"] - 1,
+                    "perplexity": m["perplexity"],
+                    "accuracy": m["accuracy"],
+                    "onset NLL": m["onset_nll"],
+                    "hold NLL": m["hold_nll"],
+                }
+                for name, m in list(model_metrics.items())
+                + [
+                    (f"n-gram, order {ngrams['chosen']} (chosen)", best),
+                    ("unigram", ngrams["orders"][1]),
+                ]
+            ]
+        ),
+        "ngram_orders": pd.DataFrame(
+            [
+                {
+                    "order": o,
+                    "validation subset NLL": m["validation_nll"],
+                    "held-out NLL": m["nll"],
+                    "held-out accuracy": m["accuracy"],
+                }
+                for o, m in sorted(ngrams["orders"].items())
+            ]
+        ),
+        "features": feature_frame(paths, real, reference_overlaps, generated),
+        "memorisation": pd.DataFrame(
+            [memorisation_row("held-out songs (natural level)", natural)]
+            + [memorisation_row(f"generated by {p}", generated[p]["memorisation"]) for p in paths]
+        ),
+        **classifier,
+    }
+
     # report
     command = (
         ["python", "evaluate.py"]
@@ -596,12 +754,17 @@ def main(argv=None):
             str(args.max_order),
             "--temperature",
             str(args.temperature),
+            "--cv-folds",
+            str(args.cv_folds),
+            "--bootstrap",
+            str(args.bootstrap),
             "--out",
             args.out,
             "--device",
             args.device,
         ]
     )
+    three = "{:.3f}".format
     lines = [
         "# Evaluation report",
         "",
@@ -615,31 +778,12 @@ def main(argv=None):
         f"training songs, {len(test_songs)} held-out songs. Random seed {args.seed}; "
         f"{args.num_melodies} melodies per model sampled from the song start at temperature "
         f"{args.temperature}, at most {num_steps} steps each. torch {torch.__version__} on "
-        f"{args.device}.",
+        f"{args.device}. Every table is also in `results.json`, under the name given above it.",
+        "",
+        "`models`:",
         "",
     ]
-    lines += table(
-        [
-            "model",
-            "epoch",
-            "hyperparameters",
-            "training seed",
-            "trained on",
-            "val_loss in checkpoint",
-        ],
-        [
-            [
-                f"`{p}`",
-                c.get("epoch", "-"),
-                c["hyperparameters"],
-                c.get("seed", "-"),
-                c.get("dataset", "-"),
-                f"{c['val_loss']:.4f}" if "val_loss" in c else "-",
-            ]
-            for p, c in zip(paths, checkpoints)
-        ],
-    )
-
+    lines += markdown(tables["models"], {"val_loss in checkpoint": "{:.4f}"})
     lines += [
         "",
         "## 1. Held-out prediction",
@@ -651,44 +795,29 @@ def main(argv=None):
         f"subset of the training songs ({ngrams['subset'][1]} songs, the model fitted on the other "
         f"{ngrams['subset'][0]}); order 1 is the unigram.",
         "",
+        "`prediction`:",
+        "",
     ]
-    rows = [[f"`{p}`", m] for p, m in model_metrics.items()]
-    rows += [[f"n-gram, order {ngrams['chosen']} (chosen)", best], ["unigram", ngrams["orders"][1]]]
-    lines += table(
-        [
-            "model",
-            "NLL (nats/step)",
-            "vs best n-gram",
-            "perplexity",
-            "accuracy",
-            "onset NLL",
-            "hold NLL",
-        ],
-        [
-            [
-                name,
-                f"{m['nll']:.3f}",
-                f"{m['nll'] / best['nll'] - 1:+.1%}",
-                f"{m['perplexity']:.3f}",
-                f"{m['accuracy']:.1%}",
-                f"{m['onset_nll']:.3f}",
-                f"{m['hold_nll']:.3f}",
-            ]
-            for name, m in rows
-        ],
+    lines += markdown(
+        tables["prediction"],
+        {
+            "NLL (nats/step)": three,
+            "vs best n-gram": "{:+.1%}",
+            "perplexity": three,
+            "accuracy": "{:.1%}",
+            "onset NLL": three,
+            "hold NLL": three,
+        },
     )
-    lines += ["", "n-grams by order (NLL in nats/step):", ""]
-    lines += table(
-        ["order", "validation subset NLL", "held-out NLL", "held-out accuracy"],
-        [
-            [
-                f"**{o}**" if o == ngrams["chosen"] else o,
-                f"{m['validation_nll']:.3f}",
-                f"{m['nll']:.3f}",
-                f"{m['accuracy']:.1%}",
-            ]
-            for o, m in sorted(ngrams["orders"].items())
-        ],
+    lines += ["", "n-grams by order (NLL in nats/step), `ngram_orders`:", ""]
+    lines += markdown(
+        tables["ngram_orders"],
+        {
+            "order": lambda o: f"**{o}**" if o == ngrams["chosen"] else str(o),
+            "validation subset NLL": three,
+            "held-out NLL": three,
+            "held-out accuracy": "{:.1%}",
+        },
     )
     lines += ["", "![NLL by n-gram order](ngram_orders.png)", ""]
 
@@ -702,24 +831,17 @@ def main(argv=None):
         f"{len(reference_sample)} training songs with the held-out songs: the overlap two samples "
         "of real songs reach.",
         "",
+        "`features`:",
+        "",
     ]
-    header = ["feature", "held-out mean", "reference overlap"]
-    for p in paths:
-        header += [f"`{p}` mean", f"`{p}` overlap"]
-
-    def mean(histograms, name):
-        return f"{histograms[name][1]:.2f}" if histograms[name] else "-"
-
-    feature_rows = []
-    for name in FEATURES:
-        row = [name, mean(real, name), f"{reference_overlaps[name]:.2f}"]
-        for p in paths:
-            row += [mean(generated[p]["histograms"], name), f"{generated[p]['overlaps'][name]:.2f}"]
-        feature_rows.append(row)
-    mean_row = ["**mean overlap**", "", f"{np.nanmean(list(reference_overlaps.values())):.2f}"]
-    for p in paths:
-        mean_row += ["", f"{np.nanmean(list(generated[p]['overlaps'].values())):.2f}"]
-    lines += table(header, feature_rows + [mean_row]) + [""]
+    lines += markdown(
+        tables["features"],
+        {
+            "feature": lambda f: f"**{f}**" if f == "mean overlap" else f,
+            **{c: "{:.2f}" for c in tables["features"].columns[1:]},
+        },
+    )
+    lines += [""]
     for p in paths:
         g = generated[p]
         lines += [
@@ -736,21 +858,30 @@ def main(argv=None):
         "verbatim in a training song. The held-out songs give the natural level: real songs the "
         "model never saw.",
         "",
+        "`memorisation`:",
+        "",
     ]
-    lines += table(
-        [
-            "melodies",
-            "count",
-            "windows",
-            "windows in training songs",
-            "melodies with a copied window",
-            "longest run (max)",
-            "longest run (median)",
-        ],
-        [memorisation_row("held-out songs (natural level)", natural)]
-        + [memorisation_row(f"generated by `{p}`", generated[p]["memorisation"]) for p in paths],
+    lines += markdown(
+        tables["memorisation"],
+        {
+            "windows in training songs": percent,
+            "melodies with a copied window": percent,
+            "longest run (median)": "{:.0f}",
+        },
     )
+    lines += ["", "## 4. Can a classifier tell?", ""]
+    if classifier:
+        lines += classifier_section(tables, args)
+    else:
+        lines += [
+            f"Skipped: {smallest} melodies in the smallest set, fewer than the {args.cv_folds} "
+            "cross-validation folds."
+        ]
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
+    artefacts.write_json(
+        out / "results.json",
+        {name: json.loads(frame.to_json(orient="records")) for name, frame in tables.items()},
+    )
 
     print(
         f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} "
@@ -765,7 +896,110 @@ def main(argv=None):
             f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from "
             f"training songs (held-out songs {percent(natural['window_share'])})"
         )
-    print(f"wrote {out / 'report.md'}")
+    for row in classifier.get("classifier_auc", pd.DataFrame()).itertuples(index=False):
+        print(
+            f"classifier AUC, {row.melodies} vs held-out, {row.classifier}: {row.auc:.3f} "
+            f"(95% {row.low:.3f}-{row.high:.3f})"
+        )
+    print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
+
+
+def classifier_tables(real_symbols, sets, args):
+    """Section 4's tables: the two-sample test of each set of melodies ({name: symbol lists})
+    against the held-out songs; for generated sets also the families and single features that
+    separate them most. The melodies' meters are not known yet: no bar positions."""
+    print("classifier two-sample tests ...")
+    real = twosample.feature_table(real_symbols)
+    aucs, importances, effects = [], [], []
+    for name, melodies in sets.items():
+        table = twosample.feature_table(melodies)
+        auc, importance = twosample.two_sample_test(
+            real, table, args.seed, folds=args.cv_folds, resamples=args.bootstrap
+        )
+        aucs.append(auc.assign(melodies=name))
+        if name.startswith("generated"):
+            importances.append(importance.head(config.TOP_FEATURES).assign(melodies=name))
+            effects.append(
+                twosample.effect_sizes(real, table).head(config.TOP_FEATURES).assign(melodies=name)
+            )
+
+    def melodies_first(frames):
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["melodies"] + [c for c in frame.columns if c != "melodies"]]
+
+    return {
+        "classifier_auc": melodies_first(aucs),
+        "classifier_importance": melodies_first(importances),
+        "classifier_features": melodies_first(effects).rename(
+            columns={"mean a": "held-out mean", "mean b": "generated mean"}
+        ),
+    }
+
+
+def classifier_section(tables, args):
+    three = "{:.3f}".format
+    lines = [
+        "A classifier two-sample test: classifiers learn to tell each set of melodies from the "
+        "held-out songs by features of each melody (interval and note-length profiles and their "
+        "pairs, pitch classes, contour, range, length, cadence, rests; no positions in the bar, as "
+        "the melodies' meters are not known). The larger set is cut to the smaller one's size at "
+        "random; ROC AUC of the out-of-fold predictions of "
+        f"{args.cv_folds}-fold stratified cross-validation, with a 95% interval from "
+        f"{args.bootstrap} bootstrap resamples of the melodies. 0.5: the classifier cannot tell "
+        "the sets apart; 1: it always can. Training songs against held-out songs calibrate the "
+        "test: two samples of real songs, whose interval should contain 0.5.",
+        "",
+        "`classifier_auc`:",
+        "",
+    ]
+    lines += markdown(tables["classifier_auc"], {"auc": three, "low": three, "high": three})
+    lines += [
+        "",
+        "What gives the generated melodies away: the AUC lost when a feature family is shuffled "
+        "among the test melodies (permutation importance; families that carry the same "
+        f"information share it), the top {config.TOP_FEATURES} per model, "
+        "`classifier_importance`:",
+        "",
+    ]
+    lines += markdown(tables["classifier_importance"], {c: three for c in twosample.CLASSIFIERS})
+    lines += [
+        "",
+        f"The {config.TOP_FEATURES} single features whose means differ most, in pooled standard "
+        "deviations (positive: higher in the generated melodies), `classifier_features`:",
+        "",
+    ]
+    return lines + markdown(
+        tables["classifier_features"],
+        {"held-out mean": three, "generated mean": three, "difference (sd)": "{:+.2f}"},
+    )
+
+
+def feature_frame(paths, real, reference_overlaps, generated):
+    """Section 2's table: per feature the held-out mean, the reference overlap and each model's mean
+    and overlap; a last row of mean overlaps."""
+
+    def mean(histograms, name):
+        return histograms[name][1] if histograms[name] else None
+
+    rows = []
+    for name in FEATURES:
+        row = {
+            "feature": name,
+            "held-out mean": mean(real, name),
+            "reference overlap": reference_overlaps[name],
+        }
+        for p in paths:
+            row[f"{p} mean"] = mean(generated[p]["histograms"], name)
+            row[f"{p} overlap"] = generated[p]["overlaps"][name]
+        rows.append(row)
+    rows.append(
+        {
+            "feature": "mean overlap",
+            "reference overlap": np.nanmean(list(reference_overlaps.values())),
+            **{f"{p} overlap": np.nanmean(list(generated[p]["overlaps"].values())) for p in paths},
+        }
+    )
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
