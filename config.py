@@ -50,3 +50,4 @@ CV_FOLDS = 5  # stratified cross-validation folds
 BOOTSTRAP_RESAMPLES = 1000  # resamples of the melodies for the AUC's 95% interval
 PERMUTATION_REPEATS = 5  # permutations per feature family for its importance
 TOP_FEATURES = 5  # feature families and single features the report names per comparison
+LISTENING_MIN_STEPS = 16  # shorter generated melodies (a bar of 4/4) are too short to judge by ear

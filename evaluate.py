@@ -605,28 +605,7 @@ def main(argv=None):
         return generator, melodies
 
     if args.listening_test is not None:
-        n = args.listening_test
-        if n > len(test_songs):
-            raise UserError(
-                f"--listening-test {n} asks for more real melodies than the {len(test_songs)} "
-                "held-out songs"
-            )
-        print(f"generating {n} melodies with {paths[0]} ...")
-        generator, melodies = generate(paths[0], n)
-        chosen = sorted(random.Random(args.seed).sample(range(len(test_songs)), n))
-        folder = out / "listening"
-        listening.write_kit(
-            folder,
-            {f"held-out song {held_out[i]}": real_symbols[i] for i in chosen},
-            {f"generated {j}": melody for j, melody in enumerate(melodies)},
-            lambda symbols, path: generator.save_melody(symbols, file_name=path),
-            args.seed,
-        )
-        print(
-            f"wrote {folder}: give listeners {folder / listening.LISTENER}; keep "
-            f"{folder / listening.KEY} apart; score with: python evaluate.py --score-listening "
-            f"{folder} SHEET.csv ..."
-        )
+        write_listening_test(args, paths[0], real_symbols, held_out, generate)
         return
 
     # 1. prediction
@@ -902,6 +881,41 @@ def main(argv=None):
             f"(95% {row.low:.3f}-{row.high:.3f})"
         )
     print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
+
+
+def write_listening_test(args, path, real_symbols, held_out, generate):
+    """The kit of listening.write_kit in OUT/listening: --listening-test held-out songs drawn with
+    the seed, and as many generated melodies of at least LISTENING_MIN_STEPS steps (the model's
+    first ones of twice as many, so that a melody too short to judge is replaced)."""
+    n = args.listening_test
+    if n > len(real_symbols):
+        raise UserError(
+            f"--listening-test {n} asks for more real melodies than the {len(real_symbols)} "
+            "held-out songs"
+        )
+    print(f"generating {2 * n} melodies with {path} ...")
+    generator, melodies = generate(path, 2 * n)
+    long_enough = [j for j, m in enumerate(melodies) if len(m) >= config.LISTENING_MIN_STEPS]
+    if len(long_enough) < n:
+        raise UserError(
+            f"only {len(long_enough)} of {2 * n} generated melodies last "
+            f"{config.LISTENING_MIN_STEPS} steps or more: ask for fewer with --listening-test"
+        )
+    chosen = sorted(random.Random(args.seed).sample(range(len(real_symbols)), n))
+    folder = Path(args.out) / "listening"
+    listening.write_kit(
+        folder,
+        {f"held-out song {held_out[i]}": real_symbols[i] for i in chosen},
+        {f"generated {j}": melodies[j] for j in long_enough[:n]},
+        lambda symbols, file: generator.save_melody(symbols, file_name=file),
+        args.seed,
+    )
+    print(
+        f"{long_enough[n - 1] + 1 - n} generated melodies under {config.LISTENING_MIN_STEPS} steps "
+        f"left out; wrote {folder}: give listeners {folder / listening.LISTENER}, keep "
+        f"{folder / listening.KEY} apart; score with: python evaluate.py --score-listening "
+        f"{folder} SHEET.csv ..."
+    )
 
 
 def classifier_tables(real_symbols, sets, args):

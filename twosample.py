@@ -123,7 +123,7 @@ def melody_features(symbols, bar_steps=None, pickup=None):
         "bar position": bar_position(notes, len(symbols), bar_steps, pickup),
     }
     return {
-        (family, str(name) if not isinstance(name, tuple) else " > ".join(name)): float(value)
+        (family, str(name) if not isinstance(name, tuple) else " then ".join(name)): float(value)
         for family, values in families.items()
         for name, value in values.items()
     }
