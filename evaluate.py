@@ -3,8 +3,11 @@ compare with real ones.
 
     python evaluate.py                                    # model.pth against file_dataset
     python evaluate.py --model a.pth --model b.pth        # several models in one report
+    python evaluate.py --listening-test 10                # a blind listening test instead
+    python evaluate.py --score-listening evaluation/listening a.csv b.csv   # its filled-in sheets
 
-Writes evaluation/report.md with its plots, and prints the headline figures:
+Writes evaluation/report.md with its plots and results.json (every table of the report, from the
+same DataFrames), and prints the headline figures:
 
  1. Prediction: NLL per step (nats), perplexity and accuracy on the held-out songs (the checkpoint's
     val_songs), each song read from its start as in generation, scored by model.score; beside it,
@@ -14,6 +17,9 @@ Writes evaluation/report.md with its plots, and prints the headline figures:
     distributions (Yang & Lerch 2018), on fixed shared-bin histograms.
  3. Memorisation: the share of generated 4-bar windows found verbatim in the training songs,
     against the same share for the held-out songs (the level real, unseen songs reach).
+ 4. Can a classifier tell? The classifier two-sample test of twosample.py: cross-validated ROC AUC
+    of classifiers telling generated melodies from held-out songs, calibrated on training songs
+    against held-out songs, with the features that give the generated melodies away.
 """
 
 import argparse
@@ -519,14 +525,15 @@ def parse_args(argv):
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where the models score and sample: cuda when available (default: %(default)s)",
     )
-    parser.add_argument(
+    kit = parser.add_mutually_exclusive_group()
+    kit.add_argument(
         "--listening-test",
         type=int,
         metavar="N",
         help="instead of the report, write a blind listening test of N held-out and N generated "
         "melodies to OUT/listening",
     )
-    parser.add_argument(
+    kit.add_argument(
         "--score-listening",
         nargs="+",
         metavar=("DIR", "SHEET"),
