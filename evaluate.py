@@ -438,6 +438,10 @@ def markdown(frame, formats=None):
     ]
 
 
+def three(value):
+    return f"{value:.3f}"
+
+
 def percent(share):
     return "n/a" if math.isnan(share) else f"{share:.1%}"
 
@@ -750,7 +754,6 @@ def main(argv=None):
             args.device,
         ]
     )
-    three = "{:.3f}".format
     lines = [
         "# Evaluation report",
         "",
@@ -958,7 +961,6 @@ def classifier_tables(real_symbols, sets, args):
 
 
 def classifier_section(tables, args):
-    three = "{:.3f}".format
     lines = [
         "A classifier two-sample test: classifiers learn to tell each set of melodies from the "
         "held-out songs by features of each melody (interval and note-length profiles and their "

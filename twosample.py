@@ -86,7 +86,7 @@ def melody_features(symbols, bar_steps=None, pickup=None):
             [(m, n) for m in DURATION for n in DURATION],
         ),
         "pitch": {
-            **shares([p % 12 for p in pitches], range(12)),
+            **shares([PITCH_NAMES[p % 12] for p in pitches], PITCH_NAMES),
             "mean": float(np.mean(pitches)) if pitches else 0.0,
         },
         "contour": {
