@@ -48,3 +48,9 @@ EVALUATION_DIR = "evaluation"
 NUM_EVAL_MELODIES = 200  # melodies evaluate.py samples per model to compare with the held-out songs
 EVAL_METERS = ["2/4", "3/4", "4/4", "6/8"]  # evaluate.py asks for each of these meters
 MAX_NGRAM_ORDER = 10  # evaluate.py tries n-gram baselines of orders 1..this
+# evaluate.py's classifier two-sample test (twosample.py) and listening-test kit
+CV_FOLDS = 5  # stratified cross-validation folds
+BOOTSTRAP_RESAMPLES = 1000  # resamples of the melodies for the AUC's 95% interval
+PERMUTATION_REPEATS = 5  # permutations per feature family for its importance
+TOP_FEATURES = 5  # feature families and single features the report names per comparison
+LISTENING_MIN_STEPS = 16  # shorter generated melodies (a bar of 4/4) are too short to judge by ear

@@ -3,8 +3,11 @@ compare with real ones.
 
     python evaluate.py                                    # model.pth against file_dataset
     python evaluate.py --model a.pth --model b.pth        # several models in one report
+    python evaluate.py --listening-test 10                # a blind listening test instead
+    python evaluate.py --score-listening evaluation/listening a.csv b.csv   # its filled-in sheets
 
-Writes evaluation/report.md with its plots, and prints the headline figures:
+Writes evaluation/report.md with its plots and results.json (every table of the report, from the
+same DataFrames), and prints the headline figures:
 
  1. Prediction: NLL per step (nats), perplexity and accuracy on the held-out songs (the checkpoint's
     val_songs), each song read from its start as in generation, scored by model.score; beside it,
@@ -14,9 +17,16 @@ Writes evaluation/report.md with its plots, and prints the headline figures:
     distributions (Yang & Lerch 2018), on fixed shared-bin histograms.
  3. Memorisation: the share of generated 4-bar windows found verbatim in the training songs,
     against the same share for the held-out songs (the level real, unseen songs reach).
+ 4. Meter, mode and endings: melodies asked for each common meter (config.EVAL_METERS) and each
+    mode: the share that end on a barline, their onset profile over the bar against the held-out
+    songs of that meter, and whether music21's key analysis hears the mode asked for.
+ 5. Can a classifier tell? The classifier two-sample test of twosample.py: cross-validated ROC AUC
+    of classifiers telling generated melodies from held-out songs, calibrated on training songs
+    against held-out songs, with the features that give the generated melodies away.
 """
 
 import argparse
+import json
 import math
 import random
 import shlex
@@ -28,6 +38,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -35,6 +46,8 @@ import artefacts
 import config
 import controls
 import encoding
+import listening
+import twosample
 from artefacts import UserError
 from encoding import DELIMITER, HOLD, REST, symbol_runs
 from melodygenerator import MelodyGenerator
@@ -485,9 +498,26 @@ def plot_orders(path, ngrams, model_metrics):
     save_figure(fig, path)
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+def markdown(frame, formats=None):
+    """A DataFrame as the lines of a markdown table. formats: {column: format string or function};
+    a missing value (None, NaN) is "-"."""
+    formats = formats or {}
+
+    def cell(column, value):
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return "-"
+        form = formats.get(column, "{}")
+        return form(value) if callable(form) else form.format(value)
+
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * frame.shape[1]]
+    return lines + [
+        "| " + " | ".join(cell(c, v) for c, v in zip(frame.columns, row)) + " |"
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def three(value):
+    return f"{value:.3f}"
 
 
 def percent(share):
@@ -496,21 +526,22 @@ def percent(share):
 
 def memorisation_row(name, result):
     runs = result["runs"]
-    return [
-        name,
-        len(runs),
-        result["windows"],
-        percent(result["window_share"]),
-        percent(result["melody_share"]),
-        max(runs, default=0),
-        f"{np.median(runs):.0f}" if runs else "-",
-    ]
+    return {
+        "melodies": name,
+        "count": len(runs),
+        "windows": result["windows"],
+        "windows in training songs": result["window_share"],
+        "melodies with a copied window": result["melody_share"],
+        "longest run (max)": max(runs, default=0),
+        "longest run (median)": float(np.median(runs)) if runs else None,
+    }
 
 
-def main(argv=None):
+def parse_args(argv):
     parser = argparse.ArgumentParser(
-        description="Evaluate models: held-out NLL against n-gram baselines, "
-        "generated against real melodies, memorisation."
+        description="Evaluate models: held-out NLL against n-gram baselines, generated against "
+        "real melodies, memorisation, a classifier two-sample test; or write and score a blind "
+        "listening test."
     )
     parser.add_argument(
         "--model",
@@ -544,13 +575,13 @@ def main(argv=None):
         "--seed",
         type=int,
         default=config.SEED,
-        help="seeds sampling, the n-gram validation subset and the reference sample "
-        "(default: %(default)s)",
+        help="seeds sampling, the n-gram validation subset, the reference sample, the classifier "
+        "test and the listening test's order (default: %(default)s)",
     )
     parser.add_argument(
         "--out",
         default=config.EVALUATION_DIR,
-        help="folder for report.md and its plots (default: %(default)s)",
+        help="folder for report.md, results.json and its plots (default: %(default)s)",
     )
     parser.add_argument(
         "--max-order",
@@ -565,18 +596,72 @@ def main(argv=None):
         help="sampling temperature (default: %(default)s)",
     )
     parser.add_argument(
+        "--cv-folds",
+        type=int,
+        default=config.CV_FOLDS,
+        help="cross-validation folds of the classifier test (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=int,
+        default=config.BOOTSTRAP_RESAMPLES,
+        help="bootstrap resamples for the AUC's 95%% interval (default: %(default)s)",
+    )
+    parser.add_argument(
         "--device",
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where the models score and sample: cuda when available (default: %(default)s)",
     )
+    kit = parser.add_mutually_exclusive_group()
+    kit.add_argument(
+        "--listening-test",
+        type=int,
+        metavar="N",
+        help="instead of the report, write a blind listening test of N held-out and N generated "
+        "melodies to OUT/listening",
+    )
+    kit.add_argument(
+        "--score-listening",
+        nargs="+",
+        metavar=("DIR", "SHEET"),
+        help="score filled-in answer sheets (CSV) against the key of the listening test in DIR",
+    )
     args = parser.parse_args(argv)
-    paths = args.model or [config.MODEL_PATH]
     if args.num_melodies < 1 or args.max_order < 1 or not args.temperature > 0:
         raise UserError(
             "--num-melodies and --max-order must be at least 1 and --temperature above 0"
         )
+    if args.cv_folds < 2 or args.bootstrap < 1:
+        raise UserError("--cv-folds must be at least 2 and --bootstrap at least 1")
+    if args.listening_test is not None and args.listening_test < 1:
+        raise UserError("--listening-test needs the number of melodies of each kind, at least 1")
+    if args.score_listening is not None and len(args.score_listening) < 2:
+        raise UserError("--score-listening needs the kit's folder and at least one answer sheet")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.score_listening:
+        scores = listening.score(args.score_listening[0], args.score_listening[1:])
+        print(
+            "\n".join(
+                markdown(
+                    scores,
+                    {
+                        "accuracy": "{:.1%}",
+                        "p-value": "{:.4g}",
+                        "generated taken for real": "{:.1%}",
+                    },
+                )
+            )
+        )
+        return
+    paths = args.model or [config.MODEL_PATH]
     if len(set(paths)) < len(paths):
         raise UserError("the same --model is given twice: name each model once")
+    if args.listening_test is not None and len(paths) > 1:
+        raise UserError("a listening test is written for one model: give one --model")
 
     songs, mapping = artefacts.load_songs(args.dataset, args.mapping)
     checkpoints = load_models(paths, mapping, len(songs))
@@ -600,6 +685,24 @@ def main(argv=None):
         )
     bar_steps = round(BAR_QUARTERS / checkpoints[0]["time_step"])
     out = Path(args.out)
+    real_symbols = [[vocabulary[i] for i in s] for s in test_songs]
+    num_steps = max(
+        len(s) for s in songs
+    )  # a melody longer than the longest real song is cut there
+
+    def generate(path, n):
+        generator = MelodyGenerator(path, args.mapping, device=args.device)
+        try:
+            melodies = generator.generate_melodies(
+                "", n, num_steps, temperature=args.temperature, rng=args.seed
+            )
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        return generator, melodies
+
+    if args.listening_test is not None:
+        write_listening_test(args, paths[0], real_symbols, held_out, generate)
+        return
 
     # 1. prediction
     print(f"scoring {len(test_songs)} held-out songs ...")
@@ -618,33 +721,27 @@ def main(argv=None):
     plot_orders(out / "ngram_orders.png", ngrams, model_metrics)
 
     # 2. generated vs real, 3. memorisation
-    real_symbols = [[vocabulary[i] for i in s] for s in test_songs]
-    reference_sample = random.Random(args.seed).sample(
-        train_songs, min(args.num_melodies, len(train_songs))
+    reference_indices = random.Random(args.seed).sample(
+        train_indices, min(args.num_melodies, len(train_songs))
     )
+    reference_sample = [songs[i] for i in reference_indices]
+    reference_symbols = [[vocabulary[i] for i in s] for s in reference_sample]
+    reference_plans = [plans[i] for i in reference_indices]
+    test_plans = [plans[i] for i in held_out]
     real = feature_histograms(real_symbols, bar_steps)
-    reference = feature_histograms(
-        [[vocabulary[i] for i in s] for s in reference_sample], bar_steps
-    )
+    reference = feature_histograms(reference_symbols, bar_steps)
     reference_overlaps = compare_features(real, reference)
     window = WINDOW_BARS * bar_steps
     index = VerbatimIndex(train_songs, delimiter)
     natural = memorisation(test_songs, index, window)
-    num_steps = max(
-        len(s) for s in songs
-    )  # a melody longer than the longest real song is cut there
     generated = {}
     for path in paths:
         print(f"generating {args.num_melodies} melodies with {path} ...")
-        try:
-            melodies = MelodyGenerator(path, args.mapping, device=args.device).generate_melodies(
-                "", args.num_melodies, num_steps, temperature=args.temperature, rng=args.seed
-            )
-        except ValueError as error:
-            raise UserError(str(error)) from None
+        _, melodies = generate(path, args.num_melodies)
         histograms = feature_histograms(melodies, bar_steps)
         bars = [controls.bar_steps(m.meter) for m in melodies]
         generated[path] = {
+            "melodies": melodies,
             "histograms": histograms,
             "overlaps": compare_features(real, histograms),
             "ended": sum(len(m) < num_steps for m in melodies),
@@ -657,7 +754,6 @@ def main(argv=None):
             ),
         }
     # 4. meter and mode: melodies asked for each common meter and each mode
-    test_plans = [plans[i] for i in held_out]
     meters = [
         m
         for m in config.EVAL_METERS
@@ -695,9 +791,7 @@ def main(argv=None):
                 rng=args.seed,
             )
             asked[path][meter] = structure_summary(
-                melodies,
-                [controls.Plan(m.meter, m.mode, m.pickup, m.bars) for m in melodies],
-                controls.bar_steps(meter),
+                melodies, [melody_plan(m) for m in melodies], controls.bar_steps(meter)
             )
         for mode in tqdm(modes, desc=f"modes, {path}", leave=False):
             melodies = generator.generate_melodies(
@@ -723,6 +817,75 @@ def main(argv=None):
         + [("training songs (reference)", reference, reference_overlaps)],
     )
 
+    # 5. can a classifier tell?
+    sets = {"training songs (calibration)": (reference_symbols, reference_plans)}
+    sets |= {
+        f"generated by {p}": (
+            generated[p]["melodies"],
+            [melody_plan(m) for m in generated[p]["melodies"]],
+        )
+        for p in paths
+    }
+    smallest = min(len(real_symbols), *(len(m) for m, _ in sets.values()))
+    classifier = (
+        classifier_tables((real_symbols, test_plans), sets, args)
+        if smallest >= args.cv_folds
+        else {}
+    )
+    structure = structure_tables(paths, meters, modes, real_by_meter, real_modes, asked)
+
+    tables = {
+        "models": pd.DataFrame(
+            [
+                {
+                    "model": p,
+                    "epoch": c.get("epoch"),
+                    "hyperparameters": c["hyperparameters"],
+                    "training seed": c.get("seed"),
+                    "trained on": c.get("dataset"),
+                    "val_loss in checkpoint": c.get("val_loss"),
+                }
+                for p, c in zip(paths, checkpoints)
+            ]
+        ),
+        "prediction": pd.DataFrame(
+            [
+                {
+                    "model": name,
+                    "NLL (nats/step)": m["nll"],
+                    "vs best n-gram": m["nll"] / best["nll"] - 1,
+                    "perplexity": m["perplexity"],
+                    "accuracy": m["accuracy"],
+                    "onset NLL": m["onset_nll"],
+                    "hold NLL": m["hold_nll"],
+                }
+                for name, m in list(model_metrics.items())
+                + [
+                    (f"n-gram, order {ngrams['chosen']} (chosen)", best),
+                    ("unigram", ngrams["orders"][1]),
+                ]
+            ]
+        ),
+        "ngram_orders": pd.DataFrame(
+            [
+                {
+                    "order": o,
+                    "validation subset NLL": m["validation_nll"],
+                    "held-out NLL": m["nll"],
+                    "held-out accuracy": m["accuracy"],
+                }
+                for o, m in sorted(ngrams["orders"].items())
+            ]
+        ),
+        "features": feature_frame(paths, real, reference_overlaps, generated),
+        "memorisation": pd.DataFrame(
+            [memorisation_row("held-out songs (natural level)", natural)]
+            + [memorisation_row(f"generated by {p}", generated[p]["memorisation"]) for p in paths]
+        ),
+        **structure,
+        **classifier,
+    }
+
     # report
     command = (
         ["python", "evaluate.py"]
@@ -740,6 +903,10 @@ def main(argv=None):
             str(args.max_order),
             "--temperature",
             str(args.temperature),
+            "--cv-folds",
+            str(args.cv_folds),
+            "--bootstrap",
+            str(args.bootstrap),
             "--out",
             args.out,
             "--device",
@@ -759,31 +926,12 @@ def main(argv=None):
         f"training songs, {len(test_songs)} held-out songs. Random seed {args.seed}; "
         f"{args.num_melodies} melodies per model sampled from the song start at temperature "
         f"{args.temperature}, at most {num_steps} steps each. torch {torch.__version__} on "
-        f"{args.device}.",
+        f"{args.device}. Every table is also in `results.json`, under the name given above it.",
+        "",
+        "`models`:",
         "",
     ]
-    lines += table(
-        [
-            "model",
-            "epoch",
-            "hyperparameters",
-            "training seed",
-            "trained on",
-            "val_loss in checkpoint",
-        ],
-        [
-            [
-                f"`{p}`",
-                c.get("epoch", "-"),
-                c["hyperparameters"],
-                c.get("seed", "-"),
-                c.get("dataset", "-"),
-                f"{c['val_loss']:.4f}" if "val_loss" in c else "-",
-            ]
-            for p, c in zip(paths, checkpoints)
-        ],
-    )
-
+    lines += markdown(tables["models"], {"val_loss in checkpoint": "{:.4f}"})
     lines += [
         "",
         "## 1. Held-out prediction",
@@ -795,44 +943,29 @@ def main(argv=None):
         f"subset of the training songs ({ngrams['subset'][1]} songs, the model fitted on the other "
         f"{ngrams['subset'][0]}); order 1 is the unigram.",
         "",
+        "`prediction`:",
+        "",
     ]
-    rows = [[f"`{p}`", m] for p, m in model_metrics.items()]
-    rows += [[f"n-gram, order {ngrams['chosen']} (chosen)", best], ["unigram", ngrams["orders"][1]]]
-    lines += table(
-        [
-            "model",
-            "NLL (nats/step)",
-            "vs best n-gram",
-            "perplexity",
-            "accuracy",
-            "onset NLL",
-            "hold NLL",
-        ],
-        [
-            [
-                name,
-                f"{m['nll']:.3f}",
-                f"{m['nll'] / best['nll'] - 1:+.1%}",
-                f"{m['perplexity']:.3f}",
-                f"{m['accuracy']:.1%}",
-                f"{m['onset_nll']:.3f}",
-                f"{m['hold_nll']:.3f}",
-            ]
-            for name, m in rows
-        ],
+    lines += markdown(
+        tables["prediction"],
+        {
+            "NLL (nats/step)": three,
+            "vs best n-gram": "{:+.1%}",
+            "perplexity": three,
+            "accuracy": "{:.1%}",
+            "onset NLL": three,
+            "hold NLL": three,
+        },
     )
-    lines += ["", "n-grams by order (NLL in nats/step):", ""]
-    lines += table(
-        ["order", "validation subset NLL", "held-out NLL", "held-out accuracy"],
-        [
-            [
-                f"**{o}**" if o == ngrams["chosen"] else o,
-                f"{m['validation_nll']:.3f}",
-                f"{m['nll']:.3f}",
-                f"{m['accuracy']:.1%}",
-            ]
-            for o, m in sorted(ngrams["orders"].items())
-        ],
+    lines += ["", "n-grams by order (NLL in nats/step), `ngram_orders`:", ""]
+    lines += markdown(
+        tables["ngram_orders"],
+        {
+            "order": lambda o: f"**{o}**" if o == ngrams["chosen"] else str(o),
+            "validation subset NLL": three,
+            "held-out NLL": three,
+            "held-out accuracy": "{:.1%}",
+        },
     )
     lines += ["", "![NLL by n-gram order](ngram_orders.png)", ""]
 
@@ -846,24 +979,17 @@ def main(argv=None):
         f"{len(reference_sample)} training songs with the held-out songs: the overlap two samples "
         "of real songs reach.",
         "",
+        "`features`:",
+        "",
     ]
-    header = ["feature", "held-out mean", "reference overlap"]
-    for p in paths:
-        header += [f"`{p}` mean", f"`{p}` overlap"]
-
-    def mean(histograms, name):
-        return f"{histograms[name][1]:.2f}" if histograms[name] else "-"
-
-    feature_rows = []
-    for name in FEATURES:
-        row = [name, mean(real, name), f"{reference_overlaps[name]:.2f}"]
-        for p in paths:
-            row += [mean(generated[p]["histograms"], name), f"{generated[p]['overlaps'][name]:.2f}"]
-        feature_rows.append(row)
-    mean_row = ["**mean overlap**", "", f"{np.nanmean(list(reference_overlaps.values())):.2f}"]
-    for p in paths:
-        mean_row += ["", f"{np.nanmean(list(generated[p]['overlaps'].values())):.2f}"]
-    lines += table(header, feature_rows + [mean_row]) + [""]
+    lines += markdown(
+        tables["features"],
+        {
+            "feature": lambda f: f"**{f}**" if f == "mean overlap" else f,
+            **{c: "{:.2f}" for c in tables["features"].columns[1:]},
+        },
+    )
+    lines += [""]
     for p in paths:
         g = generated[p]
         lines += [
@@ -881,19 +1007,16 @@ def main(argv=None):
         "verbatim in a training song. The held-out songs give the natural level: real songs the "
         "model never saw.",
         "",
+        "`memorisation`:",
+        "",
     ]
-    lines += table(
-        [
-            "melodies",
-            "count",
-            "windows",
-            "windows in training songs",
-            "melodies with a copied window",
-            "longest run (max)",
-            "longest run (median)",
-        ],
-        [memorisation_row("held-out songs (natural level)", natural)]
-        + [memorisation_row(f"generated by `{p}`", generated[p]["memorisation"]) for p in paths],
+    lines += markdown(
+        tables["memorisation"],
+        {
+            "windows in training songs": percent,
+            "melodies with a copied window": percent,
+            "longest run (median)": "{:.0f}",
+        },
     )
     if asked:
         lines += [
@@ -904,42 +1027,36 @@ def main(argv=None):
             "drawn from the training songs), against the held-out songs of that meter. A melody "
             "ends on a barline when its length is a whole number of bars (its last bar completes "
             "the pickup, as in the songs). The onset profile is the share of note onsets at each "
-            "16th of the bar; its overlap is the overlapping area of the two profiles.",
+            "16th of the bar; its overlap is the overlapping area of the two profiles, "
+            "`meters`:",
             "",
         ]
-        header = ["meter", "held-out songs", "real: on a barline", "real: bars (mean)"]
-        for p in paths:
-            header += [f"`{p}` on a barline", f"`{p}` bars (mean)", f"`{p}` onset overlap"]
-        rows = []
-        for meter in meters:
-            real_m = real_by_meter[meter]
-            row = [meter, real_m["count"], percent(real_m["barline"]), f"{real_m['bars']:.1f}"]
-            for p in paths:
-                g = asked[p][meter]
-                row += [
-                    percent(g["barline"]),
-                    f"{g['bars']:.1f}",
-                    f"{overlap(g['profile'], real_m['profile']):.2f}",
-                ]
-            rows.append(row)
-        lines += table(header, rows)
+        lines += markdown(
+            tables["meters"],
+            {"on a barline": percent, "bars (mean)": "{:.1f}", "onset overlap": "{:.2f}"},
+        )
         lines += [
             "",
             f"{args.num_melodies} melodies per model asked for each mode; the share that "
             "music21's key analysis (Krumhansl-Schmuckler) hears in that mode, beside the "
-            "held-out songs of that mode.",
+            "held-out songs of that mode, `modes`:",
             "",
         ]
-        header = ["mode", "real: analysed so"] + [f"`{p}` analysed so" for p in paths]
-        lines += table(
-            header,
-            [
-                [mode, percent(real_modes[mode])] + [percent(asked[p][mode]["mode"]) for p in paths]
-                for mode in modes
-            ],
-        )
-        lines += ["", "![onset profiles by meter](onsets.png)", ""]
+        lines += markdown(tables["modes"], {"analysed in that mode": percent})
+        lines += ["", "![onset profiles by meter](onsets.png)"]
+    lines += ["", "## 5. Can a classifier tell?", ""]
+    if classifier:
+        lines += classifier_section(tables, args)
+    else:
+        lines += [
+            f"Skipped: {smallest} melodies in the smallest set, fewer than the {args.cv_folds} "
+            "cross-validation folds."
+        ]
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
+    artefacts.write_json(
+        out / "results.json",
+        {name: json.loads(frame.to_json(orient="records")) for name, frame in tables.items()},
+    )
 
     print(
         f"held-out NLL (nats/step) on {len(test_songs)} songs: n-gram order {ngrams['chosen']} "
@@ -954,7 +1071,200 @@ def main(argv=None):
             f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from "
             f"training songs (held-out songs {percent(natural['window_share'])})"
         )
-    print(f"wrote {out / 'report.md'}")
+    for row in classifier.get("classifier_auc", pd.DataFrame()).itertuples(index=False):
+        print(
+            f"classifier AUC, {row.melodies} vs held-out, {row.classifier}: {row.auc:.3f} "
+            f"(95% {row.low:.3f}-{row.high:.3f})"
+        )
+    print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
+
+
+def write_listening_test(args, path, real_symbols, held_out, generate):
+    """The kit of listening.write_kit in OUT/listening: --listening-test held-out songs drawn with
+    the seed, and as many generated melodies of at least LISTENING_MIN_STEPS steps (the model's
+    first ones of twice as many, so that a melody too short to judge is replaced)."""
+    n = args.listening_test
+    if n > len(real_symbols):
+        raise UserError(
+            f"--listening-test {n} asks for more real melodies than the {len(real_symbols)} "
+            "held-out songs"
+        )
+    print(f"generating {2 * n} melodies with {path} ...")
+    generator, melodies = generate(path, 2 * n)
+    long_enough = [j for j, m in enumerate(melodies) if len(m) >= config.LISTENING_MIN_STEPS]
+    if len(long_enough) < n:
+        raise UserError(
+            f"only {len(long_enough)} of {2 * n} generated melodies last "
+            f"{config.LISTENING_MIN_STEPS} steps or more: ask for fewer with --listening-test"
+        )
+    chosen = sorted(random.Random(args.seed).sample(range(len(real_symbols)), n))
+    folder = Path(args.out) / "listening"
+    listening.write_kit(
+        folder,
+        {f"held-out song {held_out[i]}": real_symbols[i] for i in chosen},
+        {f"generated {j}": melodies[j] for j in long_enough[:n]},
+        lambda symbols, file: generator.save_melody(symbols, file_name=file),
+        args.seed,
+    )
+    print(
+        f"{long_enough[n - 1] + 1 - n} generated melodies under {config.LISTENING_MIN_STEPS} steps "
+        f"left out; wrote {folder}: give listeners {folder / listening.LISTENER}, keep "
+        f"{folder / listening.KEY} apart; score with: python evaluate.py --score-listening "
+        f"{folder} SHEET.csv ..."
+    )
+
+
+def melody_plan(melody):
+    return controls.Plan(melody.meter, melody.mode, melody.pickup, melody.bars)
+
+
+def plan_features(melodies, plans):
+    """twosample's feature table, with the positions in the bar where the meter is known."""
+    return twosample.feature_table(
+        melodies, [controls.bar_steps(p.meter) for p in plans], [p.pickup for p in plans]
+    )
+
+
+def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked):
+    """Section 4's tables: per meter asked, endings, length and onset profile against the held-out
+    songs of that meter; per mode asked, the share heard in that mode."""
+    if not asked:
+        return {}
+    meter_rows, mode_rows = [], []
+    for meter in meters:
+        real = real_by_meter[meter]
+        meter_rows.append(
+            {
+                "meter": meter,
+                "melodies": "held-out songs",
+                "count": real["count"],
+                "on a barline": real["barline"],
+                "bars (mean)": real["bars"],
+                "onset overlap": 1.0,
+            }
+        )
+        for p in paths:
+            g = asked[p][meter]
+            meter_rows.append(
+                {
+                    "meter": meter,
+                    "melodies": f"asked of {p}",
+                    "count": g["count"],
+                    "on a barline": g["barline"],
+                    "bars (mean)": g["bars"],
+                    "onset overlap": overlap(g["profile"], real["profile"]),
+                }
+            )
+    for mode in modes:
+        mode_rows.append(
+            {"mode": mode, "melodies": "held-out songs", "analysed in that mode": real_modes[mode]}
+        )
+        mode_rows += [
+            {
+                "mode": mode,
+                "melodies": f"asked of {p}",
+                "analysed in that mode": asked[p][mode]["mode"],
+            }
+            for p in paths
+        ]
+    return {"meters": pd.DataFrame(meter_rows), "modes": pd.DataFrame(mode_rows)}
+
+
+def classifier_tables(real, sets, args):
+    """Section 5's tables: the two-sample test of each set of melodies ({name: (symbol lists,
+    plans)}) against the held-out songs (the same pair); for generated sets also the families and
+    single features that separate them most."""
+    print("classifier two-sample tests ...")
+    real = plan_features(*real)
+    aucs, importances, effects = [], [], []
+    for name, (melodies, plans) in sets.items():
+        table = plan_features(melodies, plans)
+        auc, importance = twosample.two_sample_test(
+            real, table, args.seed, folds=args.cv_folds, resamples=args.bootstrap
+        )
+        aucs.append(auc.assign(melodies=name))
+        if name.startswith("generated"):
+            importances.append(importance.head(config.TOP_FEATURES).assign(melodies=name))
+            effects.append(
+                twosample.effect_sizes(real, table).head(config.TOP_FEATURES).assign(melodies=name)
+            )
+
+    def melodies_first(frames):
+        frame = pd.concat(frames, ignore_index=True)
+        return frame[["melodies"] + [c for c in frame.columns if c != "melodies"]]
+
+    return {
+        "classifier_auc": melodies_first(aucs),
+        "classifier_importance": melodies_first(importances),
+        "classifier_features": melodies_first(effects).rename(
+            columns={"mean a": "held-out mean", "mean b": "generated mean"}
+        ),
+    }
+
+
+def classifier_section(tables, args):
+    lines = [
+        "A classifier two-sample test: classifiers learn to tell each set of melodies from the "
+        "held-out songs by features of each melody (interval and note-length profiles and their "
+        "pairs, pitch classes, contour, range, length, cadence, rests, and onsets by position in "
+        "the bar where the meter is known). The larger set is cut to the smaller one's size at "
+        "random; ROC AUC of the out-of-fold predictions of "
+        f"{args.cv_folds}-fold stratified cross-validation, with a 95% interval from "
+        f"{args.bootstrap} bootstrap resamples of the melodies. 0.5: the classifier cannot tell "
+        "the sets apart; 1: it always can. Training songs against held-out songs calibrate the "
+        "test: two samples of real songs, whose interval should contain 0.5.",
+        "",
+        "`classifier_auc`:",
+        "",
+    ]
+    lines += markdown(tables["classifier_auc"], {"auc": three, "low": three, "high": three})
+    lines += [
+        "",
+        "What gives the generated melodies away: the AUC lost when a feature family is shuffled "
+        "among the test melodies (permutation importance; families that carry the same "
+        f"information share it), the top {config.TOP_FEATURES} per model, "
+        "`classifier_importance`:",
+        "",
+    ]
+    lines += markdown(tables["classifier_importance"], {c: three for c in twosample.CLASSIFIERS})
+    lines += [
+        "",
+        f"The {config.TOP_FEATURES} single features whose means differ most, in pooled standard "
+        "deviations (positive: higher in the generated melodies), `classifier_features`:",
+        "",
+    ]
+    return lines + markdown(
+        tables["classifier_features"],
+        {"held-out mean": three, "generated mean": three, "difference (sd)": "{:+.2f}"},
+    )
+
+
+def feature_frame(paths, real, reference_overlaps, generated):
+    """Section 2's table: per feature the held-out mean, the reference overlap and each model's mean
+    and overlap; a last row of mean overlaps."""
+
+    def mean(histograms, name):
+        return histograms[name][1] if histograms[name] else None
+
+    rows = []
+    for name in FEATURES:
+        row = {
+            "feature": name,
+            "held-out mean": mean(real, name),
+            "reference overlap": reference_overlaps[name],
+        }
+        for p in paths:
+            row[f"{p} mean"] = mean(generated[p]["histograms"], name)
+            row[f"{p} overlap"] = generated[p]["overlaps"][name]
+        rows.append(row)
+    rows.append(
+        {
+            "feature": "mean overlap",
+            "reference overlap": np.nanmean(list(reference_overlaps.values())),
+            **{f"{p} overlap": np.nanmean(list(generated[p]["overlaps"].values())) for p in paths},
+        }
+    )
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
