@@ -50,7 +50,7 @@ import listening
 import twosample
 from artefacts import UserError
 from encoding import DELIMITER, HOLD, REST, symbol_runs
-from melodygenerator import MelodyGenerator
+from melodygenerator import Melody, MelodyGenerator
 from model import MelodyLSTM, score, song_log_probs
 
 BAR_QUARTERS = (
@@ -701,7 +701,11 @@ def main(argv=None):
         return generator, melodies
 
     if args.listening_test is not None:
-        write_listening_test(args, paths[0], real_symbols, held_out, generate)
+        real_melodies = [
+            Melody(s, meter=plans[i].meter, mode=plans[i].mode, pickup=plans[i].pickup)
+            for s, i in zip(real_symbols, held_out)
+        ]
+        write_listening_test(args, paths[0], real_melodies, held_out, generate)
         return
 
     # 1. prediction

@@ -7,6 +7,7 @@ The kit folder holds listener/ (what a listener gets: the melodies named by numb
 answer sheet) and key.csv beside it (what each number is), which a listener never sees.
 """
 
+import copy
 import random
 import re
 from pathlib import Path
@@ -33,13 +34,15 @@ def cut(real, length):
     """The real melody cut to at most `length` steps, at the end of its last note that ends by then
     (a note is never clipped); a whole note longer than `length` is kept whole."""
     if len(real) <= length:
-        return list(real)
+        return copy.copy(real)
     end = length
     while end > 0 and real[end] == HOLD:  # the note sounding at the cut started before it
         end -= 1
     if end == 0:  # one note lasts past the cut: keep it whole
         end = next((i for i in range(1, len(real)) if real[i] != HOLD), len(real))
-    return list(real[:end])
+    kept = copy.copy(real)  # a melodygenerator.Melody keeps its meter and pickup
+    kept[:] = real[:end]
+    return kept
 
 
 def write_kit(folder, real, generated, save, seed):

@@ -199,15 +199,11 @@ class MelodyGenerator:
         since_rebuild = 0
         for step in range(num_steps):
             t = len(seed_indices) + step  # the step being sampled, counted from the song start
-            if end is not None:  # the song ends at its planned barline: `/` there and only there
-                logits = logits.clone()
-                logits[:, delimiter] = torch.where(t < end, float("-inf"), logits[:, delimiter])
-                logits[t == end] = torch.where(
-                    torch.arange(logits.shape[1], device=logits.device) == delimiter,
-                    0.0,
-                    float("-inf"),
-                )
+            if end is not None:  # `/` falls at the planned last barline, and only there
+                logits[:, delimiter] = float("-inf")  # logits are fresh each step: safe to edit
             next_symbols = sample(logits, temperature, top_k, top_p, generator)
+            if end is not None:
+                next_symbols = torch.where(end == t, delimiter, next_symbols)
             tokens[:, step] = next_symbols
             finished |= next_symbols == delimiter
             if finished.all() or step == num_steps - 1:
@@ -279,7 +275,9 @@ class MelodyGenerator:
             else 2**62
             for p in plans
         ]
-        return fields.to(self.device), torch.tensor(ends, device=self.device)
+        return fields.to(self.device), torch.tensor(
+            ends
+        )  # ends meet the sampled symbols on the CPU
 
     def _read(self, rows, max_sequence_length, fields=None):
         """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for
@@ -326,7 +324,8 @@ class MelodyGenerator:
 
         step_duration: quarter lengths per symbol; None = the model's time step (0.25, a 16th note).
         format: "midi" or "musicxml". A file_name ending in .musicxml, .xml or .mxl (compressed) is
-            always MusicXML; format="musicxml" with a .mid name writes <name>.musicxml instead.
+            always MusicXML, and one ending in .svg the score drawn by verovio; format="musicxml"
+            with a .mid name writes <name>.musicxml instead.
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
@@ -343,16 +342,27 @@ class MelodyGenerator:
         pickup = getattr(melody, "pickup", 0) if pickup is None else pickup
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
-        fmt = "musicxml" if path.suffix.lower() in MUSICXML_SUFFIXES else format
-        if fmt not in ("midi", "musicxml"):
-            raise ValueError(f"format must be 'midi' or 'musicxml', not {format!r}")
+        suffix = path.suffix.lower()
+        fmt = "musicxml" if suffix in MUSICXML_SUFFIXES else "svg" if suffix == ".svg" else format
+        if fmt not in ("midi", "musicxml", "svg"):
+            raise ValueError(f"format must be 'midi', 'musicxml' or 'svg', not {format!r}")
         if fmt == "musicxml" and path.suffix.lower() in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
         if key is not None:
             target_key = parse_key(key)
         else:
             target_key = m21key.Key("a" if getattr(melody, "mode", None) == "minor" else "C")
-        score = render.melody_score(symbols, step_duration, time_signature, pickup, target_key, bpm)
+        score = render.melody_score(
+            symbols,
+            step_duration,
+            time_signature,
+            pickup,
+            target_key,
+            None if fmt == "svg" else bpm,
+        )  # a picture needs no tempo
+        if fmt == "svg":
+            artefacts.write_text(path, render.svg(score))
+            return path
         if fmt == "midi":
             score = render.midi_stream(score, pickup, step_duration)
         with artefacts.atomic_path(path) as tmp:

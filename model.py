@@ -78,9 +78,12 @@ class MelodyLSTM(nn.Module):
             new_state, x = [], None  # x: the layer's dense input; layer 0 has none
             for (w_in, bias, w_hh), (h, c) in zip(layers, state):
                 if x is None:
-                    rows = w_in[symbols]
-                    if self.control_sizes:
-                        rows = rows + w_in[controls + offsets].sum(1)
+                    if self.control_sizes:  # the symbol's row plus one row per control field
+                        rows = F.embedding_bag(
+                            torch.cat([symbols[:, None], controls + offsets], 1), w_in, mode="sum"
+                        )
+                    else:
+                        rows = w_in[symbols]
                     gates = torch.addmm(rows, h, w_hh)
                 else:
                     gates = torch.addmm(bias, x, w_in).addmm_(h, w_hh)

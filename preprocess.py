@@ -29,6 +29,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
+from collections import Counter
 from dataclasses import dataclass, field
 from fractions import Fraction
 from multiprocessing import Pool
@@ -449,6 +450,7 @@ class Summary:
     from_cache: int = 0
     vocabulary_size: int = 0
     steps: int = 0  # symbols in file_dataset, delimiters included
+    meters: dict = field(default_factory=dict)  # meter the model is told ("?": none) -> songs
 
     def __str__(self):
         skipped = sum(len(names) for names in self.skipped.values())
@@ -548,6 +550,7 @@ def preprocess(
     write_artefacts(songs, text, mapping, save_dir, file_dataset_path, mapping_path)
     write_metadata(artefacts.metadata_path(metadata_path, file_dataset_path), metadata)
     summary.vocabulary_size, summary.steps = len(mapping), len(text.split())
+    summary.meters = dict(Counter(row["meter"] for row in metadata).most_common())
 
     if use_cache:
         fresh = {digest: result for digest, result in zip(hashes, results) if digest is not None}
@@ -885,6 +888,7 @@ def main():
     if args.verbose:
         print("\n".join(summary.details()))
     print(summary)
+    print("meters: " + ", ".join(f"{m} {n}" for m, n in summary.meters.items()))
     print(
         f"wrote {args.save_dir}/ ({summary.kept} songs), {args.file_dataset}, {args.mapping}, "
         f"{artefacts.metadata_path(args.metadata, args.file_dataset)}"

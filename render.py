@@ -100,6 +100,27 @@ def melody_score(symbols, step_duration=config.TIME_STEP, meter=None, pickup=0, 
     return stream.Score([part])
 
 
+def svg(score):
+    """The score drawn as one SVG page by verovio, as tall as the music needs."""
+    import verovio
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    toolkit = verovio.toolkit()
+    toolkit.setOptions(
+        {
+            "pageWidth": 2100,
+            "pageHeight": 60000,
+            "adjustPageHeight": True,
+            "scale": 45,
+            "header": "none",
+            "footer": "none",
+        }
+    )
+    if not toolkit.loadData(GeneralObjectExporter(score).parse().decode("utf-8")):
+        raise ValueError("verovio could not read the score")
+    return toolkit.renderToSVG(1)
+
+
 def midi_stream(score, pickup, step_duration=config.TIME_STEP):
     """The score flattened for MIDI, a pickup written as a short first bar (see the module doc)."""
     from music21 import meter as m21meter

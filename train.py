@@ -120,7 +120,7 @@ def mixed_precision(device):
 
 
 def training_stream(songs, indices, delimiter_index, seq_len, song_controls):
-    """The training songs end to end, each after a run of seq_len // 4 `/`:
+    """The training songs end to end, each after a run of seq_len // 4 `/` (at most 16):
     (inputs, targets, controls), controls [steps, fields] (fields may be 0).
 
     A song start in a window then looks like generation's: `/` symbols, then a song. Targets
@@ -130,7 +130,7 @@ def training_stream(songs, indices, delimiter_index, seq_len, song_controls):
     predicts, so a window that starts inside a song still knows the meter, the position in the bar
     and the bars left, though its state starts from zero.
     """
-    run = max(1, seq_len // 4)
+    run = max(1, min(seq_len // 4, 16))
     inputs, targets, controls = [], [], []
     for i in indices:
         inputs += [delimiter_index] * run + songs[i]
