@@ -42,6 +42,7 @@ SEED_MELODY = (
 )
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
+TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them
 BPM = 120
 TIME_SIGNATURE = "4/4"  # the meter of a melody that has none (a plain list, or an old model)
 EVALUATION_DIR = "evaluation"

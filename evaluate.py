@@ -421,26 +421,38 @@ def analysed_mode(symbols):
     return encoding.analyse_key(events)[1] if events else None
 
 
-def structure_summary(melodies, plans, bar):
-    """Endings, length in bars and the onset profile of melodies written to plans of one meter.
+def ending_summary(melodies, plans):
+    """{"count", "barline": the share that end on a barline, "bars": mean length in bars} of the
+    melodies whose meter is known.
 
     A melody ends on a barline when its length is a whole number of bars: its last bar completes
     the pickup, as in the songs (measurements.md: 99% of erk's single-meter songs).
     """
-    lengths = np.array([len(m) for m in melodies])
+    known = [
+        (len(m), controls.bar_steps(p.meter))
+        for m, p in zip(melodies, plans)
+        if controls.bar_steps(p.meter)
+    ]
+    lengths, bars = np.array(known, dtype=float).reshape(-1, 2).T
+    nan = float("nan")
     return {
         "count": len(melodies),
-        "barline": float(np.mean(lengths % bar == 0)),
-        "bars": float(np.mean(lengths / bar)),
-        "profile": onset_profile(melodies, plans, bar),
+        "barline": float(np.mean(lengths % bars == 0)) if known else nan,
+        "bars": float(np.mean(lengths / bars)) if known else nan,
     }
 
 
-def mode_summary(melodies, mode):
-    """The share of melodies that music21's key analysis hears in `mode`."""
-    return (
-        float(np.mean([analysed_mode(m) == mode for m in melodies])) if melodies else float("nan")
-    )
+def structure_summary(melodies, plans, bar):
+    """ending_summary and the onset profile of melodies written to plans of one meter."""
+    return ending_summary(melodies, plans) | {"profile": onset_profile(melodies, plans, bar)}
+
+
+def mode_summary(melodies, plans, mode):
+    """ending_summary and the share of melodies that music21's key analysis hears in `mode`."""
+    heard = [analysed_mode(m) == mode for m in melodies]
+    return ending_summary(melodies, plans) | {
+        "mode": float(np.mean(heard)) if heard else float("nan")
+    }
 
 
 def plot_onset_profiles(path, meters, real, generated):
@@ -596,6 +608,12 @@ def parse_args(argv):
         help="sampling temperature (default: %(default)s)",
     )
     parser.add_argument(
+        "--top-p",
+        type=float,
+        default=config.TOP_P,
+        help="sample among the likeliest symbols up to this mass (default: %(default)s)",
+    )
+    parser.add_argument(
         "--cv-folds",
         type=int,
         default=config.CV_FOLDS,
@@ -694,7 +712,7 @@ def main(argv=None):
         generator = MelodyGenerator(path, args.mapping, device=args.device)
         try:
             melodies = generator.generate_melodies(
-                "", n, num_steps, temperature=args.temperature, rng=args.seed
+                "", n, num_steps, temperature=args.temperature, top_p=args.top_p, rng=args.seed
             )
         except ValueError as error:
             raise UserError(str(error)) from None
@@ -743,15 +761,12 @@ def main(argv=None):
         print(f"generating {args.num_melodies} melodies with {path} ...")
         _, melodies = generate(path, args.num_melodies)
         histograms = feature_histograms(melodies, bar_steps)
-        bars = [controls.bar_steps(m.meter) for m in melodies]
         generated[path] = {
             "melodies": melodies,
             "histograms": histograms,
             "overlaps": compare_features(real, histograms),
             "ended": sum(len(m) < num_steps for m in melodies),
-            "barline": float(
-                np.mean([bool(b) and len(m) % b == 0 for m, b in zip(melodies, bars)])
-            ),
+            "barline": ending_summary(melodies, [melody_plan(m) for m in melodies])["barline"],
             "num": len(melodies),
             "memorisation": memorisation(
                 [[mapping[s] for s in m] for m in melodies], index, window
@@ -771,16 +786,11 @@ def main(argv=None):
         real_by_meter[meter] = structure_summary(
             [s for s, _ in chosen], [p for _, p in chosen], controls.bar_steps(meter)
         )
-    known = [
-        (s, controls.bar_steps(p.meter))
-        for s, p in zip(real_symbols, test_plans)
-        if controls.bar_steps(p.meter)
-    ]
-    real_barline = float(np.mean([len(s) % b == 0 for s, b in known])) if known else float("nan")
-    real_modes = {
-        mode: mode_summary([s for s, p in zip(real_symbols, test_plans) if p.mode == mode], mode)
-        for mode in modes
-    }
+    real_barline = ending_summary(real_symbols, test_plans)["barline"]
+    real_modes = {}
+    for mode in modes:
+        chosen = [(s, p) for s, p in zip(real_symbols, test_plans) if p.mode == mode]
+        real_modes[mode] = mode_summary([s for s, _ in chosen], [p for _, p in chosen], mode)
     asked = {}
     for path in paths if meters else []:
         generator = MelodyGenerator(path, args.mapping, device=args.device)
@@ -792,6 +802,7 @@ def main(argv=None):
                 num_steps,
                 meter=meter,
                 temperature=args.temperature,
+                top_p=args.top_p,
                 rng=args.seed,
             )
             asked[path][meter] = structure_summary(
@@ -804,9 +815,10 @@ def main(argv=None):
                 num_steps,
                 mode=mode,
                 temperature=args.temperature,
+                top_p=args.top_p,
                 rng=args.seed,
             )
-            asked[path][mode] = {"count": len(melodies), "mode": mode_summary(melodies, mode)}
+            asked[path][mode] = mode_summary(melodies, [melody_plan(m) for m in melodies], mode)
     if asked:
         plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
     plot_features(
@@ -907,6 +919,8 @@ def main(argv=None):
             str(args.max_order),
             "--temperature",
             str(args.temperature),
+            "--top-p",
+            str(args.top_p),
             "--cv-folds",
             str(args.cv_folds),
             "--bootstrap",
@@ -1046,7 +1060,10 @@ def main(argv=None):
             "held-out songs of that mode, `modes`:",
             "",
         ]
-        lines += markdown(tables["modes"], {"analysed in that mode": percent})
+        lines += markdown(
+            tables["modes"],
+            {"analysed in that mode": percent, "on a barline": percent, "bars (mean)": "{:.1f}"},
+        )
         lines += ["", "![onset profiles by meter](onsets.png)"]
     lines += ["", "## 5. Can a classifier tell?", ""]
     if classifier:
@@ -1160,17 +1177,19 @@ def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked):
                 }
             )
     for mode in modes:
-        mode_rows.append(
-            {"mode": mode, "melodies": "held-out songs", "analysed in that mode": real_modes[mode]}
-        )
-        mode_rows += [
-            {
-                "mode": mode,
-                "melodies": f"asked of {p}",
-                "analysed in that mode": asked[p][mode]["mode"],
-            }
-            for p in paths
-        ]
+        for melodies, g in [("held-out songs", real_modes[mode])] + [
+            (f"asked of {p}", asked[p][mode]) for p in paths
+        ]:
+            mode_rows.append(
+                {
+                    "mode": mode,
+                    "melodies": melodies,
+                    "count": g["count"],
+                    "analysed in that mode": g["mode"],
+                    "on a barline": g["barline"],
+                    "bars (mean)": g["bars"],
+                }
+            )
     return {"meters": pd.DataFrame(meter_rows), "modes": pd.DataFrame(mode_rows)}
 
 

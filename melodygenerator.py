@@ -506,7 +506,7 @@ def main():
     parser.add_argument(
         "--top-p",
         type=float,
-        default=None,
+        default=config.TOP_P,
         help="sample among the likeliest symbols up to this mass",
     )
     parser.add_argument(
