@@ -18,12 +18,14 @@ SONG_METADATA = "song_metadata.csv"  # per song of file_dataset: meter, pickup, 
 CACHE_DIR = ".cache"
 
 # Model and training
-SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset; steps per training window
+SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)
 MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
 NUM_UNITS = [256]  # one LSTM layer per entry
 DROPOUT = 0.2
-LEARNING_RATE = 0.001
-BATCH_SIZE = 64  # training windows per batch
+LEARNING_RATE = 0.001  # at the first epoch, then down along a cosine
+MIN_LEARNING_RATE = 0.0001  # at the last epoch; = LEARNING_RATE for a constant rate
+TRAINING_WINDOW = 256  # steps per training window (train.py --seq-len)
+BATCH_SIZE = 16  # training windows per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never

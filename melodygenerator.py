@@ -470,7 +470,7 @@ def parse_key(name):
 
 def main():
     parser = argparse.ArgumentParser(
-        description="Sample melodies from model.pth and write them as MIDI or MusicXML.",
+        description="Sample melodies from model.pth and write them as MIDI, MusicXML or SVG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
@@ -535,8 +535,7 @@ def main():
     parser.add_argument(
         "--mode",
         default=None,
-        choices=controls.MODES,
-        help="(default %(default)s: drawn from the training songs)",
+        help="major or minor (default %(default)s: drawn from the training songs)",
     )
     parser.add_argument(
         "--bars",
@@ -555,7 +554,8 @@ def main():
     parser.add_argument(
         "--output",
         default=config.OUTPUT_PATH,
-        help="file to write; with several melodies generated_1.mid, generated_2.mid, ...",
+        help="file to write, its kind by its suffix (.mid, .musicxml, .svg); with several "
+        "melodies generated_1.mid, generated_2.mid, ...",
     )
     parser.add_argument(
         "--format",

@@ -3,13 +3,13 @@
     python train.py [--epochs 50] [--units 256 256] [--device cpu] [--max-minutes 5] [--resume]
 
 The training songs are laid end to end (each after a run of `/`, as in file_dataset) and
-cut into SEQUENCE_LENGTH-step windows; batches of shuffled windows are read from a zero state with
+cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero state with
 the loss on every position (not one target per window, as the tutorial did). So an epoch predicts
 every step of every training song once, and no one-hot copy of the dataset is ever made (the model
 one-hot encodes a batch at a time).
 
 Context. A window that meets a song start sees it after `/` symbols from a zero state, which is how
-generation starts a song. Generation then carries the state past SEQUENCE_LENGTH steps; validation
+generation starts a song. Generation then carries the state past TRAINING_WINDOW steps; validation
 is scored exactly that way (model.song_log_probs: zero state, `/`, the whole song), so the number
 that picks the best epoch is the one that matters for sampling. Whole songs fed in order from a
 zero state (truncated BPTT, state carried between chunks) match that context more literally, but
@@ -26,6 +26,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import random
 import time
 from pathlib import Path
@@ -50,7 +51,16 @@ LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "el
 # Settings that shape the trajectory of a run: --resume continues with the saved ones and refuses
 # others.
 # epochs and patience only say where it stops, so a resumed run may change them.
-RUN_SETTINGS = ["units", "dropout", "lr", "batch_size", "seq_len", "seed", "validation_split"]
+RUN_SETTINGS = [
+    "units",
+    "dropout",
+    "lr",
+    "min_lr",
+    "batch_size",
+    "seq_len",
+    "seed",
+    "validation_split",
+]
 
 
 def config_settings():
@@ -59,8 +69,9 @@ def config_settings():
         "units": list(config.NUM_UNITS),
         "dropout": config.DROPOUT,
         "lr": config.LEARNING_RATE,
+        "min_lr": config.MIN_LEARNING_RATE,
         "batch_size": config.BATCH_SIZE,
-        "seq_len": config.SEQUENCE_LENGTH,
+        "seq_len": config.TRAINING_WINDOW,
         "seed": config.SEED,
         "validation_split": config.VALIDATION_SPLIT,
         "epochs": config.EPOCHS,
@@ -73,6 +84,7 @@ def check_settings(s):
         "units": (not s["units"] or min(s["units"]) < 1, "one or more positive layer sizes"),
         "dropout": (not 0 <= s["dropout"] < 1, "at least 0 and below 1"),
         "lr": (s["lr"] <= 0, "above 0"),
+        "min_lr": (not 0 <= s["min_lr"] <= s["lr"], f"at least 0 and at most --lr ({s['lr']})"),
         "batch_size": (s["batch_size"] < 1, "1 or more"),
         "seq_len": (s["seq_len"] < 1, "1 or more"),
         "validation_split": (not 0 < s["validation_split"] < 1, "between 0 and 1"),
@@ -82,6 +94,16 @@ def check_settings(s):
     for name, (bad, wanted) in problems.items():
         if bad:
             raise UserError(f"{flag(name)} {show(s[name])}: must be {wanted}")
+
+
+def epoch_lr(settings, epoch):
+    """The learning rate of an epoch: cosine from --lr at the first epoch to --min-lr at the last.
+
+    It depends on the epoch and the settings alone, so a resumed run follows the same schedule.
+    """
+    progress = (epoch - 1) / max(settings["epochs"] - 1, 1)
+    low, high = settings["min_lr"], settings["lr"]
+    return low + (high - low) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
 def flag(name):
@@ -254,6 +276,7 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other
     changes.
     """
+    saved = {"min_lr": saved["lr"], **saved}  # a run from before the schedule had a constant rate
     for name in RUN_SETTINGS:
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(
@@ -278,6 +301,7 @@ def train(
     epochs=None,
     batch_size=None,
     lr=None,
+    min_lr=None,
     units=None,
     dropout=None,
     seq_len=None,
@@ -292,8 +316,8 @@ def train(
     returns a summary.
 
     Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, NUM_UNITS, DROPOUT,
-    SEQUENCE_LENGTH, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True, from the run being
-    resumed.
+    MIN_LEARNING_RATE, TRAINING_WINDOW, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True,
+    from the run being resumed.
     max_minutes stops after the epoch that crosses it; resume=True then goes on from there.
     """
     started = time.perf_counter()
@@ -301,6 +325,7 @@ def train(
         "units": None if units is None else list(units),
         "dropout": dropout,
         "lr": lr,
+        "min_lr": min_lr,
         "batch_size": batch_size,
         "seq_len": seq_len,
         "seed": seed,
@@ -413,6 +438,8 @@ def train(
                 )
                 break
             epoch_start = time.perf_counter()
+            for group in optimizer.param_groups:
+                group["lr"] = epoch_lr(settings, epoch)
             batches = epoch_windows(
                 len(stream[0]), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
             )
@@ -563,7 +590,15 @@ def main():
         help=f"training windows per batch; config BATCH_SIZE={config.BATCH_SIZE}",
     )
     run.add_argument(
-        "--lr", type=float, help=f"Adam learning rate; config LEARNING_RATE={config.LEARNING_RATE}"
+        "--lr",
+        type=float,
+        help=f"Adam learning rate at the first epoch; config LEARNING_RATE={config.LEARNING_RATE}",
+    )
+    run.add_argument(
+        "--min-lr",
+        type=float,
+        help="learning rate at the last epoch, reached along a cosine (--lr: constant); config "
+        f"MIN_LEARNING_RATE={config.MIN_LEARNING_RATE}",
     )
     run.add_argument(
         "--units",
@@ -575,7 +610,7 @@ def main():
     run.add_argument(
         "--seq-len",
         type=int,
-        help=f"steps per training window; config SEQUENCE_LENGTH={config.SEQUENCE_LENGTH}",
+        help=f"steps per training window; config TRAINING_WINDOW={config.TRAINING_WINDOW}",
     )
     run.add_argument(
         "--seed",
@@ -616,6 +651,7 @@ def main():
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        min_lr=args.min_lr,
         units=args.units,
         dropout=args.dropout,
         seq_len=args.seq_len,

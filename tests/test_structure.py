@@ -173,6 +173,7 @@ def test_a_seed_longer_than_the_bars_asked_for_is_refused(mg):
         (["--meter", "5/0"], "meter '5/0' is not a meter"),
         (["--meter", "abc"], "meter 'abc' is not a meter"),
         (["--mode", "minor", "--meter", "7/8"], "never saw it"),
+        (["--mode", "dorian"], "mode 'dorian': this model knows major and minor"),
         (["--bars", "0"], "bars must be a whole number >= 1"),
         (["--meter", "2/4", "--pickup", "8"], "pickup 8 steps is a bar or more of 2/4"),
     ],

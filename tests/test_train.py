@@ -293,3 +293,14 @@ def test_script_errors_are_one_line_without_traceback(tiny_artefacts, damage, me
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert message in result.stderr and "preprocess.py" in result.stderr
     assert not (tiny_artefacts / "model.pth").exists()
+
+
+def test_learning_rate_falls_along_a_cosine_to_min_lr():
+    settings = {"lr": 0.01, "min_lr": 0.001, "epochs": 5}
+    rates = [train.epoch_lr(settings, epoch) for epoch in range(1, 6)]
+    assert rates[0] == pytest.approx(0.01) and rates[-1] == pytest.approx(0.001)
+    assert rates[2] == pytest.approx(0.0055)  # halfway
+    assert rates == sorted(rates, reverse=True)
+    assert train.epoch_lr({"lr": 0.01, "min_lr": 0.01, "epochs": 5}, 3) == 0.01  # constant
+    with pytest.raises(UserError, match="--min-lr 0.5: must be at least 0 and at most --lr"):
+        train.check_settings({**train.config_settings(), "lr": 0.01, "min_lr": 0.5})
