@@ -154,6 +154,9 @@ METADATA_COLUMNS = [
     "key",
     "steps",
     "bars",
+    "low",
+    "high",
+    "final",
 ]
 
 
@@ -183,7 +186,8 @@ def load_metadata(path, num_songs=None):
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         for row in rows:
-            row["pickup"], row["steps"] = int(row["pickup"]), int(row["steps"])
+            for name in ("pickup", "steps", "low", "high", "final"):
+                row[name] = int(row[name])
             row["bars"] = int(row["bars"]) if row["bars"] else None
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
         raise UserError(

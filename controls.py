@@ -1,6 +1,6 @@
 """Meter, mode, pickup and length: what a song's structure is, and what the model is told of it.
 
-Every step the model predicts comes with four control fields, small integers any architecture
+Every step the model predicts comes with seven control fields, small integers any architecture
 can embed beside the symbol it reads:
 
     meter       the song's meter, an index into the checkpoint's list of meters ("3/4", "6/8", ...)
@@ -9,13 +9,19 @@ can embed beside the symbol it reads:
                 offset = bar_steps - pickup, so the first full bar starts at position 0
     bars left   ceil((length - t) / bar_steps): how many bars are still to come, 0 at the song's
                 closing `/`; capped at MAX_BARS_LEFT
+    lowest, highest, final
+                the song's lowest and highest notes and its last note (MIDI numbers): its ambitus
+                and its final, as folk-song catalogues describe a tune
 
-A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
+A song of an unknown or changing meter gets a "none" position and bars-left. Without the ambitus
+an LSTM that sees 256 steps at a time wanders: on erk its melodies' ranges spread over 8 to 24
+semitones where the songs keep to about an octave. Real songs end on a
 barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
 single-meter songs), so a song of `bars` bars lasts exactly bars * bar_steps steps, whatever its
 pickup. Generation asks for that length and places the closing `/` there.
 """
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -49,17 +55,25 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 
 @dataclass(frozen=True)
 class Plan:
-    """One melody's structure: meter, mode, pickup (steps) and length in bars (None: open)."""
+    """One melody's structure: meter, mode, pickup (steps), length in bars (None: open), and its
+    lowest, highest and final notes (MIDI numbers; None: not told)."""
 
     meter: str
-    mode: str
+    mode: str | None
     pickup: int = 0
     bars: int | None = None
+    low: int | None = None
+    high: int | None = None
+    final: int | None = None
 
     @classmethod
     def from_row(cls, row):
         """The plan of a real song, from its row of song_metadata.csv (artefacts.load_metadata)."""
-        return cls(row["meter"], row["mode"], row["pickup"], row["bars"])
+        return cls(*(row[name] for name in PLAN_FIELDS))
+
+
+PLAN_FIELDS = [f.name for f in dataclasses.fields(Plan)]
+NO_PITCH = 128  # the "none" index of the lowest, highest and final fields
 
 
 class ControlSpace:
@@ -110,19 +124,28 @@ class ControlSpace:
             "max_bar_steps": self.max_bar_steps,
             "max_bars_left": self.max_bars_left,
             "time_step": self.time_step,
-            "plans": [[p.meter, p.mode, p.pickup, p.bars] for p in self.plans],
+            "plans": [list(vars(p).values()) for p in self.plans],
         }
 
     def sizes(self):
-        """Index ranges of the four fields; the last index of position and bars-left is "none"."""
-        return [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
+        """Index ranges of the seven fields; the last index of all but meter and mode is "none"."""
+        return [
+            len(self.meters),
+            len(MODES),
+            self.max_bar_steps + 1,
+            self.max_bars_left + 2,
+            NO_PITCH + 1,
+            NO_PITCH + 1,
+            NO_PITCH + 1,
+        ]
 
     def bar_steps(self, meter):
         steps = bar_steps(meter, self.time_step)
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1.
+        """[[meter, mode, position, bars left, lowest, highest, final]] for the predicted steps
+        t = start .. stop - 1.
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
@@ -131,10 +154,11 @@ class ControlSpace:
         bar = self.bar_steps(plan.meter)
         if length is None and plan.bars is not None and bar is not None:
             length = plan.bars * bar
+        pitches = [NO_PITCH if p is None else p for p in (plan.low, plan.high, plan.final)]
         rows = []
         for t in range(start, stop):
             if bar is None:
-                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1])
+                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1, *pitches])
                 continue
             position = (t + bar - plan.pickup) % bar
             left = (
@@ -142,7 +166,7 @@ class ControlSpace:
                 if length is None
                 else min(max(math.ceil((length - t) / bar), 0), self.max_bars_left)
             )
-            rows.append([meter, mode, position, left])
+            rows.append([meter, mode, position, left, *pitches])
         return rows
 
     def song_fields(self, plan, length):
@@ -177,11 +201,13 @@ class ControlSpace:
         """A Plan with the given controls, the unset ones drawn from a training song that agrees.
 
         The draw is from the training songs with a known meter that match every control given,
-        else those that match the meter, else all of them: the model picks as it learned.
+        else those that match the meter and mode, the mode, the meter, or else all of them: the
+        model picks as it learned, the song's ambitus and final with the rest.
         """
         self.check(meter, mode, pickup, bars)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
-        for keys in (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("meter",), ()):
+        levels = (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("mode",), ("meter",), ())
+        for keys in levels:
             wanted = {
                 k: v
                 for k, v in zip(("meter", "mode", "pickup", "bars"), (meter, mode, pickup, bars))
@@ -193,15 +219,16 @@ class ControlSpace:
             if matches:
                 break
         drawn = rng.choice(matches) if matches else Plan(UNKNOWN_METER, MODES[0])
-        plan = Plan(
-            meter or drawn.meter,
-            mode or drawn.mode,
-            drawn.pickup if pickup is None else pickup,
-            drawn.bars if bars is None else bars,
+        plan = dataclasses.replace(
+            drawn,
+            meter=meter or drawn.meter,
+            mode=mode or drawn.mode,
+            pickup=drawn.pickup if pickup is None else pickup,
+            bars=drawn.bars if bars is None else bars,
         )
         bar = self.bar_steps(plan.meter)
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter
-            plan = Plan(plan.meter, plan.mode, plan.pickup % bar, plan.bars)
+            plan = dataclasses.replace(plan, pickup=plan.pickup % bar)
         return plan
 
 

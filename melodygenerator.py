@@ -14,6 +14,7 @@ step costs one small forward call however long the melody already is.
 """
 
 import argparse
+import dataclasses
 import math
 import numbers
 import os
@@ -39,22 +40,27 @@ MIDI_SUFFIXES = (".mid", ".midi")
 
 
 class Melody(list):
-    """A generated melody: its symbols, as the tutorial's list, and the plan it was made to.
+    """A generated melody: its symbols, as the tutorial's list, and the plan it was made to
+    (`plan`, a controls.Plan).
 
     meter ("3/4"), mode ("major"/"minor"; None for a model without controls), pickup (steps before
-    the first barline) and bars (its length in bars; None where open). save_melody writes the
-    score in that meter with that pickup.
+    the first barline) and bars (its length in bars; None where open) read the plan. save_melody
+    writes the score in that meter with that pickup.
     """
 
-    def __init__(self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None):
+    def __init__(
+        self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None, **ambitus
+    ):
         super().__init__(symbols)
-        self.meter, self.mode, self.pickup, self.bars = meter, mode, pickup, bars
+        self.plan = controls.Plan(meter, mode, pickup, bars, **ambitus)
+
+    meter = property(lambda self: self.plan.meter)
+    mode = property(lambda self: self.plan.mode)
+    pickup = property(lambda self: self.plan.pickup)
+    bars = property(lambda self: self.plan.bars)
 
     def __repr__(self):
-        return (
-            f"Melody({list.__repr__(self)}, meter={self.meter!r}, mode={self.mode!r}, "
-            f"pickup={self.pickup}, bars={self.bars})"
-        )
+        return f"Melody({list.__repr__(self)}, {self.plan})"
 
 
 class MelodyGenerator:
@@ -258,7 +264,7 @@ class MelodyGenerator:
                         f"the seed ({seed_length} steps) fills {bars} bars of "
                         f"{plan.meter} already: ask for more bars"
                     )
-                plan = controls.Plan(plan.meter, plan.mode, plan.pickup, seed_length // bar + 1)
+                plan = dataclasses.replace(plan, bars=seed_length // bar + 1)
             plans.append(plan)
         return plans
 

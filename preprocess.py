@@ -535,7 +535,7 @@ def preprocess(
             continue
         symbols = encode_parsed(result)
         songs.append(" ".join(symbols))
-        metadata.append(song_metadata(len(metadata), name, result, len(symbols), dataset_path))
+        metadata.append(song_metadata(len(metadata), name, result, symbols, dataset_path))
     summary.kept = len(songs)
     if not songs:
         raise UserError(
@@ -564,9 +564,12 @@ def preprocess(
     return summary
 
 
-def song_metadata(index, name, result, steps, dataset_path, time_step=config.TIME_STEP):
+def song_metadata(index, name, result, symbols, dataset_path, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
-    where it has none or changes meter (then pickup is 0 and bars empty)."""
+    where it has none or changes meter (then pickup is 0 and bars empty). low, high and final are
+    the song's lowest, highest and last notes after the move to C major / A minor."""
+    steps = len(symbols)
+    pitches = [int(s) for s in symbols if s.isdigit()]
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
     bar = controls.bar_steps(meter, time_step)
@@ -587,6 +590,9 @@ def song_metadata(index, name, result, steps, dataset_path, time_step=config.TIM
         "key": f"{tonic} {mode}",
         "steps": steps,
         "bars": round(steps / bar) if bar else "",
+        "low": min(pitches),
+        "high": max(pitches),
+        "final": pitches[-1],
     }
 
 

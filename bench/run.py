@@ -446,12 +446,14 @@ def bench_train(data_dir, data_label, work, minutes, quick):
 # 3. Generation
 
 
-def untrained_models(mapping):
-    """Both models with fresh weights, the trained ones' size: generation speed does not depend on
-    weights.
+def untrained_models(mapping, data_dir):
+    """Both models with fresh weights, the trained ones' size (the project's reading the control
+    fields of the songs in data_dir): generation speed does not depend on weights.
     """
     torch.manual_seed(config.SEED)
-    model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT)
+    rows = artefacts.load_metadata(data_dir / config.SONG_METADATA)
+    space = controls.ControlSpace.from_songs([controls.Plan.from_row(r) for r in rows])
+    model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT, space.sizes())
     checkpoint = {
         "format": artefacts.CHECKPOINT_FORMAT,
         "hyperparameters": model.hyperparameters(),
@@ -459,6 +461,7 @@ def untrained_models(mapping):
         "vocabulary": sorted(mapping, key=mapping.get),
         "sequence_length": config.SEQUENCE_LENGTH,
         "time_step": config.TIME_STEP,
+        "controls": space.as_dict(),
     }
     return {
         "project": checkpoint,
@@ -916,7 +919,7 @@ def main():
                     "training: skipped (--skip-train): generation uses untrained models of the "
                     "same size"
                 )
-                models = untrained_models(artefacts.load_mapping(data / config.MAPPING_PATH))
+                models = untrained_models(artefacts.load_mapping(data / config.MAPPING_PATH), data)
             else:
                 results["train"], models = bench_train(data, data_label, work, minutes, args.quick)
                 if args.keep:

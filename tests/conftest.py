@@ -20,6 +20,7 @@ FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
 
 import artefacts  # noqa: E402
+import controls  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
 
 # Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an
@@ -42,25 +43,39 @@ def tiny_artefacts(tmp_path):
     (tmp_path / "mapping.json").write_text(
         json.dumps({s: i for i, s in enumerate(vocabulary)}, indent=2, sort_keys=True) + "\n"
     )
-    artefacts.write_metadata(
-        tmp_path / "song_metadata.csv",
-        [
-            {
-                "index": i,
-                "source": f"tiny{i}.krn",
-                "collection": "tiny",
-                "meter": "2/4",
-                "meters": "2/4",
-                "pickup": 0,
-                "mode": mode,
-                "key": f"{tonic} {mode}",
-                "steps": 24,
-                "bars": 3,
-            }
-            for i, (tonic, mode) in enumerate([("C", "major"), ("C", "major"), ("A", "minor")])
-        ],
+    write_metadata(
+        tmp_path / "song_metadata.csv", TINY_SONGS, "2/4", modes=["major", "major", "minor"]
     )
     return tmp_path
+
+
+def write_metadata(path, songs, meter, pickups=None, modes=None):
+    """song_metadata.csv for encoded songs (space-separated symbols) of one meter, as
+    preprocess.py writes it."""
+    bar = controls.bar_steps(meter)
+    rows = []
+    for i, song in enumerate(songs):
+        symbols, mode = song.split(), modes[i] if modes else "major"
+        pitches = [int(s) for s in symbols if s.isdigit()]
+        rows.append(
+            {
+                "index": i,
+                "source": f"{i}.krn",
+                "collection": path.parent.name,
+                "meter": meter,
+                "meters": meter,
+                "pickup": pickups[i] if pickups else 0,
+                "mode": mode,
+                "key": f"C {mode}",
+                "steps": len(symbols),
+                "bars": round(len(symbols) / bar),
+                "low": min(pitches),
+                "high": max(pitches),
+                "final": pitches[-1],
+            }
+        )
+    artefacts.write_metadata(path, rows)
+    return rows
 
 
 def shared_dataset(name=""):

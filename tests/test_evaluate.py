@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY_SONGS
+from conftest import ROOT, TINY_SONGS, write_metadata
 from test_twosample import walk
 
 import artefacts
@@ -341,23 +341,9 @@ def walks(tmp_path_factory):
     vocabulary = sorted(set(text.split()) | {"r"})
     (path / "file_dataset").write_text(text)
     (path / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}))
-    artefacts.write_metadata(
-        path / "song_metadata.csv",
-        [  # 2/4, a pickup of an eighth in every other
-            {
-                "index": i,
-                "source": f"{i}.krn",
-                "collection": "walks",
-                "meter": "2/4",
-                "meters": "2/4",
-                "pickup": 2 * (i % 2),
-                "mode": "major",
-                "key": "C major",
-                "steps": len(song.split()),
-                "bars": round(len(song.split()) / 8),
-            }
-            for i, song in enumerate(songs)
-        ],
+    # 2/4, a pickup of an eighth in every other
+    write_metadata(
+        path / "song_metadata.csv", songs, "2/4", pickups=[2 * (i % 2) for i in range(60)]
     )
     train.train(
         dataset=path / "file_dataset",

@@ -14,7 +14,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, write_metadata
 
 import artefacts
 import controls
@@ -81,24 +81,7 @@ def write_random_artefacts(folder, num_songs=120, seed=0):
     )
     vocabulary = sorted(symbols + [DELIMITER])
     (folder / "mapping.json").write_text(json.dumps({s: i for i, s in enumerate(vocabulary)}))
-    artefacts.write_metadata(
-        folder / "song_metadata.csv",
-        [
-            {
-                "index": i,
-                "source": f"{i}.krn",
-                "collection": "random",
-                "meter": "3/4",
-                "meters": "3/4",
-                "pickup": 4,
-                "mode": "major",
-                "key": "C major",
-                "steps": len(song.split()),
-                "bars": "",
-            }
-            for i, song in enumerate(songs)
-        ],
-    )
+    write_metadata(folder / "song_metadata.csv", songs, "3/4", pickups=[4] * len(songs))
 
 
 def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_artefacts):
