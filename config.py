@@ -22,8 +22,8 @@ SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial'
 MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
 NUM_UNITS = [256]  # one LSTM layer per entry
 DROPOUT = 0.2
-LEARNING_RATE = 0.001  # at the first epoch, then down along a cosine
-MIN_LEARNING_RATE = 0.0001  # at the last epoch; = LEARNING_RATE for a constant rate
+LEARNING_RATE = 0.001  # at the first epoch
+MIN_LEARNING_RATE = 0.001  # at the last epoch, along a cosine; = LEARNING_RATE: constant
 TRAINING_WINDOW = 256  # steps per training window (train.py --seq-len)
 BATCH_SIZE = 16  # training windows per batch
 EPOCHS = 50

@@ -364,8 +364,9 @@ class MelodyGenerator:
             time_signature,
             pickup,
             target_key,
-            None if fmt == "svg" else bpm,
-        )  # a picture needs no tempo
+            None if fmt == "svg" else bpm,  # a picture needs no tempo
+            title=path.stem,
+        )
         if fmt == "svg":
             artefacts.write_text(path, render.svg(score))
             return path

@@ -42,12 +42,20 @@ def key_interval(target_key):
     return interval.Interval(noteStart=start, noteEnd=end)
 
 
-def melody_score(symbols, step_duration=config.TIME_STEP, meter=None, pickup=0, key=None, bpm=None):
+def melody_score(
+    symbols,
+    step_duration=config.TIME_STEP,
+    meter=None,
+    pickup=0,
+    key=None,
+    bpm=None,
+    title="Melody",
+):
     """Symbols -> a music21 Score with one Part in bars of `meter` ("3/4"; None: 4/4).
 
     pickup: steps before the first barline; key: a music21 Key or None (C major / A minor).
     """
-    from music21 import clef, note, stream, tempo, tie
+    from music21 import clef, metadata, note, stream, tempo, tie
     from music21 import meter as m21meter
 
     time_signature = m21meter.TimeSignature(meter or config.TIME_SIGNATURE)
@@ -97,7 +105,9 @@ def melody_score(symbols, step_duration=config.TIME_STEP, meter=None, pickup=0, 
         from music21 import key as m21key
 
         first.insert(0, m21key.KeySignature(0))
-    return stream.Score([part])
+    score = stream.Score([part])
+    score.metadata = metadata.Metadata(title=title)  # else music21 calls it "Music21 Fragment"
+    return score
 
 
 def svg(score):
