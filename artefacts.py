@@ -154,9 +154,6 @@ METADATA_COLUMNS = [
     "key",
     "steps",
     "bars",
-    "low",
-    "high",
-    "final",
 ]
 
 
@@ -186,8 +183,7 @@ def load_metadata(path, num_songs=None):
         with open(path, newline="", encoding="utf-8") as f:
             rows = list(csv.DictReader(f))
         for row in rows:
-            for name in ("pickup", "steps", "low", "high", "final"):
-                row[name] = int(row[name])
+            row["pickup"], row["steps"] = int(row["pickup"]), int(row["steps"])
             row["bars"] = int(row["bars"]) if row["bars"] else None
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
         raise UserError(

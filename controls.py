@@ -1,6 +1,6 @@
 """Meter, mode, pickup and length: what a song's structure is, and what the model is told of it.
 
-Every step the model predicts comes with seven control fields, small integers any architecture
+Every step the model predicts comes with four control fields, small integers any architecture
 can embed beside the symbol it reads:
 
     meter       the song's meter, an index into the checkpoint's list of meters ("3/4", "6/8", ...)
@@ -9,13 +9,8 @@ can embed beside the symbol it reads:
                 offset = bar_steps - pickup, so the first full bar starts at position 0
     bars left   ceil((length - t) / bar_steps): how many bars are still to come, 0 at the song's
                 closing `/`; capped at MAX_BARS_LEFT
-    lowest, highest, final
-                the song's lowest and highest notes and its last note (MIDI numbers): its ambitus
-                and its final, as folk-song catalogues describe a tune
 
-A song of an unknown or changing meter gets a "none" position and bars-left. Without the ambitus
-an LSTM that sees 256 steps at a time wanders: on erk its melodies' ranges spread over 8 to 24
-semitones where the songs keep to about an octave. Real songs end on a
+A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
 single-meter songs), so a song of `bars` bars lasts exactly bars * bar_steps steps, whatever its
 pickup. Generation asks for that length and places the closing `/` there.
@@ -55,16 +50,12 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 
 @dataclass(frozen=True)
 class Plan:
-    """One melody's structure: meter, mode, pickup (steps), length in bars (None: open), and its
-    lowest, highest and final notes (MIDI numbers; None: not told)."""
+    """One melody's structure: meter, mode, pickup (steps) and length in bars (None: open)."""
 
     meter: str
     mode: str | None
     pickup: int = 0
     bars: int | None = None
-    low: int | None = None
-    high: int | None = None
-    final: int | None = None
 
     @classmethod
     def from_row(cls, row):
@@ -73,7 +64,6 @@ class Plan:
 
 
 PLAN_FIELDS = [f.name for f in dataclasses.fields(Plan)]
-NO_PITCH = 128  # the "none" index of the lowest, highest and final fields
 
 
 class ControlSpace:
@@ -128,24 +118,15 @@ class ControlSpace:
         }
 
     def sizes(self):
-        """Index ranges of the seven fields; the last index of all but meter and mode is "none"."""
-        return [
-            len(self.meters),
-            len(MODES),
-            self.max_bar_steps + 1,
-            self.max_bars_left + 2,
-            NO_PITCH + 1,
-            NO_PITCH + 1,
-            NO_PITCH + 1,
-        ]
+        """Index ranges of the four fields; the last index of position and bars-left is "none"."""
+        return [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
 
     def bar_steps(self, meter):
         steps = bar_steps(meter, self.time_step)
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left, lowest, highest, final]] for the predicted steps
-        t = start .. stop - 1.
+        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1.
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
@@ -154,11 +135,10 @@ class ControlSpace:
         bar = self.bar_steps(plan.meter)
         if length is None and plan.bars is not None and bar is not None:
             length = plan.bars * bar
-        pitches = [NO_PITCH if p is None else p for p in (plan.low, plan.high, plan.final)]
         rows = []
         for t in range(start, stop):
             if bar is None:
-                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1, *pitches])
+                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1])
                 continue
             position = (t + bar - plan.pickup) % bar
             left = (
@@ -166,7 +146,7 @@ class ControlSpace:
                 if length is None
                 else min(max(math.ceil((length - t) / bar), 0), self.max_bars_left)
             )
-            rows.append([meter, mode, position, left, *pitches])
+            rows.append([meter, mode, position, left])
         return rows
 
     def song_fields(self, plan, length):
@@ -202,7 +182,7 @@ class ControlSpace:
 
         The draw is from the training songs with a known meter that match every control given,
         else those that match the meter and mode, the mode, the meter, or else all of them: the
-        model picks as it learned, the song's ambitus and final with the rest.
+        model picks as it learned.
         """
         self.check(meter, mode, pickup, bars)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans

@@ -131,9 +131,6 @@ def load_models(paths, mapping, num_songs):
 PLAN_FACTORS = [
     (lambda p: (), lambda p: (p.meter, p.mode, p.pickup)),
     (lambda p: p.meter, lambda p: p.bars),
-    (lambda p: (), lambda p: p.low),
-    (lambda p: (), lambda p: p.high - p.low),
-    (lambda p: p.mode, lambda p: p.final - p.low),
 ]
 
 
@@ -142,17 +139,17 @@ def plan_nats(train_plans, test_plans):
     plans: what a model told each song's plan owes, on top of its NLL, to compare with a model that
     is told nothing (the n-grams).
 
-    The plan is factorised as P(meter, mode, pickup) P(bars | meter) P(lowest) P(highest - lowest)
-    P(final - lowest | mode), each the training counts with add-one smoothing and one outcome
-    more for all that training never showed."""
+    The plan is factorised as P(meter, mode, pickup) P(bars | meter), each the training counts
+    with add-one smoothing and one outcome more for all that training never showed; a context
+    training never showed uses the counts of all contexts."""
     nats = 0.0
     for context, outcome in PLAN_FACTORS:
-        counts = {}
+        counts, everywhere = {}, {}
         for plan in train_plans:
-            table = counts.setdefault(context(plan), {})
-            table[outcome(plan)] = table.get(outcome(plan), 0) + 1
+            for table in (counts.setdefault(context(plan), {}), everywhere):
+                table[outcome(plan)] = table.get(outcome(plan), 0) + 1
         for plan in test_plans:
-            table = counts.get(context(plan), {})
+            table = counts.get(context(plan), everywhere)
             seen = table.get(outcome(plan), 0)
             nats -= math.log((seen + 1) / (sum(table.values()) + len(table) + 1))
     return nats
@@ -999,7 +996,7 @@ def main(argv=None):
         "trained on the training songs; the order is the one with the lowest NLL on a validation "
         f"subset of the training songs ({ngrams['subset'][1]} songs, the model fitted on the other "
         f"{ngrams['subset'][0]}); order 1 is the unigram. A model that reads control fields is "
-        "told each song's plan (meter, mode, pickup, bars, ambitus, final): its NLL is given the "
+        "told each song's plan (meter, mode, pickup, bars): its NLL is given the "
         "plan. 'NLL with its plan' adds, per step, the nats a simple prior fitted on the training "
         "songs' plans spends on the held-out songs' plans (evaluate.plan_nats), so that it "
         "compares with the n-grams, which are told nothing; 'vs best n-gram' compares that figure.",

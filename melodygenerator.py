@@ -48,11 +48,9 @@ class Melody(list):
     writes the score in that meter with that pickup.
     """
 
-    def __init__(
-        self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None, **ambitus
-    ):
+    def __init__(self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars, **ambitus)
+        self.plan = controls.Plan(meter, mode, pickup, bars)
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)

@@ -566,10 +566,8 @@ def preprocess(
 
 def song_metadata(index, name, result, symbols, dataset_path, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
-    where it has none or changes meter (then pickup is 0 and bars empty). low, high and final are
-    the song's lowest, highest and last notes after the move to C major / A minor."""
+    where it has none or changes meter (then pickup is 0 and bars empty)."""
     steps = len(symbols)
-    pitches = [int(s) for s in symbols if s.isdigit()]
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
     bar = controls.bar_steps(meter, time_step)
@@ -590,9 +588,6 @@ def song_metadata(index, name, result, symbols, dataset_path, time_step=config.T
         "key": f"{tonic} {mode}",
         "steps": steps,
         "bars": round(steps / bar) if bar else "",
-        "low": min(pitches),
-        "high": max(pitches),
-        "final": pitches[-1],
     }
 
 

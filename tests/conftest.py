@@ -56,7 +56,6 @@ def write_metadata(path, songs, meter, pickups=None, modes=None):
     rows = []
     for i, song in enumerate(songs):
         symbols, mode = song.split(), modes[i] if modes else "major"
-        pitches = [int(s) for s in symbols if s.isdigit()]
         rows.append(
             {
                 "index": i,
@@ -69,9 +68,6 @@ def write_metadata(path, songs, meter, pickups=None, modes=None):
                 "key": f"C {mode}",
                 "steps": len(symbols),
                 "bars": round(len(symbols) / bar),
-                "low": min(pitches),
-                "high": max(pitches),
-                "final": pitches[-1],
             }
         )
     artefacts.write_metadata(path, rows)

@@ -439,11 +439,11 @@ def test_listening_kit_is_reproducible_and_scored(walks, tmp_path):
 
 
 def test_plan_nats_is_a_smoothed_factorised_prior():
-    seen = controls.Plan("3/4", "major", 4, 8, low=55, high=67, final=60)
-    # five factors, each with two training counts of one outcome: (2 + 1) / (2 + 1 + 1)
-    assert evaluate.plan_nats([seen, seen], [seen]) == pytest.approx(-5 * math.log(3 / 4))
-    unseen = controls.Plan("6/8", "minor", 2, 9, low=57, high=69, final=57)
-    # unseen outcomes get 1 / 4 (meter-mode-pickup, lowest), the same span 3 / 4, and a context
-    # never seen (bars given 6/8, final given minor) costs nothing
-    expected = -2 * math.log(1 / 4) - math.log(3 / 4)
+    seen = controls.Plan("3/4", "major", 4, 8)
+    # two factors, each with two training counts of one outcome: (2 + 1) / (2 + 1 + 1)
+    assert evaluate.plan_nats([seen, seen], [seen]) == pytest.approx(-2 * math.log(3 / 4))
+    # an unseen meter-mode-pickup gets 1 / 4; bars given a meter never seen count over all
+    # meters: 8 bars, 3 / 4
+    unseen = controls.Plan("6/8", "minor", 2, 8)
+    expected = -math.log(1 / 4) - math.log(3 / 4)
     assert evaluate.plan_nats([seen, seen], [unseen]) == pytest.approx(expected)

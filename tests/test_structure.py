@@ -56,9 +56,6 @@ def write_dataset(folder, num_songs=24, seed=0):
                 "key": f"C {mode}",
                 "steps": bars * bar,
                 "bars": bars,
-                "low": min(int(x) for x in songs[-1].split() if x.isdigit()),
-                "high": max(int(x) for x in songs[-1].split() if x.isdigit()),
-                "final": tonic,
             }
         )
     text = " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)
@@ -98,22 +95,20 @@ def mg(trained):
 def test_fields_say_where_each_step_falls():
     space = ControlSpace.from_songs([Plan("3/4", "major", 4, 2), Plan("6/8", "minor", 0, 4)])
     assert space.meters == ["3/4", "6/8", "?"]
-    # 2 bars of 12 steps: 24 steps, then `/`; between G3 and E5, ending on C4
-    plan = Plan("3/4", "major", pickup=4, bars=2, low=55, high=76, final=60)
+    plan = Plan("3/4", "major", pickup=4, bars=2)  # 2 bars of 12 steps: 24 steps, then `/`
     rows = space.fields(plan, 0, 25)
-    assert rows[0] == [0, 0, 8, 2, 55, 76, 60]  # the pickup starts on the last beat: position 8
-    assert rows[4][:4] == [0, 0, 0, 2]  # the first downbeat
-    assert rows[16][:4] == [0, 0, 0, 1]  # the last bar, completing the pickup
-    assert rows[23][:4] == [0, 0, 7, 1] and rows[24][:4] == [0, 0, 8, 0]  # `/`: no bar left
-    # unknown meter, ambitus and final: "none" fields
-    assert space.fields(Plan("?", "minor"), 0, 1) == [[2, 1, 12, 33, 128, 128, 128]]
+    assert rows[0] == [0, 0, 8, 2]  # the pickup starts on the last beat: position 8
+    assert rows[4] == [0, 0, 0, 2]  # the first downbeat
+    assert rows[16] == [0, 0, 0, 1]  # the last bar, completing the pickup
+    assert rows[23] == [0, 0, 7, 1] and rows[24] == [0, 0, 8, 0]  # `/` comes with no bar left
+    assert space.fields(Plan("?", "minor"), 0, 1) == [[2, 1, 12, 33]]  # unknown: "none" fields
 
 
 def test_step_function_reads_the_controls_as_the_forward_pass_does():
     torch.manual_seed(0)
-    model = MelodyLSTM(9, [16, 12], 0.0, control_sizes=[3, 2, 13, 34, 129, 129, 129]).eval()
+    model = MelodyLSTM(9, [16, 12], 0.0, control_sizes=[3, 2, 13, 34]).eval()
     x = torch.randint(0, 9, (4, 20))
-    sizes = (3, 2, 13, 34, 129, 129, 129)
+    sizes = (3, 2, 13, 34)
     fields = torch.stack([torch.randint(0, s, (4, 20)) for s in sizes], -1)
     full, _ = model(x, controls=fields)
     step, state = (
@@ -137,7 +132,7 @@ def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, tra
     plans = {Plan.from_row(r) for r in rows}
     melodies = mg.generate_melodies("", 16, 200, rng=1)
     for m in melodies:
-        assert m.plan in plans  # with its ambitus and final
+        assert m.plan in plans
         assert len(m) == m.bars * BARS[m.meter]
     assert len({m.meter for m in melodies}) > 1  # each melody draws its own
     again = mg.generate_melodies("", 16, 200, rng=1)
