@@ -316,3 +316,11 @@ def test_clef_fits_the_range(mg, tmp_path, low, clef_sign):
     symbols = "55 _ 59 _ 62 _ 67 _" if not low else "40 _ 43 _ 47 _ 50 _"
     text = mg.save_melody(symbols, file_name=tmp_path / "c.musicxml").read_text()
     assert f"<sign>{clef_sign}</sign>" in text
+
+
+def test_svg_draws_the_score(mg, tmp_path):
+    melody = Melody("67 _ _ _ 72 _ _ _ _ _ _ _ 71 _ _ _ _ _ _ _".split(), meter="3/4", pickup=4)
+    path = mg.save_melody(melody, file_name=tmp_path / "m.svg", key="D")
+    text = path.read_text()
+    assert path == tmp_path / "m.svg" and text.lstrip().startswith("<svg") and "</svg>" in text
+    assert os.listdir(tmp_path) == ["m.svg"]
