@@ -32,7 +32,7 @@ import config
 import controls
 import render
 from artefacts import UserError
-from encoding import DELIMITER
+from encoding import DELIMITER, HOLD
 from model import MelodyLSTM
 
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
@@ -205,6 +205,8 @@ class MelodyGenerator:
             t = len(seed_indices) + step  # the step being sampled, counted from the song start
             if end is not None:  # `/` falls at the planned last barline, and only there
                 logits[:, delimiter] = float("-inf")  # logits are fresh each step: safe to edit
+            if t == 0 and HOLD in self.index:  # nothing to hold yet: a song starts with an onset
+                logits[:, self.index[HOLD]] = float("-inf")
             next_symbols = sample(logits, temperature, top_k, top_p, generator)
             if end is not None:
                 next_symbols = torch.where(end == t, delimiter, next_symbols)

@@ -324,3 +324,8 @@ def test_svg_draws_the_score(mg, tmp_path):
     text = path.read_text()
     assert path == tmp_path / "m.svg" and text.lstrip().startswith("<svg") and "</svg>" in text
     assert os.listdir(tmp_path) == ["m.svg"]
+
+
+def test_a_melody_from_nothing_starts_with_an_onset(mg):
+    melodies = mg.generate_melodies("", 32, 50, temperature=5.0, rng=0)  # wild, yet never `_` first
+    assert all(m[0] != "_" for m in melodies)
