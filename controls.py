@@ -17,10 +17,11 @@ pickup. Generation asks for that length and places the closing `/` there.
 """
 
 import dataclasses
-import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+
+import numpy as np
 
 import config
 
@@ -126,27 +127,23 @@ class ControlSpace:
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1.
+        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1, as
+        an int64 array [stop - start, 4].
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
         meter = self.meters.index(plan.meter if plan.meter in self.meters else UNKNOWN_METER)
-        mode = MODES.index(plan.mode)
         bar = self.bar_steps(plan.meter)
         if length is None and plan.bars is not None and bar is not None:
             length = plan.bars * bar
-        rows = []
-        for t in range(start, stop):
-            if bar is None:
-                rows.append([meter, mode, self.max_bar_steps, self.max_bars_left + 1])
-                continue
-            position = (t + bar - plan.pickup) % bar
-            left = (
-                self.max_bars_left + 1
-                if length is None
-                else min(max(math.ceil((length - t) / bar), 0), self.max_bars_left)
-            )
-            rows.append([meter, mode, position, left])
+        t = np.arange(start, stop)
+        rows = np.empty((len(t), 4), dtype=np.int64)
+        rows[:, 0], rows[:, 1] = meter, MODES.index(plan.mode)
+        rows[:, 2] = self.max_bar_steps if bar is None else (t + bar - plan.pickup) % bar
+        if bar is None or length is None:
+            rows[:, 3] = self.max_bars_left + 1
+        else:  # ceil((length - t) / bar) in integers
+            rows[:, 3] = np.clip(-((t - length) // bar), 0, self.max_bars_left)
         return rows
 
     def song_fields(self, plan, length):

@@ -23,6 +23,7 @@ import re
 import secrets
 from pathlib import Path
 
+import numpy as np
 import torch
 from music21 import key as m21key
 from music21 import meter
@@ -274,7 +275,7 @@ class MelodyGenerator:
         without controls."""
         if self.controls is None:
             return None, None
-        fields = torch.tensor([self.controls.fields(p, 0, steps + 1) for p in plans])
+        fields = torch.from_numpy(np.stack([self.controls.fields(p, 0, steps + 1) for p in plans]))
         ends = [
             p.bars * self.controls.bar_steps(p.meter)
             if p.bars and self.controls.bar_steps(p.meter)

@@ -35,6 +35,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display needed
 import matplotlib.pyplot as plt
+import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
@@ -157,8 +158,8 @@ def training_stream(songs, indices, delimiter_index, seq_len, song_controls):
     for i in indices:
         inputs += [delimiter_index] * run + songs[i]
         targets += [PADDING] * (run - 1) + songs[i] + [delimiter_index]
-        controls += [song_controls[i][0]] * (run - 1) + song_controls[i]
-    fields = len(song_controls[indices[0]][0])
+        controls += [song_controls[i][:1]] * (run - 1) + [song_controls[i]]
+    fields = song_controls[indices[0]].shape[1]
     # Pad both ends by one window so that windows at any offset stay inside the tensors.
     pad = torch.full((seq_len,), delimiter_index)
     no_target = torch.full((seq_len,), PADDING)
@@ -166,9 +167,7 @@ def training_stream(songs, indices, delimiter_index, seq_len, song_controls):
     return (
         torch.cat([pad, torch.tensor(inputs), pad]),
         torch.cat([no_target, torch.tensor(targets), no_target]),
-        torch.cat(
-            [no_controls, torch.tensor(controls, dtype=torch.long).view(-1, fields), no_controls]
-        ),
+        torch.cat([no_controls, torch.from_numpy(np.concatenate(controls)), no_controls]),
     )
 
 

@@ -96,12 +96,14 @@ def test_fields_say_where_each_step_falls():
     space = ControlSpace.from_songs([Plan("3/4", "major", 4, 2), Plan("6/8", "minor", 0, 4)])
     assert space.meters == ["3/4", "6/8", "?"]
     plan = Plan("3/4", "major", pickup=4, bars=2)  # 2 bars of 12 steps: 24 steps, then `/`
-    rows = space.fields(plan, 0, 25)
+    rows = space.fields(plan, 0, 25).tolist()
     assert rows[0] == [0, 0, 8, 2]  # the pickup starts on the last beat: position 8
     assert rows[4] == [0, 0, 0, 2]  # the first downbeat
     assert rows[16] == [0, 0, 0, 1]  # the last bar, completing the pickup
     assert rows[23] == [0, 0, 7, 1] and rows[24] == [0, 0, 8, 0]  # `/` comes with no bar left
-    assert space.fields(Plan("?", "minor"), 0, 1) == [[2, 1, 12, 33]]  # unknown: "none" fields
+    assert space.fields(Plan("?", "minor"), 0, 1).tolist() == [
+        [2, 1, 12, 33]
+    ]  # unknown: "none" fields
 
 
 def test_step_function_reads_the_controls_as_the_forward_pass_does():
