@@ -75,6 +75,7 @@ def write_kit(folder, real, generated, save, seed):
         save(symbols, listener / f"{name}.mid")
         save(symbols, listener / f"{name}.musicxml")
         reproducible_musicxml(listener / f"{name}.musicxml")
+        save(symbols, listener / f"{name}.svg")  # the score to read along
         keys.append(
             {
                 "number": number,

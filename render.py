@@ -124,6 +124,7 @@ def svg(score):
             "scale": 45,
             "header": "none",
             "footer": "none",
+            "xmlIdSeed": 1,  # ids from a seed, not the clock: the same score, the same bytes
         }
     )
     if not toolkit.loadData(GeneralObjectExporter(score).parse().decode("utf-8")):

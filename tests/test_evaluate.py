@@ -410,7 +410,7 @@ def test_listening_kit_is_reproducible_and_scored(walks, tmp_path):
     files = sorted(p.relative_to(one) for p in one.rglob("*") if p.is_file())
     assert [str(f) for f in files] == ["key.csv"] + [
         f"listener/{name}"
-        for name in [f"0{i}.{ext}" for i in range(1, 7) for ext in ("mid", "musicxml")]
+        for name in [f"0{i}.{ext}" for i in range(1, 7) for ext in ("mid", "musicxml", "svg")]
         + ["README.txt", "answers.csv"]
     ]
     for f in files:  # same seed: the same bytes, MIDI and MusicXML included

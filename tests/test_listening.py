@@ -42,7 +42,7 @@ def test_kit_layout_lengths_and_key(tmp_path):
     write_text_kit(tmp_path / "kit")
     listener = tmp_path / "kit" / listening.LISTENER
     names = sorted(p.name for p in listener.iterdir())
-    assert names == [f"0{i}.{ext}" for i in range(1, 7) for ext in ("mid", "musicxml")] + [
+    assert names == [f"0{i}.{ext}" for i in range(1, 7) for ext in ("mid", "musicxml", "svg")] + [
         "README.txt",
         listening.SHEET,
     ]
