@@ -170,6 +170,14 @@ def test_a_seed_longer_than_the_bars_asked_for_is_refused(mg):
         mg.generate_melody("60 _ _ _ 62 _ _ _ 64 _", 50, meter="2/4", bars=1)
 
 
+def generate_from(folder, *flags):
+    """melodygenerator.py on folder's model.pth, from no seed, as a user runs it."""
+    command = [sys.executable, str(ROOT / "melodygenerator.py"), "--model", "model.pth", "--seed"]
+    return subprocess.run(
+        [*command, "", *flags], cwd=folder, capture_output=True, text=True, timeout=120
+    )
+
+
 @pytest.mark.parametrize(
     "flags, words",
     [
@@ -184,21 +192,7 @@ def test_a_seed_longer_than_the_bars_asked_for_is_refused(mg):
 def test_script_refuses_bad_controls_in_one_line_and_writes_nothing(trained, flags, words):
     folder, _ = trained
     before = set(os.listdir(folder))
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "melodygenerator.py"),
-            "--model",
-            "model.pth",
-            "--seed",
-            "",
-            *flags,
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = generate_from(folder, *flags)
     assert result.returncode == 1
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert words in result.stderr
@@ -207,29 +201,18 @@ def test_script_refuses_bad_controls_in_one_line_and_writes_nothing(trained, fla
 
 def test_script_writes_the_meter_asked_for(trained):
     folder, _ = trained
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "melodygenerator.py"),
-            "--model",
-            "model.pth",
-            "--seed",
-            "",
-            "--meter",
-            "6/8",
-            "--bars",
-            "3",
-            "--pickup",
-            "2",
-            "--random-seed",
-            "3",
-            "--output",
-            "six.musicxml",
-        ],
-        cwd=folder,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    result = generate_from(
+        folder,
+        "--meter",
+        "6/8",
+        "--bars",
+        "3",
+        "--pickup",
+        "2",
+        "--random-seed",
+        "3",
+        "--output",
+        "six.musicxml",
     )
     assert result.returncode == 0, result.stderr
     assert "(6/8, " in result.stdout and "pickup 2, 3 bars" in result.stdout
