@@ -185,6 +185,8 @@ def load_metadata(path, num_songs=None):
         for row in rows:
             row["pickup"], row["steps"] = int(row["pickup"]), int(row["steps"])
             row["bars"] = int(row["bars"]) if row["bars"] else None
+            if row["mode"] not in ("major", "minor"):
+                raise ValueError(row["mode"])
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):
         raise UserError(
             f"{path} is not a song table written by preprocess.py: run it again"

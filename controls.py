@@ -150,11 +150,16 @@ class ControlSpace:
         """The control rows of a whole song of `length` steps: its steps, then its closing `/`."""
         return self.fields(plan, 0, length + 1, length=length)
 
+    def trained_meters(self):
+        """The meters of the training songs, the ones a melody can be asked for (held-out songs may
+        bring more, which the model knows only by name)."""
+        return sorted({p.meter for p in self.plans if self.bar_steps(p.meter)})
+
     def check(self, meter=None, mode=None, pickup=None, bars=None):
         """Refuse controls this model cannot honour, each with one sentence saying what can be."""
         if meter is not None:
             parse_meter(meter)
-            known = [m for m in self.meters if m != UNKNOWN_METER]
+            known = self.trained_meters()
             if meter not in known:
                 raise ValueError(
                     f"meter {meter!r}: this model never saw it; it knows "
@@ -168,7 +173,7 @@ class ControlSpace:
         if pickup is not None:
             if not isinstance(pickup, int) or isinstance(pickup, bool) or pickup < 0:
                 raise ValueError(f"pickup must be a whole number of steps >= 0, not {pickup!r}")
-            if meter is not None and pickup >= self.bar_steps(meter):
+            if meter is not None and self.bar_steps(meter) and pickup >= self.bar_steps(meter):
                 raise ValueError(
                     f"pickup {pickup} steps is a bar or more of {meter} "
                     f"({self.bar_steps(meter)} steps): it must be shorter than a bar"
@@ -183,6 +188,13 @@ class ControlSpace:
         """
         self.check(meter, mode, pickup, bars)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
+        if pickup is not None:  # a pickup asked for needs a meter whose bar is longer
+            pool = [p for p in pool if (self.bar_steps(p.meter) or 0) > pickup]
+            if not pool:
+                raise ValueError(
+                    f"pickup {pickup} steps is a bar or more of every meter this "
+                    f"model knows ({', '.join(self.trained_meters())})"
+                )
         levels = (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("mode",), ("meter",), ())
         for keys in levels:
             wanted = {

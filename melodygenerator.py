@@ -36,6 +36,7 @@ from artefacts import UserError
 from encoding import DELIMITER, HOLD
 from model import MelodyLSTM
 
+OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
 MIDI_SUFFIXES = (".mid", ".midi")
 
@@ -193,6 +194,10 @@ class MelodyGenerator:
         delimiter = self.index[DELIMITER]
         plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup)
         fields, end = self._controls(plans, len(seed_indices) + num_steps)
+        if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
+            planned = end < OPEN_END
+            all_planned = bool(planned.all())
+            planned = planned.to(self.device)
 
         seed_rows = torch.tensor(seed_indices, dtype=torch.long).repeat(n, 1)  # [n, len(seed)]
         tokens = torch.empty(
@@ -204,8 +209,9 @@ class MelodyGenerator:
         since_rebuild = 0
         for step in range(num_steps):
             t = len(seed_indices) + step  # the step being sampled, counted from the song start
-            if end is not None:  # `/` falls at the planned last barline, and only there
-                logits[:, delimiter] = float("-inf")  # logits are fresh each step: safe to edit
+            if end is not None:  # `/` falls at a planned last barline, and only there
+                # logits are fresh each step: safe to edit in place
+                logits[planned if not all_planned else slice(None), delimiter] = float("-inf")
             if t == 0 and HOLD in self.index:  # nothing to hold yet: a song starts with an onset
                 logits[:, self.index[HOLD]] = float("-inf")
             next_symbols = sample(logits, temperature, top_k, top_p, generator)
@@ -279,7 +285,7 @@ class MelodyGenerator:
         ends = [
             p.bars * self.controls.bar_steps(p.meter)
             if p.bars and self.controls.bar_steps(p.meter)
-            else 2**62
+            else OPEN_END
             for p in plans
         ]
         return fields.to(self.device), torch.tensor(

@@ -576,7 +576,7 @@ def song_metadata(index, name, result, symbols, dataset_path, time_step=config.T
     collection = Path(dataset_path).name if folder == "." else folder
     if name.endswith(".abc") or ".abc " in name:  # a music21 corpus tune: its file names the set
         collection = re.sub(r"\d+$", "", Path(name.split(" ")[0]).stem)
-    tonic, mode = result["key"]
+    tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
     return {
         "index": index,
         "source": name,
@@ -584,7 +584,7 @@ def song_metadata(index, name, result, symbols, dataset_path, time_step=config.T
         "meter": meter,
         "meters": " ".join(meters),
         "pickup": pickup,
-        "mode": mode,
+        "mode": "minor" if mode == "minor" else "major",
         "key": f"{tonic} {mode}",
         "steps": steps,
         "bars": round(steps / bar) if bar else "",

@@ -100,7 +100,8 @@ def check_settings(s):
 def epoch_lr(settings, epoch):
     """The learning rate of an epoch: cosine from --lr at the first epoch to --min-lr at the last.
 
-    It depends on the epoch and the settings alone, so a resumed run follows the same schedule.
+    It depends on the epoch and the settings alone, so a resumed run follows the same schedule,
+    unless it changes --epochs (the schedule is then stretched to the new end).
     """
     progress = (epoch - 1) / max(settings["epochs"] - 1, 1)
     low, high = settings["min_lr"], settings["lr"]

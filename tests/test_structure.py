@@ -314,3 +314,26 @@ def test_svg_draws_the_score(mg, tmp_path):
 def test_a_melody_from_nothing_starts_with_an_onset(mg):
     melodies = mg.generate_melodies("", 32, 50, temperature=5.0, rng=0)  # wild, yet never `_` first
     assert all(m[0] != "_" for m in melodies)
+
+
+def test_controls_given_are_kept_and_meters_known_by_name_only_are_refused():
+    space = ControlSpace.from_songs(
+        [Plan("2/4", "major", 2, 8), Plan("6/8", "major", 5, 8)], meters={"5/4"}
+    )
+    rng = random.Random(0)
+    plans = [space.choose(rng, pickup=10) for _ in range(20)]
+    assert {(p.meter, p.pickup) for p in plans} == {("6/8", 10)}  # only 6/8 has room for it
+    with pytest.raises(ValueError, match="pickup 12 steps is a bar or more of every meter"):
+        space.choose(rng, pickup=12)
+    with pytest.raises(ValueError, match="meter '5/4': this model never saw it; it knows 2/4, 6/8"):
+        space.check(meter="5/4")  # a held-out song's meter: never trained on
+
+
+def test_only_a_planned_length_holds_back_the_end(trained):
+    folder, _ = trained
+    mg = MelodyGenerator(folder / "model.pth", folder / "mapping.json")
+    with torch.no_grad():
+        mg.model.head.bias[mg.index[DELIMITER]] += 100  # the model wants to end at once
+    assert len(mg.generate_melody("", 50, meter="2/4", bars=2, rng=0)) == 16  # held to its plan
+    mg.controls.plans = [Plan("?", "major")]  # songs of no meter: no planned end
+    assert mg.generate_melody("", 50, rng=0) == []
