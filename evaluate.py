@@ -251,16 +251,9 @@ def melody_features(symbols, bar_steps):
     """The features of one melody (symbols without delimiters): lists for "notes" features, else a
     number or None.
     """
-    notes, rest_steps, sounding = [], 0, False  # notes: [midi, length in steps]
-    for symbol in symbols:
-        if symbol == HOLD and sounding:
-            notes[-1][1] += 1
-        elif symbol in (HOLD, REST):  # a rest, or a leading hold (decoded as a rest)
-            rest_steps += 1
-            sounding = False
-        else:
-            notes.append([int(symbol), 1])
-            sounding = True
+    runs = symbol_runs(symbols)  # a leading hold is a rest, as decoding reads it
+    notes = [(midi, steps) for midi, steps in runs if midi is not None]
+    rest_steps = sum(steps for midi, steps in runs if midi is None)
     pitches, length = [midi for midi, _ in notes], len(symbols)
     return {
         "pitch class": [p % 12 for p in pitches],

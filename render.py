@@ -64,8 +64,8 @@ def melody_score(
     if not 0 <= pickup < bar:
         raise ValueError(f"pickup {pickup} steps must be shorter than a bar of {meter} ({bar})")
     start = (bar - pickup) % bar  # where the melody starts in its first bar
-    measures, at = [], start
-    for midi, steps in symbol_runs(symbols):
+    measures, at, runs = [], start, symbol_runs(symbols)
+    for midi, steps in runs:
         left = steps
         while left:
             index = at // bar
@@ -87,7 +87,7 @@ def melody_score(
     if pickup:
         measures[0].showNumber = stream.enums.ShowNumber.NEVER  # MusicXML implicit="yes"
     measures[-1].paddingRight = (-at % bar) * step
-    pitches = [m for m, _ in symbol_runs(symbols) if m is not None]
+    pitches = [m for m, _ in runs if m is not None]
     low = pitches and sum(pitches) / len(pitches) < LOWEST_TREBLE_MEAN
     first = measures[0]
     first.insert(0, clef.BassClef() if low else clef.TrebleClef())

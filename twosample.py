@@ -20,7 +20,7 @@ from sklearn.preprocessing import StandardScaler
 
 import config
 from artefacts import UserError
-from encoding import HOLD, REST
+from encoding import symbol_runs
 
 INTERVAL_CLIP = 7  # intervals beyond a fifth share the end columns: leaps that wide are rare
 # A note's length in steps -> its class: [1, 2, 3, 4, 5-6, 7-8, 9-12, 13+]
@@ -34,14 +34,12 @@ PITCH_NAMES = ["C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B"]
 
 
 def notes_of(symbols):
-    """[(MIDI number, or None for a rest; onset step; length in steps)]; a leading hold is a rest,
-    as decode_melody reads it."""
-    events = []
-    for step, symbol in enumerate(symbols):
-        if symbol == HOLD and events:
-            events[-1][2] += 1
-        else:
-            events.append([None if symbol in (HOLD, REST) else int(symbol), step, 1])
+    """[(MIDI number, or None for a rest; onset step; length in steps)]: encoding.symbol_runs with
+    the onsets."""
+    events, onset = [], 0
+    for midi, steps in symbol_runs(symbols):
+        events.append((midi, onset, steps))
+        onset += steps
     return events
 
 
