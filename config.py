@@ -57,3 +57,16 @@ BOOTSTRAP_RESAMPLES = 1000  # resamples of the melodies for the AUC's 95% interv
 PERMUTATION_REPEATS = 5  # permutations per feature family for its importance
 TOP_FEATURES = 5  # feature families and single features the report names per comparison
 LISTENING_MIN_STEPS = 16  # shorter generated melodies (a bar of 4/4) are too short to judge by ear
+
+# Web app (app.py): loopback by default; each limit is refused with a 4xx and a sentence
+WEB_HOST = "127.0.0.1"
+WEB_PORT = 8000
+WEB_MODEL_GLOBS = ["model.pth", "runs/*/model.pth", "pretrained/*/model.pth"]
+WEB_STEPS = 256  # the page's default number of steps
+WEB_MAX_STEPS = 4096  # most steps per melody a request may ask for
+WEB_MAX_MELODIES = 8  # most melodies per request
+WEB_MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a primer file (folk-song MIDI files are a few kB)
+WEB_MAX_JSON_BYTES = 64 * 1024  # a request's controls
+WEB_PRIMER_BARS = 2  # bars of an uploaded primer that become the seed
+WEB_WORKERS = 2  # generations at once (threads): more only queue for the same CPU cores
+WEB_KEPT_MELODIES = 512  # melodies whose files stay downloadable (oldest forgotten first)
