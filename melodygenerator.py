@@ -39,6 +39,12 @@ from model import MelodyLSTM
 OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
 MIDI_SUFFIXES = (".mid", ".midi")
+SUFFIX_FORMATS = {  # file kinds that a name's suffix decides; any other name takes `format`
+    **dict.fromkeys(MUSICXML_SUFFIXES, "musicxml"),
+    ".svg": "svg",
+    ".png": "png",
+    ".wav": "wav",
+}
 
 
 class Melody(list):
@@ -332,18 +338,19 @@ class MelodyGenerator:
         time_signature=None,
         pickup=None,
     ):
-        """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the
-        path written.
+        """Write a melody (symbols, or a space-separated string); returns the path written.
 
+        The suffix of file_name decides what: .mid/.midi MIDI, .musicxml/.xml/.mxl (compressed)
+        MusicXML, .svg and .png the score drawn (verovio; resvg for PNG), .wav the melody played
+        (render.wav_bytes). Any other suffix takes `format`.
         step_duration: quarter lengths per symbol; None = the model's time step (0.25, a 16th note).
-        format: "midi" or "musicxml". A file_name ending in .musicxml, .xml or .mxl (compressed) is
-            always MusicXML, and one ending in .svg the score drawn by verovio; format="musicxml"
-            with a .mid name writes <name>.musicxml instead.
+        format: "midi" or "musicxml"; format="musicxml" with a .mid name writes <name>.musicxml.
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
             octave 4, as in encoding.transposition_semitones), and spelt in that key. None leaves
             it in C major / A minor (by the melody's mode).
+        bpm: quarter notes per minute (MIDI, MusicXML and WAV).
         time_signature, pickup: the bars of the score; None takes the Melody's own (a plain list:
             4/4, no pickup).
         """
@@ -356,26 +363,38 @@ class MelodyGenerator:
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
         suffix = path.suffix.lower()
-        fmt = "musicxml" if suffix in MUSICXML_SUFFIXES else "svg" if suffix == ".svg" else format
-        if fmt not in ("midi", "musicxml", "svg"):
-            raise ValueError(f"format must be 'midi', 'musicxml' or 'svg', not {format!r}")
-        if fmt == "musicxml" and path.suffix.lower() in MIDI_SUFFIXES:
+        fmt = SUFFIX_FORMATS.get(suffix, format)
+        if fmt not in ("midi", "musicxml", "svg", "png", "wav"):
+            raise ValueError(
+                f"format must be 'midi' or 'musicxml' (or a file name ending in .svg, .png or "
+                f".wav), not {format!r}"
+            )
+        if fmt == "musicxml" and suffix in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
         if key is not None:
             target_key = parse_key(key)
         else:
             target_key = m21key.Key("a" if getattr(melody, "mode", None) == "minor" else "C")
+        if fmt == "wav":
+            transpose = render.key_interval(target_key).semitones
+            artefacts.write_bytes(
+                path, render.wav_bytes(symbols, step_duration, bpm or config.BPM, transpose)
+            )
+            return path
         score = render.melody_score(
             symbols,
             step_duration,
             time_signature,
             pickup,
             target_key,
-            None if fmt == "svg" else bpm,  # a picture needs no tempo
+            None if fmt in ("svg", "png") else bpm,  # a picture needs no tempo
             title=path.stem,
         )
         if fmt == "svg":
             artefacts.write_text(path, render.svg(score))
+            return path
+        if fmt == "png":
+            artefacts.write_bytes(path, render.png(render.svg(score)))
             return path
         if fmt == "midi":
             score = render.midi_stream(score, pickup, step_duration)
