@@ -1,6 +1,8 @@
-"""Sample new melodies from a trained model and write them as MIDI or MusicXML.
+"""Sample new melodies from a trained model and write them as MIDI, MusicXML, a score picture
+(SVG, PNG) or sound (WAV).
 
     python melodygenerator.py --seed "55 _ _ _ 60 _" --temperature 0.8 --num-melodies 4 --key G
+    python melodygenerator.py --output song.mid song.wav song.png
 
 or in a notebook:
 
@@ -67,6 +69,17 @@ class Melody(list):
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
+
+    def _repr_html_(self):
+        """Jupyter shows a melody as its score and an audio player (C major / A minor, 16th steps,
+        config.BPM); save_melody writes it in another key or tempo."""
+        return render.melody_html(
+            self,
+            meter=score_meter(self.meter),
+            pickup=self.pickup,
+            key=default_key(self.mode),
+            title=f"{len(self)}-step melody in {self.meter}",
+        )
 
 
 class MelodyGenerator:
@@ -356,9 +369,7 @@ class MelodyGenerator:
         """
         symbols = melody.split() if isinstance(melody, str) else list(melody)
         step_duration = self.time_step if step_duration is None else step_duration
-        time_signature = time_signature or getattr(melody, "meter", None) or config.TIME_SIGNATURE
-        if time_signature == controls.UNKNOWN_METER:
-            time_signature = config.TIME_SIGNATURE
+        time_signature = score_meter(time_signature or getattr(melody, "meter", None))
         pickup = getattr(melody, "pickup", 0) if pickup is None else pickup
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
@@ -371,10 +382,9 @@ class MelodyGenerator:
             )
         if fmt == "musicxml" and suffix in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
-        if key is not None:
-            target_key = parse_key(key)
-        else:
-            target_key = m21key.Key("a" if getattr(melody, "mode", None) == "minor" else "C")
+        target_key = (
+            parse_key(key) if key is not None else default_key(getattr(melody, "mode", None))
+        )
         if fmt == "wav":
             transpose = render.key_interval(target_key).semitones
             artefacts.write_bytes(
@@ -487,6 +497,16 @@ def check_score_settings(step_duration, bpm, time_signature):
             ) from None
 
 
+def score_meter(meter):
+    """The meter a score is written in: a melody's own, or 4/4 where it has none ("?" or None)."""
+    return config.TIME_SIGNATURE if meter in (None, controls.UNKNOWN_METER) else meter
+
+
+def default_key(mode):
+    """The key the model writes in: A minor for a minor melody, else C major."""
+    return m21key.Key("a" if mode == "minor" else "C")
+
+
 def parse_key(name):
     """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
     match = re.fullmatch(
@@ -503,7 +523,8 @@ def parse_key(name):
 
 def main():
     parser = argparse.ArgumentParser(
-        description="Sample melodies from model.pth and write them as MIDI, MusicXML or SVG.",
+        description="Sample melodies from model.pth and write them as MIDI, MusicXML, SVG, PNG "
+        "or WAV.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
@@ -586,9 +607,11 @@ def main():
     )
     parser.add_argument(
         "--output",
-        default=config.OUTPUT_PATH,
-        help="file to write, its kind by its suffix (.mid, .musicxml, .svg); with several "
-        "melodies generated_1.mid, generated_2.mid, ...",
+        nargs="+",
+        default=[config.OUTPUT_PATH],
+        help="files to write, each of the kind its suffix says (.mid, .musicxml, .svg, .png, "
+        ".wav; another suffix takes --format); with several melodies generated_1.mid, "
+        "generated_2.mid, ...",
     )
     parser.add_argument(
         "--format",
@@ -603,7 +626,7 @@ def main():
 
     random_seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**31)
     generator = MelodyGenerator(args.model, args.mapping, device=args.device)
-    output = Path(args.output)
+    outputs = [Path(name) for name in args.output]
     try:
         if args.key is not None:  # settings for the files are checked before the work of sampling
             parse_key(args.key)
@@ -623,11 +646,6 @@ def main():
             pickup=args.pickup,
         )
         for i, melody in enumerate(melodies, start=1):
-            name = (
-                output
-                if len(melodies) == 1
-                else output.with_name(f"{output.stem}_{i}{output.suffix}")
-            )
             new = len(melody) - len(args.seed.split())
             plan = f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}" + (
                 f", {melody.bars} bars" if melody.bars else ""
@@ -636,14 +654,16 @@ def main():
                 f"melody {i} ({plan}; {new} symbols after the seed"
                 f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
-            path = generator.save_melody(
-                melody,
-                format=args.format,
-                file_name=name,
-                bpm=args.bpm,
-                key=args.key,
-            )
-            print(f"wrote {path}")
+            for output in outputs:
+                name = (
+                    output
+                    if len(melodies) == 1
+                    else output.with_name(f"{output.stem}_{i}{output.suffix}")
+                )
+                path = generator.save_melody(
+                    melody, format=args.format, file_name=name, bpm=args.bpm, key=args.key
+                )
+                print(f"wrote {path}")
     except (
         ValueError
     ) as error:  # a bad flag value (seed symbol, temperature, key, ...): one sentence, no traceback

@@ -12,6 +12,8 @@ MIDI has no incomplete bars: a pickup becomes a first bar of the pickup's length
 such as 1/4 or 3/8), then the meter, so that barlines fall where they do in the score.
 """
 
+import base64
+import html
 import io
 import wave
 from fractions import Fraction
@@ -146,6 +148,30 @@ def png(svg_text, zoom=2):
     import resvg_py
 
     return bytes(resvg_py.svg_to_bytes(svg_string=svg_text, background="white", zoom=zoom))
+
+
+def melody_html(
+    symbols,
+    step_duration=config.TIME_STEP,
+    meter=None,
+    pickup=0,
+    key=None,
+    bpm=config.BPM,
+    title="Melody",
+):
+    """A self-contained piece of HTML: the score as inline SVG and an audio player with the WAV as a
+    data URI, so a notebook saved with it still shows and plays the melody offline.
+
+    Arguments as melody_score's and wav_bytes'; the sound is moved into `key` as the score is.
+    """
+    score_svg = svg(melody_score(symbols, step_duration, meter, pickup, key, title=title))
+    transpose = key_interval(key).semitones if key is not None else 0
+    sound = base64.b64encode(wav_bytes(symbols, step_duration, bpm, transpose)).decode("ascii")
+    return (
+        f'<figure class="melody" title="{html.escape(title)}" style="margin: 0">'
+        f'<div style="overflow-x: auto">{score_svg}</div>'
+        f'<audio controls preload="none" src="data:audio/wav;base64,{sound}"></audio></figure>'
+    )
 
 
 def midi_stream(score, pickup, step_duration=config.TIME_STEP):
