@@ -1,6 +1,8 @@
-"""Sample new melodies from a trained model and write them as MIDI or MusicXML.
+"""Sample new melodies from a trained model and write them as MIDI, MusicXML, a score picture
+(SVG, PNG) or sound (WAV).
 
     python melodygenerator.py --seed "55 _ _ _ 60 _" --temperature 0.8 --num-melodies 4 --key G
+    python melodygenerator.py --output song.mid song.wav song.png
 
 or in a notebook:
 
@@ -39,6 +41,12 @@ from model import MelodyLSTM
 OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
 MIDI_SUFFIXES = (".mid", ".midi")
+SUFFIX_FORMATS = {  # file kinds that a name's suffix decides; any other name takes `format`
+    **dict.fromkeys(MUSICXML_SUFFIXES, "musicxml"),
+    ".svg": "svg",
+    ".png": "png",
+    ".wav": "wav",
+}
 
 
 class Melody(list):
@@ -61,6 +69,17 @@ class Melody(list):
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
+
+    def _repr_html_(self):
+        """Jupyter shows a melody as its score and an audio player (C major / A minor, 16th steps,
+        config.BPM); save_melody writes it in another key or tempo."""
+        return render.melody_html(
+            self,
+            meter=score_meter(self.meter),
+            pickup=self.pickup,
+            key=default_key(self.mode),
+            title=f"{len(self)}-step melody in {self.meter}",
+        )
 
 
 class MelodyGenerator:
@@ -332,50 +351,60 @@ class MelodyGenerator:
         time_signature=None,
         pickup=None,
     ):
-        """Write a melody (symbols, or a space-separated string) as MIDI or MusicXML; returns the
-        path written.
+        """Write a melody (symbols, or a space-separated string); returns the path written.
 
+        The suffix of file_name decides what: .mid/.midi MIDI, .musicxml/.xml/.mxl (compressed)
+        MusicXML, .svg and .png the score drawn (verovio; resvg for PNG), .wav the melody played
+        (render.wav_bytes). Any other suffix takes `format`.
         step_duration: quarter lengths per symbol; None = the model's time step (0.25, a 16th note).
-        format: "midi" or "musicxml". A file_name ending in .musicxml, .xml or .mxl (compressed) is
-            always MusicXML, and one ending in .svg the score drawn by verovio; format="musicxml"
-            with a .mid name writes <name>.musicxml instead.
+        format: "midi" or "musicxml"; format="musicxml" with a .mid name writes <name>.musicxml.
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
             octave 4, as in encoding.transposition_semitones), and spelt in that key. None leaves
             it in C major / A minor (by the melody's mode).
+        bpm: quarter notes per minute (MIDI, MusicXML and WAV).
         time_signature, pickup: the bars of the score; None takes the Melody's own (a plain list:
             4/4, no pickup).
         """
         symbols = melody.split() if isinstance(melody, str) else list(melody)
         step_duration = self.time_step if step_duration is None else step_duration
-        time_signature = time_signature or getattr(melody, "meter", None) or config.TIME_SIGNATURE
-        if time_signature == controls.UNKNOWN_METER:
-            time_signature = config.TIME_SIGNATURE
+        time_signature = score_meter(time_signature or getattr(melody, "meter", None))
         pickup = getattr(melody, "pickup", 0) if pickup is None else pickup
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
         suffix = path.suffix.lower()
-        fmt = "musicxml" if suffix in MUSICXML_SUFFIXES else "svg" if suffix == ".svg" else format
-        if fmt not in ("midi", "musicxml", "svg"):
-            raise ValueError(f"format must be 'midi', 'musicxml' or 'svg', not {format!r}")
-        if fmt == "musicxml" and path.suffix.lower() in MIDI_SUFFIXES:
+        fmt = SUFFIX_FORMATS.get(suffix, format)
+        if fmt not in ("midi", "musicxml", "svg", "png", "wav"):
+            raise ValueError(
+                f"format must be 'midi' or 'musicxml' (or a file name ending in .svg, .png or "
+                f".wav), not {format!r}"
+            )
+        if fmt == "musicxml" and suffix in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
-        if key is not None:
-            target_key = parse_key(key)
-        else:
-            target_key = m21key.Key("a" if getattr(melody, "mode", None) == "minor" else "C")
+        target_key = (
+            parse_key(key) if key is not None else default_key(getattr(melody, "mode", None))
+        )
+        if fmt == "wav":
+            transpose = render.key_interval(target_key).semitones
+            artefacts.write_bytes(
+                path, render.wav_bytes(symbols, step_duration, bpm or config.BPM, transpose)
+            )
+            return path
         score = render.melody_score(
             symbols,
             step_duration,
             time_signature,
             pickup,
             target_key,
-            None if fmt == "svg" else bpm,  # a picture needs no tempo
+            None if fmt in ("svg", "png") else bpm,  # a picture needs no tempo
             title=path.stem,
         )
         if fmt == "svg":
             artefacts.write_text(path, render.svg(score))
+            return path
+        if fmt == "png":
+            artefacts.write_bytes(path, render.png(render.svg(score)))
             return path
         if fmt == "midi":
             score = render.midi_stream(score, pickup, step_duration)
@@ -468,6 +497,16 @@ def check_score_settings(step_duration, bpm, time_signature):
             ) from None
 
 
+def score_meter(meter):
+    """The meter a score is written in: a melody's own, or 4/4 where it has none ("?" or None)."""
+    return config.TIME_SIGNATURE if meter in (None, controls.UNKNOWN_METER) else meter
+
+
+def default_key(mode):
+    """The key the model writes in: A minor for a minor melody, else C major."""
+    return m21key.Key("a" if mode == "minor" else "C")
+
+
 def parse_key(name):
     """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
     match = re.fullmatch(
@@ -484,7 +523,8 @@ def parse_key(name):
 
 def main():
     parser = argparse.ArgumentParser(
-        description="Sample melodies from model.pth and write them as MIDI, MusicXML or SVG.",
+        description="Sample melodies from model.pth and write them as MIDI, MusicXML, SVG, PNG "
+        "or WAV.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
@@ -567,9 +607,11 @@ def main():
     )
     parser.add_argument(
         "--output",
-        default=config.OUTPUT_PATH,
-        help="file to write, its kind by its suffix (.mid, .musicxml, .svg); with several "
-        "melodies generated_1.mid, generated_2.mid, ...",
+        nargs="+",
+        default=[config.OUTPUT_PATH],
+        help="files to write, each of the kind its suffix says (.mid, .musicxml, .svg, .png, "
+        ".wav; another suffix takes --format); with several melodies generated_1.mid, "
+        "generated_2.mid, ...",
     )
     parser.add_argument(
         "--format",
@@ -584,7 +626,7 @@ def main():
 
     random_seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**31)
     generator = MelodyGenerator(args.model, args.mapping, device=args.device)
-    output = Path(args.output)
+    outputs = [Path(name) for name in args.output]
     try:
         if args.key is not None:  # settings for the files are checked before the work of sampling
             parse_key(args.key)
@@ -604,11 +646,6 @@ def main():
             pickup=args.pickup,
         )
         for i, melody in enumerate(melodies, start=1):
-            name = (
-                output
-                if len(melodies) == 1
-                else output.with_name(f"{output.stem}_{i}{output.suffix}")
-            )
             new = len(melody) - len(args.seed.split())
             plan = f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}" + (
                 f", {melody.bars} bars" if melody.bars else ""
@@ -617,14 +654,16 @@ def main():
                 f"melody {i} ({plan}; {new} symbols after the seed"
                 f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
-            path = generator.save_melody(
-                melody,
-                format=args.format,
-                file_name=name,
-                bpm=args.bpm,
-                key=args.key,
-            )
-            print(f"wrote {path}")
+            for output in outputs:
+                name = (
+                    output
+                    if len(melodies) == 1
+                    else output.with_name(f"{output.stem}_{i}{output.suffix}")
+                )
+                path = generator.save_melody(
+                    melody, format=args.format, file_name=name, bpm=args.bpm, key=args.key
+                )
+                print(f"wrote {path}")
     except (
         ValueError
     ) as error:  # a bad flag value (seed symbol, temperature, key, ...): one sentence, no traceback

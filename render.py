@@ -1,4 +1,5 @@
-"""Melodies as scores: symbols -> music21 scores in their meter and key, as MIDI or MusicXML.
+"""Melodies as scores and sound: symbols -> music21 scores in their meter and key (MIDI, MusicXML,
+an SVG or PNG picture), and -> a WAV file played by a small piano-like synthesiser.
 
 A score here is what a musician expects on the page:
 - bars of the melody's meter, the pickup as an incomplete first bar (number 0) and the last bar
@@ -11,7 +12,13 @@ MIDI has no incomplete bars: a pickup becomes a first bar of the pickup's length
 such as 1/4 or 3/8), then the meter, so that barlines fall where they do in the score.
 """
 
+import base64
+import html
+import io
+import wave
 from fractions import Fraction
+
+import numpy as np
 
 import config
 from encoding import symbol_runs, transposition_semitones
@@ -132,6 +139,41 @@ def svg(score):
     return toolkit.renderToSVG(1)
 
 
+def png(svg_text, zoom=2):
+    """An SVG (render.svg's) as the bytes of a PNG picture on white, `zoom` pixels per SVG pixel.
+
+    resvg (resvg-py: a wheel from PyPI, no system libraries) draws it; verovio's SVG holds its
+    music font as paths, so no font needs to be installed.
+    """
+    import resvg_py
+
+    return bytes(resvg_py.svg_to_bytes(svg_string=svg_text, background="white", zoom=zoom))
+
+
+def melody_html(
+    symbols,
+    step_duration=config.TIME_STEP,
+    meter=None,
+    pickup=0,
+    key=None,
+    bpm=config.BPM,
+    title="Melody",
+):
+    """A self-contained piece of HTML: the score as inline SVG and an audio player with the WAV as a
+    data URI, so a notebook saved with it still shows and plays the melody offline.
+
+    Arguments as melody_score's and wav_bytes'; the sound is moved into `key` as the score is.
+    """
+    score_svg = svg(melody_score(symbols, step_duration, meter, pickup, key, title=title))
+    transpose = key_interval(key).semitones if key is not None else 0
+    sound = base64.b64encode(wav_bytes(symbols, step_duration, bpm, transpose)).decode("ascii")
+    return (
+        f'<figure class="melody" title="{html.escape(title)}" style="margin: 0">'
+        f'<div style="overflow-x: auto">{score_svg}</div>'
+        f'<audio controls preload="none" src="data:audio/wav;base64,{sound}"></audio></figure>'
+    )
+
+
 def midi_stream(score, pickup, step_duration=config.TIME_STEP):
     """The score flattened for MIDI, a pickup written as a short first bar (see the module doc)."""
     from music21 import meter as m21meter
@@ -144,3 +186,76 @@ def midi_stream(score, pickup, step_duration=config.TIME_STEP):
         flat.insert(0, m21meter.TimeSignature(f"{length.numerator}/{length.denominator}"))
         flat.insert(float(length * 4), meter)
     return flat
+
+
+# The synthesiser: each note is a sum of decaying partials, as a struck string sounds. Numbers
+# chosen by ear and by the spectrum (tests/test_render.py checks the envelope and the partials).
+SAMPLE_RATE = 22050  # Hz: partials up to 11 kHz, and half the bytes of CD rate in a notebook page
+RELEASE_SECONDS = 0.1  # a note lifted fades out over this; the WAV lasts the melody plus this
+ATTACK_SECONDS = 0.004  # a hammer's strike: fast, yet no click
+PARTIALS = 10
+INHARMONICITY = 0.0003  # a piano string's partials lie a little sharp of k * f
+STRIKE_POINT = 1 / 7  # a hammer at 1/7 of the string mutes the 7th partial
+PEAK = 0.8  # the loudest sample, of full scale
+
+
+def step_seconds(step_duration=config.TIME_STEP, bpm=config.BPM):
+    """Seconds per step: step_duration quarter lengths at bpm quarter notes per minute."""
+    return 60.0 * step_duration / bpm
+
+
+def samples(symbols, step_duration=config.TIME_STEP, bpm=config.BPM, transpose=0):
+    """Symbols -> mono float samples in [-PEAK, PEAK] at SAMPLE_RATE.
+
+    A run of a note and its `_` holds (tied notes included) sounds as one note; a rest is silent;
+    `/` takes no time. It lasts len(steps) * step_seconds + RELEASE_SECONDS, the last note's
+    release included. transpose: semitones added to every note (the key asked for).
+    """
+    seconds = step_seconds(step_duration, bpm)
+    runs = symbol_runs(symbols)
+    total_steps = sum(steps for _, steps in runs)
+    release = round(RELEASE_SECONDS * SAMPLE_RATE)
+    out = np.zeros(round(total_steps * seconds * SAMPLE_RATE) + release)
+    at = 0
+    for midi, steps in runs:
+        if midi is not None:
+            start = round(at * seconds * SAMPLE_RATE)
+            held = round((at + steps) * seconds * SAMPLE_RATE) - start
+            tone = _note(440.0 * 2 ** ((midi + transpose - 69) / 12), held, release)
+            end = min(len(out), start + len(tone))
+            out[start:end] += tone[: end - start]
+        at += steps
+    peak = np.abs(out).max(initial=0.0)
+    return out * (PEAK / peak) if peak > 0 else out
+
+
+def _note(frequency, held, release):
+    """One struck note of `frequency` Hz held for `held` samples, then released over `release`."""
+    t = np.arange(held + release) / SAMPLE_RATE
+    k = np.arange(1, PARTIALS + 1)[:, None]
+    partials = k * frequency * np.sqrt(1 + INHARMONICITY * k**2)
+    amplitude = np.abs(np.sin(np.pi * k * STRIKE_POINT)) / k**1.5
+    amplitude = np.where(partials < SAMPLE_RATE / 2.2, amplitude, 0.0)  # no aliasing
+    # Higher notes, and higher partials, die away sooner: about 1.5 s for middle C's fundamental.
+    decay = 1.5 * np.sqrt(261.63 / frequency) / k**0.8
+    tone = (amplitude * np.exp(-t / decay) * np.sin(2 * np.pi * partials * t)).sum(axis=0)
+    envelope = 1 - np.exp(-t / ATTACK_SECONDS)
+    envelope[held:] *= np.linspace(1, 0, release + 1)[1:]
+    return tone * envelope
+
+
+def wav_bytes(symbols, step_duration=config.TIME_STEP, bpm=config.BPM, transpose=0):
+    """Symbols -> the bytes of a WAV file (16-bit mono PCM at SAMPLE_RATE) of the melody played on
+    a piano-like synthesiser; see samples. The same arguments give the same bytes.
+
+    step_duration: quarter lengths per symbol (0.25: a 16th); bpm: quarter notes per minute;
+    transpose: semitones (render.key_interval(key).semitones for a music21 Key).
+    """
+    pcm = np.round(samples(symbols, step_duration, bpm, transpose) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return buffer.getvalue()
