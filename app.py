@@ -89,24 +89,29 @@ class GenerateRequest(BaseModel):
     random_seed: int | None = None
 
 
-def find_models(globs=config.WEB_MODEL_GLOBS, extra=None, root=Path(".")):
-    """{id: path} of the model.pth files found (ids are paths relative to root), `extra` first."""
+def find_models(root=".", extra=None, globs=config.WEB_MODEL_GLOBS):
+    """{id: path} of the model.pth files found under root (ids are their paths), `extra` first."""
     paths = [Path(extra)] if extra else []
     for pattern in globs:
-        paths += sorted(root.glob(pattern))
-    return {p.as_posix(): p for p in paths if p.is_file()}
+        paths += sorted(Path(root).glob(pattern))
+    found, seen = {}, set()
+    for path in paths:
+        if path.is_file() and path.resolve() not in seen:
+            seen.add(path.resolve())
+            found[path.as_posix()] = path
+    return found
 
 
 class Models:
     """The checkpoints the app may load, each loaded once (again only when its file changes)."""
 
-    def __init__(self, extra=None):
-        self.extra = extra
+    def __init__(self, root=".", extra=None):
+        self.root, self.extra = root, extra
         self.cache = {}
         self.lock = threading.Lock()
 
     def available(self):
-        return find_models(extra=self.extra)
+        return find_models(self.root, self.extra)
 
     def get(self, model_id=None):
         found = self.available()
@@ -311,8 +316,8 @@ def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
     if unknown:
         raise Refused(
             422,
-            f"{name}: notes outside this model's range (MIDI {', '.join(unknown)}, after moving "
-            f"it from {key[0]} {key[1]} to C major / A minor); try another file or model",
+            f"{name}: symbols this model does not know ({' '.join(unknown)}, after moving it "
+            f"from {key[0]} {key[1]} to C major / A minor); try another file or model",
         )
     return {
         "seed": " ".join(symbols),
@@ -337,8 +342,9 @@ async def read_body(request, limit, what):
     return bytes(body)
 
 
-def create_app(model=None, limits=None):
-    """The FastAPI app. model: a checkpoint offered first; limits: steps, melodies, upload."""
+def create_app(model=None, limits=None, root="."):
+    """The FastAPI app. model: a checkpoint offered first; limits: steps, melodies, upload (bytes);
+    root: the folder searched for models (config.WEB_MODEL_GLOBS)."""
     limits = {
         "steps": config.WEB_MAX_STEPS,
         "melodies": config.WEB_MAX_MELODIES,
@@ -346,7 +352,7 @@ def create_app(model=None, limits=None):
         **(limits or {}),
     }
     app = FastAPI(title="Melody generator", docs_url=None, redoc_url=None)
-    models, store = Models(model), Store()
+    models, store = Models(root, model), Store()
     workers = anyio.CapacityLimiter(config.WEB_WORKERS)
 
     async def in_worker(function, *args):
@@ -418,6 +424,13 @@ def create_app(model=None, limits=None):
     return app
 
 
+def exposed_warning(host):
+    return (
+        f"warning: listening on {host}, not loopback: anyone who can reach this machine "
+        "can use the app"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(
         description="Serve the melody generator's web page and JSON API.",
@@ -438,10 +451,7 @@ def main():
     if args.model is not None and not Path(args.model).is_file():
         raise artefacts.UserError(f"{args.model} not found: pass a model.pth written by train.py")
     if args.host not in LOOPBACK:
-        print(
-            f"warning: listening on {args.host}, not loopback: anyone who can reach this "
-            "machine can use the app"
-        )
+        print(exposed_warning(args.host))
     import uvicorn
 
     app = create_app(

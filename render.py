@@ -17,6 +17,7 @@ import html
 import io
 import wave
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 
@@ -122,7 +123,10 @@ def svg(score):
     import verovio
     from music21.musicxml.m21ToXml import GeneralObjectExporter
 
-    toolkit = verovio.toolkit()
+    # verovio finds its fonts by itself only on the main thread: a web app's worker thread would
+    # get "Bravura font could not be loaded", so the fonts' folder is given explicitly.
+    toolkit = verovio.toolkit(False)
+    toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
     toolkit.setOptions(
         {
             "pageWidth": 2100,

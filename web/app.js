@@ -215,6 +215,13 @@ async function uploadPrimer() {
     const url = `/api/primer?name=${encodeURIComponent(file.name)}&model=${encodeURIComponent($("model").value)}`;
     const result = await api(url, { method: "POST", body: file });
     $("seed").value = result.seed;
+    // the primer's meter and pickup, where this model knows them, so the melody goes on in them
+    for (const name of ["meter", "pickup"]) {
+      const input = $("control-fields").querySelector(`[name=${name}]`);
+      if (input && (input.tagName !== "SELECT" || [...input.options].some((o) => o.value === String(result[name])))) {
+        input.value = result[name];
+      }
+    }
     say(result.message);
   } catch (error) {
     say(error.message, true);
