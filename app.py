@@ -15,6 +15,8 @@ import secrets
 import tempfile
 import threading
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -181,8 +183,13 @@ class Store:
 
     def __init__(self, size=config.WEB_KEPT_MELODIES):
         self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
+        self.renderer = ThreadPoolExecutor(config.WEB_WORKERS, thread_name_prefix="render")
 
-    def add(self, entry):
+    def add(self, entry, ahead=("wav",)):
+        """Keep an Entry; its `ahead` files start at once, beside the score (the page asks for
+        the WAV as soon as it shows the melody)."""
+        for suffix in ahead:
+            entry.ahead[suffix] = self.renderer.submit(write_file, entry, suffix)
         melody_id = secrets.token_hex(8)
         with self.lock:
             self.items[melody_id] = entry
@@ -200,12 +207,29 @@ class Store:
         return entry
 
 
+@dataclass
+class Entry:
+    """One generated melody and how its files are written; `ahead`: files being made before they
+    are asked for (suffix -> Future of their bytes), each handed out once."""
+
+    generator: MelodyGenerator
+    melody: list
+    key: str | None
+    bpm: float
+    ahead: dict = field(default_factory=dict)
+
+
 def melody_file(entry, suffix):
+    """The bytes of one melody's .mid, .musicxml, .svg or .wav: made ahead, or now."""
+    future = entry.ahead.pop(suffix, None)
+    return future.result() if future is not None else write_file(entry, suffix)
+
+
+def write_file(entry, suffix):
     """The bytes of one melody written by save_melody as .mid, .musicxml, .svg or .wav."""
-    generator, melody, key, bpm = entry
     with tempfile.TemporaryDirectory() as folder:
-        path = generator.save_melody(
-            melody, file_name=Path(folder) / f"melody.{suffix}", bpm=bpm, key=key
+        path = entry.generator.save_melody(
+            entry.melody, file_name=Path(folder) / f"melody.{suffix}", bpm=entry.bpm, key=entry.key
         )
         return Path(path).read_bytes()
 
@@ -253,7 +277,7 @@ def generate(models, store, request, limits):
     seed_length = len(request.seed.split() if isinstance(request.seed, str) else request.seed)
     out = []
     for melody in melodies:
-        entry = (generator, melody, melody_key(request.key, melody.mode), request.bpm)
+        entry = Entry(generator, melody, melody_key(request.key, melody.mode), request.bpm)
         melody_id = store.add(entry)
         links = {kind: f"/api/melodies/{melody_id}.{kind}" for kind in FILES}
         out.append(
@@ -261,7 +285,7 @@ def generate(models, store, request, limits):
                 "id": melody_id,
                 "symbols": list(melody),
                 "seed_length": seed_length,
-                "svg": melody_file(entry, "svg").decode("utf-8"),
+                "svg": write_file(entry, "svg").decode("utf-8"),
                 "midi": links["mid"],
                 "musicxml": links["musicxml"],
                 "wav": links["wav"],
@@ -269,7 +293,7 @@ def generate(models, store, request, limits):
                 "mode": melody.mode,
                 "pickup": melody.pickup,
                 "bars": melody.bars,
-                "key": entry[2] or ("A minor" if melody.mode == "minor" else "C major"),
+                "key": entry.key or ("A minor" if melody.mode == "minor" else "C major"),
                 "bpm": request.bpm,
                 "seconds_per_step": 60 / request.bpm * generator.time_step,
             }
