@@ -9,10 +9,12 @@ import sys
 import wave
 
 import mido
+import nbformat
 import numpy as np
 import pytest
 import torch
 from conftest import ROOT
+from nbclient import NotebookClient
 from PIL import Image
 from test_structure import write_dataset
 
@@ -221,3 +223,23 @@ def test_a_melody_shows_as_score_and_player_and_stays_the_tutorials_list(trained
     assert melody[0] == symbols[0] and melody[-3:] == symbols[-3:]
     assert [s for s in melody] == symbols and isinstance(melody, list)
     assert " ".join(melody).split() == symbols
+
+
+def test_the_quickstart_notebook_runs(trained, tmp_path, monkeypatch):
+    notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
+    # the kernel inherits this environment; it runs in tmp_path, not in notebooks/
+    monkeypatch.setenv("MELODY_MODEL", str(trained / "model.pth"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": tmp_path}}).execute()
+    shown = [
+        output["data"]["text/html"]
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+    assert len(shown) == 3 and all("<svg" in h and "<audio" in h for h in shown)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"waltz.{suffix}" for suffix in ("mid", "musicxml", "svg", "png", "wav")
+    )
