@@ -142,8 +142,8 @@ def svg(score):
 def png(svg_text, zoom=2):
     """An SVG (render.svg's) as the bytes of a PNG picture on white, `zoom` pixels per SVG pixel.
 
-    resvg (resvg-py: a wheel from PyPI, no system libraries) draws it; verovio's SVG holds its
-    music font as paths, so no font needs to be installed.
+    resvg (resvg-py: a wheel from PyPI, no system libraries) draws it. verovio's SVG holds its
+    music symbols as paths, which need no font; text (bar numbers) takes a system font if any.
     """
     import resvg_py
 
