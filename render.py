@@ -146,8 +146,8 @@ def svg(score):
 def png(svg_text, zoom=2):
     """An SVG (render.svg's) as the bytes of a PNG picture on white, `zoom` pixels per SVG pixel.
 
-    resvg (resvg-py: a wheel from PyPI, no system libraries) draws it; verovio's SVG holds its
-    music font as paths, so no font needs to be installed.
+    resvg (resvg-py: a wheel from PyPI, no system libraries) draws it. verovio's SVG holds its
+    music symbols as paths, which need no font; text (bar numbers) takes a system font if any.
     """
     import resvg_py
 
@@ -234,18 +234,24 @@ def samples(symbols, step_duration=config.TIME_STEP, bpm=config.BPM, transpose=0
 
 
 def _note(frequency, held, release):
-    """One struck note of `frequency` Hz held for `held` samples, then released over `release`."""
-    t = np.arange(held + release) / SAMPLE_RATE
+    """One struck note of `frequency` Hz held for `held` samples, then released over `release`.
+
+    In float32, whose sin and exp numpy vectorises: ten times faster than float64, and the phase
+    error over a note's few seconds stays far below what 16-bit output can show.
+    """
+    t = np.arange(held + release, dtype=np.float32) / np.float32(SAMPLE_RATE)
     k = np.arange(1, PARTIALS + 1)[:, None]
     partials = k * frequency * np.sqrt(1 + INHARMONICITY * k**2)
     amplitude = np.abs(np.sin(np.pi * k * STRIKE_POINT)) / k**1.5
     amplitude = np.where(partials < SAMPLE_RATE / 2.2, amplitude, 0.0)  # no aliasing
     # Higher notes, and higher partials, die away sooner: about 1.5 s for middle C's fundamental.
     decay = 1.5 * np.sqrt(261.63 / frequency) / k**0.8
-    tone = (amplitude * np.exp(-t / decay) * np.sin(2 * np.pi * partials * t)).sum(axis=0)
-    envelope = 1 - np.exp(-t / ATTACK_SECONDS)
-    envelope[held:] *= np.linspace(1, 0, release + 1)[1:]
-    return tone * envelope
+    waves = np.sin((2 * np.pi * partials).astype(np.float32) * t)
+    fades = np.exp((-1 / decay).astype(np.float32) * t)
+    tone = amplitude.astype(np.float32).T @ (fades * waves)
+    envelope = 1 - np.exp(t / np.float32(-ATTACK_SECONDS))
+    envelope[held:] *= np.linspace(1, 0, release + 1, dtype=np.float32)[1:]
+    return tone[0] * envelope
 
 
 def wav_bytes(symbols, step_duration=config.TIME_STEP, bpm=config.BPM, transpose=0):

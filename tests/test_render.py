@@ -1,0 +1,245 @@
+"""What a person sees and hears: the synthesiser's sound, score pictures (SVG, PNG), the command
+line writing several kinds of file at once, and a melody shown in a notebook."""
+
+import io
+import os
+import re
+import subprocess
+import sys
+import wave
+
+import mido
+import nbformat
+import numpy as np
+import pytest
+import torch
+from conftest import ROOT
+from nbclient import NotebookClient
+from PIL import Image
+from test_structure import write_dataset
+
+import render
+import train
+from encoding import symbol_runs
+from melodygenerator import Melody, MelodyGenerator
+
+RATE = render.SAMPLE_RATE
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model of songs in 2/4, 3/4 and 6/8, major and minor, with its mapping."""
+    folder = tmp_path_factory.mktemp("render")
+    write_dataset(folder)
+    train.train(
+        dataset=folder / "file_dataset",
+        mapping=folder / "mapping.json",
+        model_path=folder / "model.pth",
+        state_path=folder / "state.pth",
+        log_path=folder / "log.csv",
+        plot_path=folder / "curve.png",
+        epochs=2,
+        units=[32],
+        batch_size=8,
+        seq_len=32,
+        device="cpu",
+    )
+    return folder
+
+
+def spectrum_peaks(signal, floor_db=-40):
+    """Frequencies (Hz) of the spectrum's local maxima within floor_db of its highest."""
+    windowed = signal * np.hanning(len(signal))
+    magnitude = np.abs(np.fft.rfft(windowed))
+    frequency = np.fft.rfftfreq(len(windowed), 1 / RATE)
+    level = 20 * np.log10(magnitude / magnitude.max() + 1e-12)
+    inner = (magnitude[1:-1] > magnitude[:-2]) & (magnitude[1:-1] > magnitude[2:])
+    return frequency[1:-1][inner & (level[1:-1] > floor_db)]
+
+
+def rms(signal, start, seconds=0.02):
+    piece = signal[round(start * RATE) : round((start + seconds) * RATE)]
+    return float(np.sqrt(np.mean(piece**2)))
+
+
+def test_a_note_sounds_like_a_struck_string():
+    # middle C held 4 s (16 steps of a 16th at 60 bpm)
+    signal = render.samples(["60"] + ["_"] * 15, bpm=60)
+    assert len(signal) == round((4 + render.RELEASE_SECONDS) * RATE)
+    peaks = spectrum_peaks(signal[round(0.1 * RATE) : round(0.6 * RATE)])
+    f0 = 261.63
+    # partials near k * f0 (a little sharp), the 7th muted by the strike point; nothing below f0
+    harmonics = sorted({round(p / f0) for p in peaks})
+    assert harmonics[:6] == [1, 2, 3, 4, 5, 6] and 7 not in harmonics
+    for p in peaks:  # each peak a partial k, sharp by the string's stiffness as a piano's are
+        k = round(p / f0)
+        assert p == pytest.approx(k * f0 * np.sqrt(1 + render.INHARMONICITY * k**2), abs=3)
+    assert peaks.min() == pytest.approx(f0, abs=3)
+    # a fast attack with no click, then a steady decay, then silence after the release
+    assert abs(signal[0]) < 1e-3 and rms(signal, 0.01) > 0.2
+    loudness = [rms(signal, t) for t in (0.05, 0.5, 1, 2, 3)]
+    assert loudness == sorted(loudness, reverse=True) and loudness[-1] < loudness[0] / 5
+    release_end = rms(signal, 4 + render.RELEASE_SECONDS - 0.01, 0.01)
+    assert release_end < rms(signal, 3.98) / 5 and signal[-1] == 0
+    assert np.abs(signal).max() == pytest.approx(render.PEAK)
+
+
+def test_tied_notes_sound_once_rests_are_silent_and_transposition_moves_the_pitch():
+    step = render.step_seconds(bpm=60)  # 0.25 s
+    held = render.samples("60 _ _ _ _ _ _ _".split(), bpm=60)
+    struck_twice = render.samples("60 _ _ _ 60 _ _ _".split(), bpm=60)
+    # a held (tied) note goes on decaying at step 4; a new onset strikes again
+    assert rms(held, 4 * step, 0.05) < rms(held, 4 * step - 0.05, 0.05)
+    assert rms(struck_twice, 4 * step, 0.05) > 1.5 * rms(struck_twice, 4 * step - 0.05, 0.05)
+    rest = render.samples("60 _ r _ _ _ 64 _".split(), bpm=60)
+    assert rms(rest, 2 * step + render.RELEASE_SECONDS, 0.5 - render.RELEASE_SECONDS) == 0
+    fifth_up = render.samples("60 _ _ _".split(), bpm=60, transpose=7)
+    assert spectrum_peaks(fifth_up[: round(0.5 * RATE)]).min() == pytest.approx(392.0, abs=3)
+
+
+def read_wav(data):
+    with wave.open(io.BytesIO(data)) as w:
+        assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, RATE)
+        return w.getnframes()
+
+
+def test_wav_bytes_are_a_wav_of_the_melody_length_and_repeat_exactly():
+    symbols = "/ _ 67 _ _ _ r _ 72 _ _ _ _ _ _ _".split()  # `/` takes no time, `_` first is a rest
+    data = render.wav_bytes(symbols, step_duration=0.5, bpm=90)
+    assert read_wav(data) == round((15 * 0.5 * 60 / 90 + render.RELEASE_SECONDS) * RATE)
+    assert render.wav_bytes(symbols, step_duration=0.5, bpm=90) == data
+    assert render.wav_bytes([], bpm=90)[:4] == b"RIFF"
+
+
+def png_size(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def test_png_draws_the_score_in_black_on_white():
+    from music21 import key
+
+    score = render.melody_score(
+        "67 _ _ _ 72 _ _ _ _ _ _ _ 71 _ _ _ _ _ _ _".split(),
+        meter="3/4",
+        pickup=4,
+        key=key.Key("D"),
+    )
+    image = png_size(render.png(render.svg(score))).convert("L")
+    assert image.width >= 1000 and 100 <= image.height <= 600
+    pixels = np.asarray(image)
+    assert pixels[0, 0] == 255 and 0.005 < (pixels < 128).mean() < 0.2  # ink, on a white page
+
+
+def svg_notes(text):
+    """(note elements, ties) verovio drew: notes split at a barline are drawn tied."""
+    return text.count('class="note"'), text.count('class="tie"')
+
+
+def test_cli_writes_several_kinds_of_file_for_each_melody(trained):
+    out = trained / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "melodygenerator.py"),
+            "--seed",
+            "",
+            "--meter",
+            "3/4",
+            "--bars",
+            "4",
+            "--num-melodies",
+            "2",
+            "--random-seed",
+            "4",
+            "--key",
+            "G",
+            "--bpm",
+            "90",
+            "--output",
+            "out/a.mid",
+            "out/a.wav",
+            "out/a.svg",
+            "out/a.png",
+        ],
+        cwd=trained,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 0, result.stderr
+    melodies = [
+        line.split(": ", 1)[1].split()
+        for line in result.stdout.splitlines()
+        if line.startswith("melody ")
+    ]
+    assert len(melodies) == 2
+    assert sorted(os.listdir(out)) == sorted(
+        f"a_{i}.{suffix}" for i in (1, 2) for suffix in ("mid", "wav", "svg", "png")
+    )
+    for i, symbols in enumerate(melodies, start=1):
+        assert len(symbols) == 4 * 12  # 4 bars of 3/4 in 16ths
+        seconds = len(symbols) * render.step_seconds(bpm=90)
+        frames = read_wav((out / f"a_{i}.wav").read_bytes())
+        assert frames == round((seconds + render.RELEASE_SECONDS) * RATE)
+        notes, ties = svg_notes((out / f"a_{i}.svg").read_text())
+        sounding = [m for m, _ in symbol_runs(symbols) if m is not None]
+        assert notes - ties == len(sounding)  # every note drawn, a tied one once per bar
+        midi = [m.note for m in mido.MidiFile(out / f"a_{i}.mid") if m.type == "note_on"]
+        assert midi == [m + 7 for m in sounding]  # in G, as the WAV is
+        image = png_size((out / f"a_{i}.png").read_bytes())
+        assert image.width >= 1000 and image.height >= 100
+
+
+def test_save_melody_wav_follows_key_and_bpm(trained, tmp_path):
+    mg = MelodyGenerator(trained / "model.pth", trained / "mapping.json")
+    melody = Melody("69 _ _ _ _ _ _ _".split(), meter="2/4", mode="minor")
+    path = mg.save_melody(melody, file_name=tmp_path / "m.wav", key="e", bpm=120)
+    data = path.read_bytes()
+    assert read_wav(data) == round((8 * 0.125 + render.RELEASE_SECONDS) * RATE)
+    assert data == render.wav_bytes(melody, 0.25, 120, transpose=-5)  # A minor -> E minor
+
+
+def test_a_melody_shows_as_score_and_player_and_stays_the_tutorials_list(trained):
+    mg = MelodyGenerator(trained / "model.pth", trained / "mapping.json")
+    melody = mg.generate_melody("", 200, meter="2/4", bars=3, rng=0)
+    html = melody._repr_html_()
+    assert "<svg" in html and "</svg>" in html
+    sound = re.search(r'<audio controls[^>]* src="data:audio/wav;base64,([A-Za-z0-9+/=]+)"', html)
+    assert sound is not None
+    symbols = list(melody)
+    assert melody == symbols and symbols == melody and len(melody) == 24
+    assert melody[0] == symbols[0] and melody[-3:] == symbols[-3:]
+    assert [s for s in melody] == symbols and isinstance(melody, list)
+    assert " ".join(melody).split() == symbols
+
+
+def test_the_quickstart_notebook_runs(trained, tmp_path, monkeypatch):
+    notebook = nbformat.read(ROOT / "notebooks" / "quickstart.ipynb", as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells)  # committed without outputs
+    # the kernel inherits this environment; it runs in tmp_path, not in notebooks/
+    monkeypatch.setenv("MELODY_MODEL", str(trained / "model.pth"))
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    NotebookClient(notebook, timeout=120, resources={"metadata": {"path": tmp_path}}).execute()
+    shown = [
+        output["data"]["text/html"]
+        for cell in notebook.cells
+        for output in cell.get("outputs", [])
+        if "text/html" in output.get("data", {})
+    ]
+    assert len(shown) == 3 and all("<svg" in h and "<audio" in h for h in shown)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"waltz.{suffix}" for suffix in ("mid", "musicxml", "svg", "png", "wav")
+    )
