@@ -21,10 +21,11 @@ from functools import partial
 from pathlib import Path
 
 import anyio
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
+from starlette.exceptions import HTTPException  # the router's 404 and 405 too
 
 import artefacts
 import config
