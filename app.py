@@ -42,7 +42,7 @@ from encoding import (
     transpose_events,
     transposition_semitones,
 )
-from melodygenerator import MelodyGenerator, check_count, parse_key
+from melodygenerator import MelodyGenerator, check_count, check_score_settings, parse_key
 
 WEB = Path(__file__).resolve().parent / "web"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -260,6 +260,7 @@ def generate(models, store, request, limits):
                 f"key must be a tonic like G, F# or Bb (the melody's mode makes it major or "
                 f"minor), not {request.key!r}",
             ) from None
+    check_score_settings(generator.time_step, request.bpm, None)
     random_seed = secrets.randbelow(2**31) if request.random_seed is None else request.random_seed
     check_count("random_seed", random_seed, minimum=0)
     melodies = generator.generate_melodies(

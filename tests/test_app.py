@@ -131,6 +131,7 @@ def test_generate_returns_scores_and_files_that_read_back(client):
         ({"seed": "60 _ 999 x"}, 422, "not in the model's vocabulary: 999 x"),
         ({"meter": "5/4"}, 422, "meter '5/4': this model never saw it"),
         ({"key": "H"}, 422, "key must be a tonic"),
+        ({"bpm": 0}, 422, "bpm must be a positive number"),
         ({"steps": "many"}, 422, "steps: Input should be a valid integer"),
         ({"colour": "blue"}, 422, "colour: Extra inputs are not permitted"),
         ({"model": "../secret.pth"}, 404, "model '../secret.pth' not found"),
