@@ -374,12 +374,12 @@ class MelodyGenerator:
         check_score_settings(step_duration, bpm, time_signature)
         path = Path(file_name)
         suffix = path.suffix.lower()
-        fmt = SUFFIX_FORMATS.get(suffix, format)
-        if fmt not in ("midi", "musicxml", "svg", "png", "wav"):
+        if suffix not in SUFFIX_FORMATS and format not in ("midi", "musicxml"):
             raise ValueError(
                 f"format must be 'midi' or 'musicxml' (or a file name ending in .svg, .png or "
                 f".wav), not {format!r}"
             )
+        fmt = SUFFIX_FORMATS.get(suffix, format)
         if fmt == "musicxml" and suffix in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
         target_key = (

@@ -174,7 +174,7 @@ def melody_html(
     return (
         f'<figure class="melody" title="{html.escape(title)}" style="margin: 0">'
         f'<div style="overflow-x: auto">{score_svg}</div>'
-        f'<audio controls preload="none" src="data:audio/wav;base64,{sound}"></audio></figure>'
+        f'<audio controls preload="metadata" src="data:audio/wav;base64,{sound}"></audio></figure>'
     )
 
 
