@@ -10,7 +10,9 @@ FALLBACK_CORPUS = "essenFolksong/erk*.abc"  # shipped with music21; used when DA
 ACCEPTABLE_DURATIONS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]  # in quarter lengths
 TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
 
-# Artefacts written by preprocess.py
+# Artefacts written by preprocess.py: in the repo root (the tutorial's names, the default flow) or,
+# with `--name NAME`, in DATA_DIR/NAME/ under the same names
+DATA_DIR = "data"
 SAVE_DIR = "music_dataset"
 SINGLE_FILE_DATASET = "file_dataset"
 MAPPING_PATH = "mapping.json"
@@ -36,6 +38,9 @@ MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
 TRAIN_STATE_PATH = "train_state.pth"  # last epoch, with optimizer state, for --resume
 TRAINING_LOG = "training_log.csv"
 TRAINING_PLOT = "training_curve.png"
+RUNS_DIR = "runs"  # `train.py --data NAME` writes the four files above in RUNS_DIR/NAME/
+# melodygenerator.py's model when there is no MODEL_PATH: one that ships with the repo
+PRETRAINED_MODEL = "pretrained/deutschl-lstm/model.pth"
 
 # Generation and evaluation
 OUTPUT_PATH = "generated.mid"

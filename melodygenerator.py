@@ -21,6 +21,7 @@ import os
 import random
 import re
 import secrets
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -46,31 +47,58 @@ class Melody(list):
     (`plan`, a controls.Plan).
 
     meter ("3/4"), mode ("major"/"minor"; None for a model without controls), pickup (steps before
-    the first barline) and bars (its length in bars; None where open) read the plan. save_melody
-    writes the score in that meter with that pickup.
+    the first barline), bars (its length in bars; None where open) and style (the collection it
+    was made like; None for a model of one collection) read the plan. save_melody writes the score
+    in that meter with that pickup.
     """
 
-    def __init__(self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None):
+    def __init__(
+        self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None, style=None
+    ):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars)
+        self.plan = controls.Plan(meter, mode, pickup, bars, style)
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)
     pickup = property(lambda self: self.plan.pickup)
     bars = property(lambda self: self.plan.bars)
+    style = property(lambda self: self.plan.style)
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
 
 
-class MelodyGenerator:
-    def __init__(
-        self, model_path=config.MODEL_PATH, mapping_path=config.MAPPING_PATH, device="cpu"
-    ):
-        """Load model.pth (vocabulary included); mapping.json, where it exists, must agree with it.
+def default_model(model_path):
+    """model_path, or the pretrained model (config.PRETRAINED_MODEL), saying so in one line, where
+    model_path is the default MODEL_PATH and there is none."""
+    if str(model_path) != config.MODEL_PATH or Path(model_path).is_file():
+        return model_path
+    if not Path(config.PRETRAINED_MODEL).is_file():
+        raise UserError(
+            f"{model_path} not found, nor the pretrained model {config.PRETRAINED_MODEL}: train "
+            "one (python preprocess.py && python train.py), or pass --model (model_path=) a "
+            "model.pth"
+        )
+    print(
+        f"no {model_path} here: using the pretrained model {config.PRETRAINED_MODEL} "
+        "(train.py makes your own)",
+        file=sys.stderr,
+    )
+    return config.PRETRAINED_MODEL
 
+
+class MelodyGenerator:
+    def __init__(self, model_path=config.MODEL_PATH, mapping_path=None, device="cpu"):
+        """Load model.pth (vocabulary included); the mapping it was trained with, where it exists,
+        must agree with it.
+
+        model_path: the default (model.pth) falls back to the pretrained model where it is missing.
+        mapping_path: None is the mapping the checkpoint names (mapping.json for a model from
+            before checkpoints named it); a pretrained model fallen back to is not checked.
         device: "cpu" is fastest for a few melodies; a GPU pays off for large batches.
         """
+        resolved = default_model(model_path)
+        pretrained, model_path = resolved != model_path, resolved
         checkpoint = artefacts.load_torch(model_path)
         try:
             self.device = torch.device(device)
@@ -95,6 +123,8 @@ class MelodyGenerator:
         if DELIMITER not in self.vocabulary or len(self.vocabulary) != self.model.vocab_size:
             raise UserError(f"{model_path} has an inconsistent vocabulary: re-run train.py")
         self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
+        if mapping_path is None and not pretrained:
+            mapping_path = checkpoint.get("mapping", config.MAPPING_PATH)
         if mapping_path is not None and Path(mapping_path).is_file():
             self._check_mapping(Path(model_path), Path(mapping_path))
 
@@ -126,6 +156,7 @@ class MelodyGenerator:
         mode=None,
         bars=None,
         pickup=None,
+        style=None,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -149,6 +180,8 @@ class MelodyGenerator:
             bars * bar-length steps) and pickup (steps before the first barline): each one left
             as None is drawn, with the others, from a training song that agrees with those given.
             The melody then ends on the barline of its last bar (unless num_steps cuts it first).
+        style: the collection the melody is to be like ("erk"), for a model trained on several
+            (MelodyGenerator.styles lists them); None draws it with the rest of the plan.
         """
         return self.generate_melodies(
             seed,
@@ -163,6 +196,7 @@ class MelodyGenerator:
             mode=mode,
             bars=bars,
             pickup=pickup,
+            style=style,
         )[0]
 
     @torch.inference_mode()
@@ -180,6 +214,7 @@ class MelodyGenerator:
         mode=None,
         bars=None,
         pickup=None,
+        style=None,
     ):
         """Sample n melodies from the same seed as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
@@ -192,7 +227,7 @@ class MelodyGenerator:
         check_sampling(temperature, top_k, top_p)
         generator = make_generator(rng)
         delimiter = self.index[DELIMITER]
-        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup)
+        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup, style)
         fields, end = self._controls(plans, len(seed_indices) + num_steps)
         if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
             planned = end < OPEN_END
@@ -248,9 +283,14 @@ class MelodyGenerator:
             )
         return melodies
 
-    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup):
+    @property
+    def styles(self):
+        """The styles (collections) this model can be asked for; [] for a model of one."""
+        return self.controls.trained_styles() if self.controls else []
+
+    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup, style):
         """Each melody's controls.Plan: the controls given, the others drawn per melody."""
-        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup}
+        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
         if self.controls is None:
             if any(v is not None for v in given.values()):
                 raise ValueError(
@@ -487,9 +527,17 @@ def main():
         description="Sample melodies from model.pth and write them as MIDI, MusicXML or SVG.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
     parser.add_argument(
-        "--mapping", default=config.MAPPING_PATH, help="checked against the model where it exists"
+        "--model",
+        default=config.MODEL_PATH,
+        help="checkpoint written by train.py; where the default is missing, "
+        f"{config.PRETRAINED_MODEL}",
+    )
+    parser.add_argument(
+        "--mapping",
+        default=None,
+        help="checked against the model where it exists (default: the one the model was trained "
+        "with)",
     )
     parser.add_argument(
         "--seed",
@@ -566,6 +614,12 @@ def main():
         "%(default)s: drawn from the training songs)",
     )
     parser.add_argument(
+        "--style",
+        default=None,
+        help="the collection to write like, for a model trained on several (default "
+        "%(default)s: drawn from the training songs)",
+    )
+    parser.add_argument(
         "--output",
         default=config.OUTPUT_PATH,
         help="file to write, its kind by its suffix (.mid, .musicxml, .svg); with several "
@@ -602,6 +656,7 @@ def main():
             mode=args.mode,
             bars=args.bars,
             pickup=args.pickup,
+            style=args.style,
         )
         for i, melody in enumerate(melodies, start=1):
             name = (
@@ -610,8 +665,10 @@ def main():
                 else output.with_name(f"{output.stem}_{i}{output.suffix}")
             )
             new = len(melody) - len(args.seed.split())
-            plan = f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}" + (
-                f", {melody.bars} bars" if melody.bars else ""
+            plan = (
+                f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}"
+                + (f", {melody.bars} bars" if melody.bars else "")
+                + (f", style {melody.style}" if melody.style else "")
             )
             print(
                 f"melody {i} ({plan}; {new} symbols after the seed"
