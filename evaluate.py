@@ -874,9 +874,7 @@ def main(argv=None):
     for path in paths:
         generator = MelodyGenerator(path, args.mapping, device=args.device)
         if generator.styles:
-            matrices.append(
-                style_matrix(path, generator, references, args, num_steps, bar_steps)
-            )
+            matrices.append(style_matrix(path, generator, references, args, num_steps, bar_steps))
     style_tables = {}
     if matrices:
         style_tables["styles"] = pd.concat(matrices, ignore_index=True)
