@@ -88,13 +88,14 @@ def default_model(model_path):
 
 
 class MelodyGenerator:
-    def __init__(self, model_path=config.MODEL_PATH, mapping_path=None, device="cpu"):
+    def __init__(self, model_path=config.MODEL_PATH, mapping_path="auto", device="cpu"):
         """Load model.pth (vocabulary included); the mapping it was trained with, where it exists,
         must agree with it.
 
         model_path: the default (model.pth) falls back to the pretrained model where it is missing.
-        mapping_path: None is the mapping the checkpoint names (mapping.json for a model from
-            before checkpoints named it); a pretrained model fallen back to is not checked.
+        mapping_path: "auto" is the mapping the checkpoint names (mapping.json for a model from
+            before checkpoints named it), and none for the pretrained model fallen back to; None
+            checks none.
         device: "cpu" is fastest for a few melodies; a GPU pays off for large batches.
         """
         resolved = default_model(model_path)
@@ -123,8 +124,8 @@ class MelodyGenerator:
         if DELIMITER not in self.vocabulary or len(self.vocabulary) != self.model.vocab_size:
             raise UserError(f"{model_path} has an inconsistent vocabulary: re-run train.py")
         self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
-        if mapping_path is None and not pretrained:
-            mapping_path = checkpoint.get("mapping", config.MAPPING_PATH)
+        if mapping_path == "auto":
+            mapping_path = None if pretrained else checkpoint.get("mapping", config.MAPPING_PATH)
         if mapping_path is not None and Path(mapping_path).is_file():
             self._check_mapping(Path(model_path), Path(mapping_path))
 
@@ -535,7 +536,7 @@ def main():
     )
     parser.add_argument(
         "--mapping",
-        default=None,
+        default="auto",
         help="checked against the model where it exists (default: the one the model was trained "
         "with)",
     )
