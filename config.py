@@ -5,7 +5,24 @@ them.
 # Data
 DATASET_PATH = "deutschl/erk"  # folder searched recursively for .krn files
 DATASET_ROOT = "deutschl"  # where `preprocess.py --download` unpacks the collection
-DOWNLOAD_URL = "https://kern.humdrum.org/data?f=zip&l=/essen/europa/deutschl"
+ESSEN_URL = "https://kern.humdrum.org/data?f=zip&l=/essen/"  # + a region's path: its zip
+DOWNLOAD_URL = ESSEN_URL + "europa/deutschl"
+ESSEN_ROOT = "essen"  # where `--download REGION` unpacks a region other than deutschl
+# The Essen Folksong Collection's regions on the Humdrum site: `preprocess.py --download REGION`
+ESSEN_REGIONS = {
+    **{
+        name: f"europa/{name}"
+        for name in (
+            "deutschl czech danmark elsass england france italia jugoslav lothring luxembrg magyar "
+            "nederlan oesterrh polska romania rossiya schweiz sverige tirol ukraina"
+        ).split()
+    },
+    **{name: f"asia/china/{name}" for name in ("han", "natmin", "shanxi", "xinhua")},
+    "africa": "africa",
+    "mexico": "america/mexico",
+    "usa": "america/usa",
+}
+DATA_DIR = "data"  # `preprocess.py --name NAME` writes data/NAME/; `train.py --data NAME` reads it
 FALLBACK_CORPUS = "essenFolksong/erk*.abc"  # shipped with music21; used when DATASET_PATH is absent
 ACCEPTABLE_DURATIONS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]  # in quarter lengths
 TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
