@@ -29,7 +29,6 @@ TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
 
 # Artefacts written by preprocess.py: in the repo root (the tutorial's names, the default flow) or,
 # with `--name NAME`, in DATA_DIR/NAME/ under the same names
-DATA_DIR = "data"
 SAVE_DIR = "music_dataset"
 SINGLE_FILE_DATASET = "file_dataset"
 MAPPING_PATH = "mapping.json"
@@ -64,6 +63,7 @@ OUTPUT_PATH = "generated.mid"
 SEED_MELODY = (
     "55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _"  # the tutorial's seed (G C G G); "" starts from nothing
 )
+PRIMER_BARS = 2  # bars of a primer file (melodygenerator.py --primer) the melody continues
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them

@@ -1,6 +1,7 @@
 """Sample new melodies from a trained model and write them as MIDI or MusicXML.
 
     python melodygenerator.py --seed "55 _ _ _ 60 _" --temperature 0.8 --num-melodies 4 --key G
+    python melodygenerator.py --primer tune.mid --primer-bars 2    # continues a file's first bars
 
 or in a notebook:
 
@@ -23,6 +24,7 @@ import re
 import secrets
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -57,6 +59,8 @@ class Melody(list):
     ):
         super().__init__(symbols)
         self.plan = controls.Plan(meter, mode, pickup, bars, style)
+        self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
+        self.opening = 0  # symbols from the seed or primer; the generated ones follow
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)
@@ -85,6 +89,60 @@ def default_model(model_path):
         file=sys.stderr,
     )
     return config.PRETRAINED_MODEL
+
+
+class Primer(NamedTuple):
+    """The opening of a song file that a melody continues: its symbols in C major / A minor, the
+    plan fields it fixes, and its key ("G major"), the key the melody is written back in."""
+
+    symbols: list
+    meter: str | None
+    mode: str
+    pickup: int
+    key: str
+
+
+def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP):
+    """A file's first `bars` bars (the pickup and `bars` full bars) as a Primer: read as
+    preprocess.py reads songs (readers.read_file; the first tune of an ABC file), moved to C major
+    / A minor and encoded. An unreadable, empty or polyphonic file is a ValueError saying so."""
+    import preprocess  # here: its readers import music21, which generation alone need not wait for
+    import readers
+
+    check_count("primer_bars", bars, minimum=1)
+    name, result = readers.read_file(path)[0]
+    if "skip" in result:
+        raise ValueError(
+            f"primer {path}: cannot use it ({result['skip']}); give a MIDI, MusicXML, kern or "
+            "ABC file of one melody"
+        )
+    if polyphonic(path):
+        raise ValueError(
+            f"primer {path} is polyphonic (notes that start together, or several parts): give "
+            "a file of one melody line"
+        )
+    symbols = preprocess.encode_parsed(result, time_step)
+    row = preprocess.song_metadata(0, name, "", result, symbols, time_step)
+    meter = None if row["meter"] == controls.UNKNOWN_METER else row["meter"]
+    bar = controls.bar_steps(meter or config.TIME_SIGNATURE, time_step)
+    symbols = symbols[: row["pickup"] + bars * bar]
+    tonic = result["key"][0]
+    return Primer(symbols, meter, row["mode"], row["pickup"], f"{tonic} {row['mode']}")
+
+
+def polyphonic(path):
+    """Whether music21 reads notes that start together (a chord) or two parts with notes; False
+    where music21 cannot read the file (the project's own reader then did)."""
+    from music21 import chord, converter, stream
+
+    try:
+        score = converter.parse(path)
+    except Exception:  # music21 raises many types; the reader's parse stands
+        return False
+    if isinstance(score, stream.Opus):  # an ABC file of several tunes: the first one is read
+        score = score.scores[0]
+    parts = [p for p in score.parts if p.recurse().notes] if score.parts else [score]
+    return len(parts) > 1 or any(isinstance(n, chord.Chord) for n in score.recurse().notes)
 
 
 class MelodyGenerator:
@@ -158,6 +216,8 @@ class MelodyGenerator:
         bars=None,
         pickup=None,
         style=None,
+        primer=None,
+        primer_bars=config.PRIMER_BARS,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -183,6 +243,10 @@ class MelodyGenerator:
             The melody then ends on the barline of its last bar (unless num_steps cuts it first).
         style: the collection the melody is to be like ("erk"), for a model trained on several
             (MelodyGenerator.styles lists them); None draws it with the rest of the plan.
+        primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
+            continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
+            fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
+            writes it in.
         """
         return self.generate_melodies(
             seed,
@@ -198,6 +262,8 @@ class MelodyGenerator:
             bars=bars,
             pickup=pickup,
             style=style,
+            primer=primer,
+            primer_bars=primer_bars,
         )[0]
 
     @torch.inference_mode()
@@ -216,11 +282,28 @@ class MelodyGenerator:
         bars=None,
         pickup=None,
         style=None,
+        primer=None,
+        primer_bars=config.PRIMER_BARS,
     ):
-        """Sample n melodies from the same seed as one batch; a list of n Melody (see
+        """Sample n melodies from the same seed (or primer) as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
         """
-        seed_indices = self._seed_indices(seed)
+        opening = None
+        if primer is not None:
+            opening = read_primer(primer, primer_bars, self.time_step)
+            if seed.split() if isinstance(seed, str) else list(seed):
+                raise ValueError("give a seed or a primer, not both (pass seed '' with a primer)")
+            for name, asked in {"meter": meter, "mode": mode, "pickup": pickup}.items():
+                own = getattr(opening, name)
+                if asked is not None and own is not None and asked != own:
+                    raise ValueError(
+                        f"primer {primer} has {name} {own}, not {asked}: leave {name} unset"
+                    )
+            seed, meter, mode, pickup = opening.symbols, opening.meter, opening.mode, opening.pickup
+        try:
+            seed_indices = self._seed_indices(seed)
+        except ValueError as error:
+            raise ValueError(f"primer {primer}: {error}" if opening else str(error)) from None
         check_count("n", n, minimum=1)
         check_count("num_steps", num_steps, minimum=0)
         if max_sequence_length is not None:
@@ -279,9 +362,10 @@ class MelodyGenerator:
         melodies = []
         for row, plan in zip(tokens[:, :num_steps].tolist(), plans):
             stop = row.index(delimiter) if delimiter in row else len(row)
-            melodies.append(
-                Melody(seed_symbols + [self.vocabulary[i] for i in row[:stop]], **vars(plan))
-            )
+            melody = Melody(seed_symbols + [self.vocabulary[i] for i in row[:stop]], **vars(plan))
+            melody.opening = len(seed_symbols)
+            melody.key = opening.key if opening else None
+            melodies.append(melody)
         return melodies
 
     @property
@@ -383,8 +467,8 @@ class MelodyGenerator:
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
-            octave 4, as in encoding.transposition_semitones), and spelt in that key. None leaves
-            it in C major / A minor (by the melody's mode).
+            octave 4, as in encoding.transposition_semitones), and spelt in that key. None takes
+            the Melody's own `key` (a primer's), else leaves it in C major / A minor (by its mode).
         time_signature, pickup: the bars of the score; None takes the Melody's own (a plain list:
             4/4, no pickup).
         """
@@ -402,6 +486,7 @@ class MelodyGenerator:
             raise ValueError(f"format must be 'midi', 'musicxml' or 'svg', not {format!r}")
         if fmt == "musicxml" and path.suffix.lower() in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
+        key = key if key is not None else getattr(melody, "key", None)
         if key is not None:
             target_key = parse_key(key)
         else:
@@ -542,8 +627,21 @@ def main():
     )
     parser.add_argument(
         "--seed",
-        default=config.SEED_MELODY,
-        help='symbols to start from, e.g. "60 _ 62 _"; "" for none',
+        default=None,
+        help='symbols to start from, e.g. "60 _ 62 _"; "" for none (default: config SEED_MELODY, '
+        f'"{config.SEED_MELODY}", or none with --primer)',
+    )
+    parser.add_argument(
+        "--primer",
+        metavar="FILE",
+        help="continue the first bars of this song (MIDI, MusicXML, kern or ABC) in its meter, "
+        "mode, pickup and key",
+    )
+    parser.add_argument(
+        "--primer-bars",
+        type=int,
+        default=config.PRIMER_BARS,
+        help="bars of --primer to continue, after its pickup",
     )
     parser.add_argument(
         "--steps",
@@ -638,6 +736,8 @@ def main():
     args = parser.parse_args()
 
     random_seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**31)
+    if args.seed is None:
+        args.seed = "" if args.primer else config.SEED_MELODY
     generator = MelodyGenerator(args.model, args.mapping, device=args.device)
     output = Path(args.output)
     try:
@@ -658,6 +758,8 @@ def main():
             bars=args.bars,
             pickup=args.pickup,
             style=args.style,
+            primer=args.primer,
+            primer_bars=args.primer_bars,
         )
         for i, melody in enumerate(melodies, start=1):
             name = (
@@ -665,14 +767,15 @@ def main():
                 if len(melodies) == 1
                 else output.with_name(f"{output.stem}_{i}{output.suffix}")
             )
-            new = len(melody) - len(args.seed.split())
+            new = len(melody) - melody.opening
             plan = (
                 f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}"
                 + (f", {melody.bars} bars" if melody.bars else "")
                 + (f", style {melody.style}" if melody.style else "")
             )
             print(
-                f"melody {i} ({plan}; {new} symbols after the seed"
+                f"melody {i} ({plan}; {new} symbols after the "
+                f"{'primer (in ' + melody.key + ')' if args.primer else 'seed'}"
                 f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
             path = generator.save_melody(

@@ -4,6 +4,7 @@ and the pretrained model that generation falls back to."""
 import json
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -266,3 +267,133 @@ def test_pretrained_model_is_the_fallback_and_says_so(two, tmp_path, monkeypatch
         "(train.py makes your own)"
     ]
     assert (tmp_path / "generated.mid").is_file() and "style " in result.stdout
+
+
+# ----------------------------------------------------------------------------- primers
+
+KERN_PRIMER = """**kern
+*clefG2
+*k[f#]
+*G:
+*M2/4
+8d
+=1
+8g
+8a
+8b
+8g
+=2
+4a
+4d
+=3
+8g
+8a
+4b
+=4
+2g
+==
+*-
+"""
+ABC_PRIMERS = """X:1
+T:first
+M:3/4
+L:1/8
+K:Am
+A2 c2 e2 | a4 e2 | c2 B2 A2 | A6 |]
+
+X:2
+T:second
+M:2/4
+L:1/8
+K:C
+C2 E2 | G4 |]
+"""
+
+
+def write_midi(path, chords, meter=(2, 4)):
+    """A one-track MIDI file of quarter notes; each entry of chords: the pitches starting there."""
+    import mido
+
+    track = mido.MidiTrack(
+        [mido.MetaMessage("time_signature", numerator=meter[0], denominator=meter[1])]
+    )
+    for pitches in chords:
+        track += [mido.Message("note_on", note=p, velocity=64, time=0) for p in pitches]
+        track += [
+            mido.Message("note_off", note=p, velocity=0, time=480 if i == 0 else 0)
+            for i, p in enumerate(pitches)
+        ]
+    midi = mido.MidiFile(ticks_per_beat=480)
+    midi.tracks.append(track)
+    midi.save(path)
+
+
+@pytest.fixture(scope="module")
+def mg_two(two):
+    return MelodyGenerator(two / config.RUNS_DIR / "two" / config.MODEL_PATH, mapping_path=None)
+
+
+def test_primer_continues_a_kern_file_in_its_meter_pickup_and_key(mg_two, tmp_path):
+    primer = tmp_path / "g.krn"
+    primer.write_text(KERN_PRIMER)
+    melody = mg_two.generate_melody("", 40, rng=0, primer=primer, primer_bars=2)
+    # the pickup (an eighth) and two bars of 2/4, moved from G major to C major
+    opening = "55 _ 60 _ 62 _ 64 _ 60 _ 62 _ _ _ 55 _ _ _".split()
+    assert melody[:18] == opening and melody.opening == 18 and len(melody) > 18
+    assert (melody.meter, melody.mode, melody.pickup, melody.key) == ("2/4", "major", 2, "G major")
+    path = mg_two.save_melody(melody, file_name=tmp_path / "out.mid")
+    import mido
+
+    onsets = [m.note for m in mido.MidiFile(path) if m.type == "note_on" and m.velocity]
+    assert onsets[:7] == [62, 67, 69, 71, 67, 69, 62]  # back in G, as the primer was written
+    with pytest.raises(ValueError, match="has meter 2/4, not 3/4: leave meter unset"):
+        mg_two.generate_melody("", 10, primer=primer, meter="3/4")
+    with pytest.raises(ValueError, match="a seed or a primer, not both"):
+        mg_two.generate_melody("60 _", 10, primer=primer)
+
+
+def test_primer_from_abc_midi_and_musicxml(mg_two, tmp_path):
+    abc = tmp_path / "tunes.abc"
+    abc.write_text(ABC_PRIMERS)
+    melody = mg_two.generate_melody("", 30, rng=0, primer=abc, primer_bars=1)  # the first tune
+    assert melody[:12] == "69 _ _ _ 72 _ _ _ 76 _ _ _".split()
+    assert (melody.meter, melody.mode, melody.key) == ("3/4", "minor", "A minor")
+
+    midi = tmp_path / "c.mid"
+    write_midi(midi, [[60], [64], [67], [72], [67], [64]])
+    melody = mg_two.generate_melody("", 30, rng=0, primer=midi, primer_bars=2)
+    assert melody[:16] == "60 _ _ _ 64 _ _ _ 67 _ _ _ 72 _ _ _".split()
+    assert (melody.meter, melody.pickup, melody.key) == ("2/4", 0, "C major")
+
+    from music21 import converter
+
+    musicxml = tmp_path / "g.musicxml"
+    converter.parse(KERN_PRIMER, format="humdrum").write("musicxml", fp=musicxml)
+    from_xml = mg_two.generate_melody("", 30, rng=0, primer=musicxml, primer_bars=2)
+    assert from_xml[:18] == "55 _ 60 _ 62 _ 64 _ 60 _ 62 _ _ _ 55 _ _ _".split()
+
+
+def test_bad_primers_get_one_clear_line(mg_two, two, tmp_path):
+    (tmp_path / "empty.mid").write_bytes(b"")
+    write_midi(tmp_path / "chords.mid", [[60, 64], [62], [64, 67], [60]])
+    (tmp_path / "tune.txt").write_text("not music")
+    cases = {
+        "empty.mid": "cannot use it (empty)",
+        "chords.mid": "is polyphonic",
+        "tune.txt": "cannot use it (unknown suffix",
+        "missing.krn": "cannot use it (unreadable)",
+    }
+    for name, message in cases.items():
+        with pytest.raises(ValueError, match=re.escape(message)):
+            mg_two.generate_melody("", 10, primer=tmp_path / name)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "melodygenerator.py"), "--model", "runs/two/model.pth"]
+        + ["--primer", str(tmp_path / "chords.mid")],
+        cwd=two,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "chords.mid is polyphonic" in result.stderr and "Traceback" not in result.stderr
