@@ -340,11 +340,15 @@ def preprocess(
 
 def song_metadata(index, name, collection, result, symbols, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
-    where it has none or changes meter (then pickup is 0 and bars empty)."""
+    where it has none, changes meter or has one the controls cannot count in 16ths ("3/3", from
+    a damaged file): then pickup is 0 and bars empty."""
     steps = len(symbols)
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
-    bar = controls.bar_steps(meter, time_step)
+    try:
+        bar = controls.bar_steps(meter, time_step)
+    except ValueError:
+        meter, bar = controls.UNKNOWN_METER, None
     pickup = round(result["pickup"] / time_step) if bar else 0
     tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
     return {
