@@ -501,7 +501,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
     or not at all.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
         dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp"
     ) as tmp:
@@ -509,6 +509,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
         _fetch(url, tmp / "download.zip")
         _unpack(tmp / "download.zip", url, tmp / "unpacked")
         source = _collections_holder(tmp / "unpacked", url)
+        root.mkdir(exist_ok=True)  # only now: a failed download leaves no empty folder
         (tmp / "old").mkdir()
         for item in sorted(source.iterdir()):
             target = root / item.name
