@@ -656,9 +656,10 @@ def main():
     known = ", ".join(sorted(readers.READERS))
     parser.add_argument(
         "--dataset",
+        default=argparse.SUPPRESS,  # absent: config.DATASET_PATH, or the folder --download fills
         help=f"folder searched recursively for music files ({known}), or music21:NAME, one of "
-        f"music21's corpora ({', '.join(corpus.CORPORA)}) (default: {config.DATASET_PATH}, or "
-        "the folder --download fills)",
+        f"music21's corpora ({', '.join(corpus.CORPORA)}); without it, {config.DATASET_PATH} "
+        "or the folder --download fills",
     )
     parser.add_argument(
         "--name",
@@ -702,11 +703,12 @@ def main():
     args = parser.parse_args()
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
-    dataset = args.dataset or config.DATASET_PATH
+    given = getattr(args, "dataset", None)
+    dataset = given or config.DATASET_PATH
     if args.download:
         url, root = download_source(args.download, args.url)
         download(url, root)
-        dataset = args.dataset or (dataset if args.download == "deutschl" else root)
+        dataset = given or (dataset if args.download == "deutschl" else root)
     if args.name:
         folder = dataset_dir(args.name)
         args.save_dir = folder / config.SAVE_DIR
