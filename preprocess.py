@@ -340,11 +340,15 @@ def preprocess(
 
 def song_metadata(index, name, collection, result, symbols, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
-    where it has none or changes meter (then pickup is 0 and bars empty)."""
+    where it has none, changes meter or has one the controls cannot count in 16ths ("3/3", from
+    a damaged file): then pickup is 0 and bars empty."""
     steps = len(symbols)
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
-    bar = controls.bar_steps(meter, time_step)
+    try:
+        bar = controls.bar_steps(meter, time_step)
+    except ValueError:
+        meter, bar = controls.UNKNOWN_METER, None
     pickup = round(result["pickup"] / time_step) if bar else 0
     tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
     return {
@@ -497,7 +501,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
     or not at all.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
         dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp"
     ) as tmp:
@@ -505,6 +509,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
         _fetch(url, tmp / "download.zip")
         _unpack(tmp / "download.zip", url, tmp / "unpacked")
         source = _collections_holder(tmp / "unpacked", url)
+        root.mkdir(exist_ok=True)  # only now: a failed download leaves no empty folder
         (tmp / "old").mkdir()
         for item in sorted(source.iterdir()):
             target = root / item.name
@@ -651,9 +656,10 @@ def main():
     known = ", ".join(sorted(readers.READERS))
     parser.add_argument(
         "--dataset",
+        default=argparse.SUPPRESS,  # absent: config.DATASET_PATH, or the folder --download fills
         help=f"folder searched recursively for music files ({known}), or music21:NAME, one of "
-        f"music21's corpora ({', '.join(corpus.CORPORA)}) (default: {config.DATASET_PATH}, or "
-        "the folder --download fills)",
+        f"music21's corpora ({', '.join(corpus.CORPORA)}); without it, {config.DATASET_PATH} "
+        "or the folder --download fills",
     )
     parser.add_argument(
         "--name",
@@ -697,11 +703,12 @@ def main():
     args = parser.parse_args()
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
-    dataset = args.dataset or config.DATASET_PATH
+    given = getattr(args, "dataset", None)
+    dataset = given or config.DATASET_PATH
     if args.download:
         url, root = download_source(args.download, args.url)
         download(url, root)
-        dataset = args.dataset or (dataset if args.download == "deutschl" else root)
+        dataset = given or (dataset if args.download == "deutschl" else root)
     if args.name:
         folder = dataset_dir(args.name)
         args.save_dir = folder / config.SAVE_DIR

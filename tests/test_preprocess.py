@@ -22,9 +22,9 @@ import artefacts
 import config
 import encoding
 import preprocess
-from readers import common, kern
 from artefacts import UserError
 from encoding import events_from_stream, transpose_events, transposition_semitones
+from readers import common, kern
 
 HOLDS = lambda n: " ".join(["_"] * n)  # noqa: E731
 
