@@ -124,7 +124,13 @@ def load_songs(dataset_path=config.SINGLE_FILE_DATASET, mapping_path=config.MAPP
     dataset_path = Path(dataset_path)
     if not dataset_path.is_file():
         raise UserError(f"{dataset_path} not found: run preprocess.py first")
-    symbols = dataset_path.read_text(encoding="utf-8").split()
+    try:
+        symbols = dataset_path.read_text(encoding="utf-8").split()
+    except UnicodeDecodeError:
+        raise UserError(
+            f"{dataset_path} is not a file_dataset (it is not text): pass the file_dataset that "
+            "preprocess.py wrote, or run preprocess.py on your music files first"
+        ) from None
     if not symbols:
         raise UserError(f"{dataset_path} is empty: run preprocess.py on a dataset with songs in it")
     unknown = sorted(set(symbols) - set(mapping))

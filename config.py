@@ -5,12 +5,30 @@ them.
 # Data
 DATASET_PATH = "deutschl/erk"  # folder searched recursively for .krn files
 DATASET_ROOT = "deutschl"  # where `preprocess.py --download` unpacks the collection
-DOWNLOAD_URL = "https://kern.humdrum.org/data?f=zip&l=/essen/europa/deutschl"
+ESSEN_URL = "https://kern.humdrum.org/data?f=zip&l=/essen/"  # + a region's path: its zip
+DOWNLOAD_URL = ESSEN_URL + "europa/deutschl"
+ESSEN_ROOT = "essen"  # where `--download REGION` unpacks a region other than deutschl
+# The Essen Folksong Collection's regions on the Humdrum site: `preprocess.py --download REGION`
+ESSEN_REGIONS = {
+    **{
+        name: f"europa/{name}"
+        for name in (
+            "deutschl czech danmark elsass england france italia jugoslav lothring luxembrg magyar "
+            "nederlan oesterrh polska romania rossiya schweiz sverige tirol ukraina"
+        ).split()
+    },
+    **{name: f"asia/china/{name}" for name in ("han", "natmin", "shanxi", "xinhua")},
+    "africa": "africa",
+    "mexico": "america/mexico",
+    "usa": "america/usa",
+}
+DATA_DIR = "data"  # `preprocess.py --name NAME` writes data/NAME/; `train.py --data NAME` reads it
 FALLBACK_CORPUS = "essenFolksong/erk*.abc"  # shipped with music21; used when DATASET_PATH is absent
 ACCEPTABLE_DURATIONS = [0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0]  # in quarter lengths
 TIME_STEP = 0.25  # quarter lengths per encoded step (a 16th note)
 
-# Artefacts written by preprocess.py
+# Artefacts written by preprocess.py: in the repo root (the tutorial's names, the default flow) or,
+# with `--name NAME`, in DATA_DIR/NAME/ under the same names
 SAVE_DIR = "music_dataset"
 SINGLE_FILE_DATASET = "file_dataset"
 MAPPING_PATH = "mapping.json"
@@ -36,12 +54,16 @@ MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
 TRAIN_STATE_PATH = "train_state.pth"  # last epoch, with optimizer state, for --resume
 TRAINING_LOG = "training_log.csv"
 TRAINING_PLOT = "training_curve.png"
+RUNS_DIR = "runs"  # `train.py --data NAME` writes the four files above in RUNS_DIR/NAME/
+# melodygenerator.py's model when there is no MODEL_PATH: one that ships with the repo
+PRETRAINED_MODEL = "pretrained/deutschl-lstm/model.pth"
 
 # Generation and evaluation
 OUTPUT_PATH = "generated.mid"
 SEED_MELODY = (
     "55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _"  # the tutorial's seed (G C G G); "" starts from nothing
 )
+PRIMER_BARS = 2  # bars of a primer file (melodygenerator.py --primer) the melody continues
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them

@@ -1,7 +1,9 @@
-"""Meter, mode, pickup and length: what a song's structure is, and what the model is told of it.
+"""Meter, mode, pickup, length and style: what a song's structure is, and what the model is told
+of it.
 
 Every step the model predicts comes with four control fields, small integers any architecture
-can embed beside the symbol it reads:
+can embed beside the symbol it reads (a fifth, the style, where the training songs come from two
+or more collections):
 
     meter       the song's meter, an index into the checkpoint's list of meters ("3/4", "6/8", ...)
     mode        major or minor (songs are moved to C major or A minor)
@@ -9,6 +11,8 @@ can embed beside the symbol it reads:
                 offset = bar_steps - pickup, so the first full bar starts at position 0
     bars left   ceil((length - t) / bar_steps): how many bars are still to come, 0 at the song's
                 closing `/`; capped at MAX_BARS_LEFT
+    style       the song's collection (song_metadata.csv `collection`: "erk", "oneills1850", ...),
+                an index into the checkpoint's list of styles; only in a model of several
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
@@ -51,20 +55,27 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 
 @dataclass(frozen=True)
 class Plan:
-    """One melody's structure: meter, mode, pickup (steps) and length in bars (None: open)."""
+    """One melody's structure: meter, mode, pickup (steps), length in bars (None: open) and style
+    (the collection it is like; None for a model of one collection)."""
 
     meter: str
     mode: str | None
     pickup: int = 0
     bars: int | None = None
+    style: str | None = None
 
     @classmethod
     def from_row(cls, row):
         """The plan of a real song, from its row of song_metadata.csv (artefacts.load_metadata)."""
-        return cls(*(row[name] for name in PLAN_FIELDS))
+        return cls(row["meter"], row["mode"], row["pickup"], row["bars"], row["collection"] or None)
 
 
 PLAN_FIELDS = [f.name for f in dataclasses.fields(Plan)]
+# The controls a drawn song must share with those asked, from the strictest level down; an asked
+# style is kept first, and the last levels, without it, can only be reached by a pickup asked for
+# that no song of the style has room for.
+_LEVELS = (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("mode",), ("meter",), ())
+LEVELS = tuple(("style", *keys) for keys in _LEVELS) + _LEVELS
 
 
 class ControlSpace:
@@ -81,8 +92,9 @@ class ControlSpace:
         max_bars_left=config.MAX_BARS_LEFT,
         time_step=config.TIME_STEP,
         plans=(),
+        styles=(),
     ):
-        self.meters = list(meters)
+        self.meters, self.styles = list(meters), list(styles)
         self.max_bar_steps, self.max_bars_left, self.time_step = (
             max_bar_steps,
             max_bars_left,
@@ -92,10 +104,22 @@ class ControlSpace:
 
     @classmethod
     def from_songs(
-        cls, plans, meters=(), time_step=config.TIME_STEP, max_bars_left=config.MAX_BARS_LEFT
+        cls,
+        plans,
+        meters=(),
+        time_step=config.TIME_STEP,
+        max_bars_left=config.MAX_BARS_LEFT,
+        styles=(),
     ):
-        """The space of training songs' plans; meters: more meters to know (the held-out songs')."""
+        """The space of training songs' plans; meters, styles: more to know (the held-out songs').
+
+        The plans' styles become a control field only where there are two or more of them; with
+        one, the plans keep no style.
+        """
         meters = sorted({p.meter for p in plans} | set(meters) | {UNKNOWN_METER})
+        styles = sorted({p.style for p in plans if p.style} | set(styles))
+        if len(styles) < 2:
+            styles, plans = [], [dataclasses.replace(p, style=None) for p in plans]
         steps = [bar_steps(m, time_step) for m in meters]
         return cls(
             meters,
@@ -103,11 +127,20 @@ class ControlSpace:
             max_bars_left,
             time_step,
             [tuple(vars(p).values()) for p in plans],
+            styles,
         )
 
     @classmethod
     def from_dict(cls, d):
-        return cls(d["meters"], d["max_bar_steps"], d["max_bars_left"], d["time_step"], d["plans"])
+        """A saved space; one saved before styles existed has none."""
+        return cls(
+            d["meters"],
+            d["max_bar_steps"],
+            d["max_bars_left"],
+            d["time_step"],
+            d["plans"],
+            d.get("styles", ()),
+        )
 
     def as_dict(self):
         return {
@@ -116,19 +149,22 @@ class ControlSpace:
             "max_bars_left": self.max_bars_left,
             "time_step": self.time_step,
             "plans": [list(vars(p).values()) for p in self.plans],
+            "styles": self.styles,
         }
 
     def sizes(self):
-        """Index ranges of the four fields; the last index of position and bars-left is "none"."""
-        return [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
+        """Index ranges of the fields (four, or five with styles); the last index of position and
+        bars-left is "none"."""
+        sizes = [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
+        return sizes + [len(self.styles)] if self.styles else sizes
 
     def bar_steps(self, meter):
         steps = bar_steps(meter, self.time_step)
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left]] for the predicted steps t = start .. stop - 1, as
-        an int64 array [stop - start, 4].
+        """[[meter, mode, position, bars left(, style)]] for the predicted steps t = start .. stop
+        - 1, as an int64 array [stop - start, 4 or 5].
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
@@ -137,13 +173,15 @@ class ControlSpace:
         if length is None and plan.bars is not None and bar is not None:
             length = plan.bars * bar
         t = np.arange(start, stop)
-        rows = np.empty((len(t), 4), dtype=np.int64)
+        rows = np.empty((len(t), len(self.sizes())), dtype=np.int64)
         rows[:, 0], rows[:, 1] = meter, MODES.index(plan.mode)
         rows[:, 2] = self.max_bar_steps if bar is None else (t + bar - plan.pickup) % bar
         if bar is None or length is None:
             rows[:, 3] = self.max_bars_left + 1
         else:  # ceil((length - t) / bar) in integers
             rows[:, 3] = np.clip(-((t - length) // bar), 0, self.max_bars_left)
+        if self.styles:
+            rows[:, 4] = self.styles.index(plan.style)
         return rows
 
     def song_fields(self, plan, length):
@@ -155,8 +193,21 @@ class ControlSpace:
         bring more, which the model knows only by name)."""
         return sorted({p.meter for p in self.plans if self.bar_steps(p.meter)})
 
-    def check(self, meter=None, mode=None, pickup=None, bars=None):
+    def trained_styles(self):
+        """The collections of the training songs, the styles a melody can be asked for."""
+        return sorted({p.style for p in self.plans if p.style})
+
+    def check(self, meter=None, mode=None, pickup=None, bars=None, style=None):
         """Refuse controls this model cannot honour, each with one sentence saying what can be."""
+        if style is not None:
+            known = self.trained_styles()
+            if not known:
+                raise ValueError(
+                    f"style {style!r}: this model was trained on one collection and takes no "
+                    "style; train one on songs of several collections to use it"
+                )
+            if style not in known:
+                raise ValueError(f"style {style!r}: this model knows {', '.join(known)}")
         if meter is not None:
             parse_meter(meter)
             known = self.trained_meters()
@@ -179,14 +230,14 @@ class ControlSpace:
                     f"({self.bar_steps(meter)} steps): it must be shorter than a bar"
                 )
 
-    def choose(self, rng, meter=None, mode=None, pickup=None, bars=None):
+    def choose(self, rng, meter=None, mode=None, pickup=None, bars=None, style=None):
         """A Plan with the given controls, the unset ones drawn from a training song that agrees.
 
         The draw is from the training songs with a known meter that match every control given,
-        else those that match the meter and mode, the mode, the meter, or else all of them: the
-        model picks as it learned.
+        else those that match the meter and mode, the mode, the meter, or else all of them, each
+        first among the songs of the style asked: the model picks as it learned.
         """
-        self.check(meter, mode, pickup, bars)
+        self.check(meter, mode, pickup, bars, style)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
         if pickup is not None:  # a pickup asked for needs a meter whose bar is longer
             pool = [p for p in pool if (self.bar_steps(p.meter) or 0) > pickup]
@@ -195,13 +246,9 @@ class ControlSpace:
                     f"pickup {pickup} steps is a bar or more of every meter this "
                     f"model knows ({', '.join(self.trained_meters())})"
                 )
-        levels = (("meter", "mode", "pickup", "bars"), ("meter", "mode"), ("mode",), ("meter",), ())
-        for keys in levels:
-            wanted = {
-                k: v
-                for k, v in zip(("meter", "mode", "pickup", "bars"), (meter, mode, pickup, bars))
-                if k in keys
-            }
+        asked = {"meter": meter, "mode": mode, "pickup": pickup, "bars": bars, "style": style}
+        for keys in LEVELS:
+            wanted = {k: asked[k] for k in keys}
             matches = [
                 p for p in pool if all(v is None or getattr(p, k) == v for k, v in wanted.items())
             ]
@@ -214,6 +261,7 @@ class ControlSpace:
             mode=mode or drawn.mode,
             pickup=drawn.pickup if pickup is None else pickup,
             bars=drawn.bars if bars is None else bars,
+            style=style or drawn.style,
         )
         bar = self.bar_steps(plan.meter)
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter

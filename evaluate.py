@@ -23,6 +23,8 @@ same DataFrames), and prints the headline figures:
  5. Can a classifier tell? The classifier two-sample test of twosample.py: cross-validated ROC AUC
     of classifiers telling generated melodies from held-out songs, calibrated on training songs
     against held-out songs, with the features that give the generated melodies away.
+ 6. Styles (a model trained on several collections): melodies asked for each style against the
+    real songs of each collection, as the mean feature overlap of section 2.
 """
 
 import argparse
@@ -67,6 +69,9 @@ WHITE_KEYS = {
     11,
 }  # pitch classes of C major / A minor, the key every song is moved to
 TONICS = {0, 9}  # C and A
+# A collection with fewer held-out songs is compared, in the style matrix, through all its songs:
+# a feature histogram of a handful of songs is mostly noise
+MIN_STYLE_SONGS = 20
 
 # Each feature: whether its values are pooled over all notes of a set of melodies ("notes") or are
 # one number per melody ("melody"), and the fixed histogram bin edges both sets share (values
@@ -585,18 +590,18 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--dataset",
-        default=config.SINGLE_FILE_DATASET,
-        help="file_dataset the models were trained on (default: %(default)s)",
+        help="file_dataset the models were trained on (default: the one the first --model names, "
+        f"else {config.SINGLE_FILE_DATASET})",
     )
     parser.add_argument(
         "--mapping",
-        default=config.MAPPING_PATH,
-        help="mapping.json the models were trained with (default: %(default)s)",
+        help="mapping.json the models were trained with (default: the first --model's, else "
+        f"{config.MAPPING_PATH} beside --dataset)",
     )
     parser.add_argument(
         "--metadata",
-        help=f"song table of the dataset: meters, pickups, modes (default: {config.SONG_METADATA} "
-        "beside --dataset)",
+        help="song table of the dataset: meters, pickups, modes, collections (default: the first "
+        f"--model's, else {config.SONG_METADATA} beside --dataset)",
     )
     parser.add_argument(
         "--num-melodies",
@@ -613,8 +618,8 @@ def parse_args(argv):
     )
     parser.add_argument(
         "--out",
-        default=config.EVALUATION_DIR,
-        help="folder for report.md, results.json and its plots (default: %(default)s)",
+        help="folder for report.md, results.json and its plots (default: "
+        f"{config.EVALUATION_DIR}/ beside the first --model)",
     )
     parser.add_argument(
         "--max-order",
@@ -679,6 +684,19 @@ def parse_args(argv):
     return args
 
 
+def resolve_data(args, first_model):
+    """Fill in --dataset, --mapping, --metadata and --out where unset: the files the first model
+    names as its training data (a model from before checkpoints named them: the tutorial's files
+    in the repo root), and evaluation/ beside the model."""
+    checkpoint = artefacts.load_torch(first_model)
+    if args.dataset is None:
+        args.dataset = checkpoint.get("dataset", config.SINGLE_FILE_DATASET)
+        args.mapping = args.mapping or checkpoint.get("mapping")
+        args.metadata = args.metadata or checkpoint.get("metadata")
+    args.mapping = args.mapping or str(Path(args.dataset).parent / config.MAPPING_PATH)
+    args.out = args.out or str(Path(first_model).parent / config.EVALUATION_DIR)
+
+
 def main(argv=None):
     args = parse_args(argv)
     if args.score_listening:
@@ -701,6 +719,7 @@ def main(argv=None):
         raise UserError("the same --model is given twice: name each model once")
     if args.listening_test is not None and len(paths) > 1:
         raise UserError("a listening test is written for one model: give one --model")
+    resolve_data(args, paths[0])
 
     songs, mapping = artefacts.load_songs(args.dataset, args.mapping)
     checkpoints = load_models(paths, mapping, len(songs))
@@ -849,6 +868,20 @@ def main(argv=None):
             asked[path][mode] = mode_summary(melodies, [m.plan for m in melodies], mode)
     if asked:
         plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
+    # 6. styles: melodies asked for each style against the real songs of each collection
+    references = style_references([[vocabulary[i] for i in s] for s in songs], plans, held_out)
+    matrices = []
+    for path in paths:
+        generator = MelodyGenerator(path, args.mapping, device=args.device)
+        if generator.styles:
+            matrices.append(style_matrix(path, generator, references, args, num_steps, bar_steps))
+    style_tables = {}
+    if matrices:
+        style_tables["styles"] = pd.concat(matrices, ignore_index=True)
+        style_tables["style_references"] = pd.DataFrame(
+            [{"collection": c, "real songs": which} for c, (_, which) in references.items()]
+        )
+        plot_style_matrix(out / "styles.png", style_tables["styles"], list(references))
     plot_features(
         out / "features.png",
         f"{args.num_melodies} melodies generated per model vs {len(test_songs)} "
@@ -929,6 +962,7 @@ def main(argv=None):
         ),
         **structure,
         **classifier,
+        **style_tables,
     }
 
     # report
@@ -1107,6 +1141,26 @@ def main(argv=None):
             f"Skipped: {smallest} melodies in the smallest set, fewer than the {args.cv_folds} "
             "cross-validation folds."
         ]
+    if style_tables:
+        lines += [
+            "",
+            "## 6. Styles",
+            "",
+            f"{args.num_melodies} melodies per model asked for each style it knows (the other "
+            "controls drawn from the training songs of that style), against the real songs of "
+            "each collection: the mean feature overlap of section 2 (1 = the same). A style's "
+            "melodies should be closest to their own collection: the diagonal highest in its row. "
+            f"Real songs: each collection's held-out songs, or all of them where fewer than "
+            f"{MIN_STYLE_SONGS} are held out, `style_references`:",
+            "",
+        ]
+        lines += markdown(style_tables["style_references"])
+        lines += ["", "`styles`:", ""]
+        lines += markdown(
+            style_tables["styles"],
+            {c: "{:.3f}" for c in references},
+        )
+        lines += ["", "![style matrix](styles.png)"]
     artefacts.write_text(out / "report.md", "\n".join(lines) + "\n")
     artefacts.write_json(
         out / "results.json",
@@ -1126,6 +1180,11 @@ def main(argv=None):
             f"(real vs real {np.nanmean(list(reference_overlaps.values())):.2f}); "
             f"{percent(g['memorisation']['window_share'])} of {window}-step windows copied from "
             f"training songs (held-out songs {percent(natural['window_share'])})"
+        )
+    for row in style_tables.get("styles", pd.DataFrame()).to_dict("records"):
+        print(
+            f"{row['model']}, style {row['style asked']}: closest to {row['closest']} "
+            f"({', '.join(f'{c} {row[c]:.3f}' for c in references)})"
         )
     for row in classifier.get("classifier_auc", pd.DataFrame()).itertuples(index=False):
         print(
@@ -1291,6 +1350,62 @@ def classifier_section(tables, args):
         tables["classifier_features"],
         {"held-out mean": three, "generated mean": three, "difference (sd)": "{:+.2f}"},
     )
+
+
+def style_references(symbols, plans, held_out):
+    """{collection: (the real songs a style is compared with, which ones)}: its held-out songs, or
+    all of its songs where fewer than MIN_STYLE_SONGS are held out."""
+    held, references = set(held_out), {}
+    for collection in sorted({p.style for p in plans if p.style}):
+        songs = [i for i, p in enumerate(plans) if p.style == collection]
+        chosen, which = [i for i in songs if i in held], "held-out"
+        if len(chosen) < MIN_STYLE_SONGS:
+            chosen, which = songs, "all"
+        references[collection] = ([symbols[i] for i in chosen], f"{which} ({len(chosen)})")
+    return references
+
+
+def style_matrix(path, generator, references, args, num_steps, bar_steps):
+    """One row per style the model knows: the mean feature overlap (section 2's features) of
+    --num-melodies melodies asked for it with the real songs of each collection, and the closest
+    collection."""
+    real = {c: feature_histograms(songs, bar_steps) for c, (songs, _) in references.items()}
+    rows = []
+    for style in tqdm(generator.styles, desc=f"styles, {path}", leave=False):
+        melodies = generator.generate_melodies(
+            "",
+            args.num_melodies,
+            num_steps,
+            temperature=args.temperature,
+            top_p=args.top_p,
+            rng=args.seed,
+            style=style,
+        )
+        generated = feature_histograms(melodies, bar_steps)
+        row = {"model": path, "style asked": style}
+        row |= {c: np.nanmean(list(compare_features(real[c], generated).values())) for c in real}
+        row["closest"] = max(real, key=row.get)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_style_matrix(path, matrix, collections):
+    """A heat map per model: rows the style asked, columns the collection, cells the overlap."""
+    models = list(dict.fromkeys(matrix["model"]))
+    fig, axes = plt.subplots(1, len(models), figsize=(1 + 1.2 * len(collections) * len(models), 4))
+    for ax, model in zip(np.atleast_1d(axes), models):
+        rows = matrix[matrix["model"] == model]
+        values = rows[collections].to_numpy(dtype=float)
+        ax.imshow(values, cmap="viridis", vmin=np.nanmin(values), vmax=np.nanmax(values))
+        for (r, c), value in np.ndenumerate(values):
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", color="white", fontsize=8)
+        ax.set_xticks(range(len(collections)), collections, rotation=45, ha="right")
+        ax.set_yticks(range(len(rows)), rows["style asked"])
+        ax.set_xlabel("real songs of")
+        ax.set_ylabel("style asked")
+        ax.set_title(model, fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, path)
 
 
 def feature_frame(paths, real, reference_overlaps, generated):

@@ -3,6 +3,7 @@
 
     python melodygenerator.py --seed "55 _ _ _ 60 _" --temperature 0.8 --num-melodies 4 --key G
     python melodygenerator.py --output song.mid song.wav song.png
+    python melodygenerator.py --primer tune.mid --primer-bars 2    # continues a file's first bars
 
 or in a notebook:
 
@@ -23,7 +24,9 @@ import os
 import random
 import re
 import secrets
+import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -54,18 +57,24 @@ class Melody(list):
     (`plan`, a controls.Plan).
 
     meter ("3/4"), mode ("major"/"minor"; None for a model without controls), pickup (steps before
-    the first barline) and bars (its length in bars; None where open) read the plan. save_melody
-    writes the score in that meter with that pickup.
+    the first barline), bars (its length in bars; None where open) and style (the collection it
+    was made like; None for a model of one collection) read the plan. save_melody writes the score
+    in that meter with that pickup.
     """
 
-    def __init__(self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None):
+    def __init__(
+        self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None, style=None
+    ):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars)
+        self.plan = controls.Plan(meter, mode, pickup, bars, style)
+        self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
+        self.opening = 0  # symbols from the seed or primer; the generated ones follow
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)
     pickup = property(lambda self: self.plan.pickup)
     bars = property(lambda self: self.plan.bars)
+    style = property(lambda self: self.plan.style)
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
@@ -82,14 +91,92 @@ class Melody(list):
         )
 
 
-class MelodyGenerator:
-    def __init__(
-        self, model_path=config.MODEL_PATH, mapping_path=config.MAPPING_PATH, device="cpu"
-    ):
-        """Load model.pth (vocabulary included); mapping.json, where it exists, must agree with it.
+def default_model(model_path):
+    """model_path, or the pretrained model (config.PRETRAINED_MODEL), saying so in one line, where
+    model_path is the default MODEL_PATH and there is none."""
+    if str(model_path) != config.MODEL_PATH or Path(model_path).is_file():
+        return model_path
+    if not Path(config.PRETRAINED_MODEL).is_file():
+        raise UserError(
+            f"{model_path} not found, nor the pretrained model {config.PRETRAINED_MODEL}: train "
+            "one (python preprocess.py && python train.py), or pass --model (model_path=) a "
+            "model.pth"
+        )
+    print(
+        f"no {model_path} here: using the pretrained model {config.PRETRAINED_MODEL} "
+        "(train.py makes your own)",
+        file=sys.stderr,
+    )
+    return config.PRETRAINED_MODEL
 
+
+class Primer(NamedTuple):
+    """The opening of a song file that a melody continues: its symbols in C major / A minor, the
+    plan fields it fixes, and its key ("G major"), the key the melody is written back in."""
+
+    symbols: list
+    meter: str | None
+    mode: str
+    pickup: int
+    key: str
+
+
+def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP):
+    """A file's first `bars` bars (the pickup and `bars` full bars) as a Primer: read as
+    preprocess.py reads songs (readers.read_file; the first tune of an ABC file), moved to C major
+    / A minor and encoded. An unreadable, empty or polyphonic file is a ValueError saying so."""
+    import preprocess  # here: its readers import music21, which generation alone need not wait for
+    import readers
+
+    check_count("primer_bars", bars, minimum=1)
+    name, result = readers.read_file(path)[0]
+    if "skip" in result:
+        raise ValueError(
+            f"primer {path}: cannot use it ({result['skip']}); give a MIDI, MusicXML, kern or "
+            "ABC file of one melody"
+        )
+    if polyphonic(path):
+        raise ValueError(
+            f"primer {path} is polyphonic (notes that start together, or several parts): give "
+            "a file of one melody line"
+        )
+    symbols = preprocess.encode_parsed(result, time_step)
+    row = preprocess.song_metadata(0, name, "", result, symbols, time_step)
+    meter = None if row["meter"] == controls.UNKNOWN_METER else row["meter"]
+    bar = controls.bar_steps(meter or config.TIME_SIGNATURE, time_step)
+    symbols = symbols[: row["pickup"] + bars * bar]
+    tonic = result["key"][0]
+    return Primer(symbols, meter, row["mode"], row["pickup"], f"{tonic} {row['mode']}")
+
+
+def polyphonic(path):
+    """Whether music21 reads notes that start together (a chord) or two parts with notes; False
+    where music21 cannot read the file (the project's own reader then did)."""
+    from music21 import chord, converter, stream
+
+    try:
+        score = converter.parse(path)
+    except Exception:  # music21 raises many types; the reader's parse stands
+        return False
+    if isinstance(score, stream.Opus):  # an ABC file of several tunes: the first one is read
+        score = score.scores[0]
+    parts = [p for p in score.parts if p.recurse().notes] if score.parts else [score]
+    return len(parts) > 1 or any(isinstance(n, chord.Chord) for n in score.recurse().notes)
+
+
+class MelodyGenerator:
+    def __init__(self, model_path=config.MODEL_PATH, mapping_path="auto", device="cpu"):
+        """Load model.pth (vocabulary included); the mapping it was trained with, where it exists,
+        must agree with it.
+
+        model_path: the default (model.pth) falls back to the pretrained model where it is missing.
+        mapping_path: "auto" is the mapping the checkpoint names (mapping.json for a model from
+            before checkpoints named it), and none for the pretrained model fallen back to; None
+            checks none.
         device: "cpu" is fastest for a few melodies; a GPU pays off for large batches.
         """
+        resolved = default_model(model_path)
+        pretrained, model_path = resolved != model_path, resolved
         checkpoint = artefacts.load_torch(model_path)
         try:
             self.device = torch.device(device)
@@ -114,6 +201,8 @@ class MelodyGenerator:
         if DELIMITER not in self.vocabulary or len(self.vocabulary) != self.model.vocab_size:
             raise UserError(f"{model_path} has an inconsistent vocabulary: re-run train.py")
         self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
+        if mapping_path == "auto":
+            mapping_path = None if pretrained else checkpoint.get("mapping", config.MAPPING_PATH)
         if mapping_path is not None and Path(mapping_path).is_file():
             self._check_mapping(Path(model_path), Path(mapping_path))
 
@@ -145,6 +234,9 @@ class MelodyGenerator:
         mode=None,
         bars=None,
         pickup=None,
+        style=None,
+        primer=None,
+        primer_bars=config.PRIMER_BARS,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -168,6 +260,12 @@ class MelodyGenerator:
             bars * bar-length steps) and pickup (steps before the first barline): each one left
             as None is drawn, with the others, from a training song that agrees with those given.
             The melody then ends on the barline of its last bar (unless num_steps cuts it first).
+        style: the collection the melody is to be like ("erk"), for a model trained on several
+            (MelodyGenerator.styles lists them); None draws it with the rest of the plan.
+        primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
+            continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
+            fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
+            writes it in.
         """
         return self.generate_melodies(
             seed,
@@ -182,6 +280,9 @@ class MelodyGenerator:
             mode=mode,
             bars=bars,
             pickup=pickup,
+            style=style,
+            primer=primer,
+            primer_bars=primer_bars,
         )[0]
 
     @torch.inference_mode()
@@ -199,11 +300,29 @@ class MelodyGenerator:
         mode=None,
         bars=None,
         pickup=None,
+        style=None,
+        primer=None,
+        primer_bars=config.PRIMER_BARS,
     ):
-        """Sample n melodies from the same seed as one batch; a list of n Melody (see
+        """Sample n melodies from the same seed (or primer) as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
         """
-        seed_indices = self._seed_indices(seed)
+        opening = None
+        if primer is not None:
+            opening = read_primer(primer, primer_bars, self.time_step)
+            if seed.split() if isinstance(seed, str) else list(seed):
+                raise ValueError("give a seed or a primer, not both (pass seed '' with a primer)")
+            for name, asked in {"meter": meter, "mode": mode, "pickup": pickup}.items():
+                own = getattr(opening, name)
+                if asked is not None and own is not None and asked != own:
+                    raise ValueError(
+                        f"primer {primer} has {name} {own}, not {asked}: leave {name} unset"
+                    )
+            seed, meter, mode, pickup = opening.symbols, opening.meter, opening.mode, opening.pickup
+        try:
+            seed_indices = self._seed_indices(seed)
+        except ValueError as error:
+            raise ValueError(f"primer {primer}: {error}" if opening else str(error)) from None
         check_count("n", n, minimum=1)
         check_count("num_steps", num_steps, minimum=0)
         if max_sequence_length is not None:
@@ -211,7 +330,7 @@ class MelodyGenerator:
         check_sampling(temperature, top_k, top_p)
         generator = make_generator(rng)
         delimiter = self.index[DELIMITER]
-        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup)
+        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup, style)
         fields, end = self._controls(plans, len(seed_indices) + num_steps)
         if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
             planned = end < OPEN_END
@@ -262,14 +381,20 @@ class MelodyGenerator:
         melodies = []
         for row, plan in zip(tokens[:, :num_steps].tolist(), plans):
             stop = row.index(delimiter) if delimiter in row else len(row)
-            melodies.append(
-                Melody(seed_symbols + [self.vocabulary[i] for i in row[:stop]], **vars(plan))
-            )
+            melody = Melody(seed_symbols + [self.vocabulary[i] for i in row[:stop]], **vars(plan))
+            melody.opening = len(seed_symbols)
+            melody.key = opening.key if opening else None
+            melodies.append(melody)
         return melodies
 
-    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup):
+    @property
+    def styles(self):
+        """The styles (collections) this model can be asked for; [] for a model of one."""
+        return self.controls.trained_styles() if self.controls else []
+
+    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup, style):
         """Each melody's controls.Plan: the controls given, the others drawn per melody."""
-        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup}
+        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
         if self.controls is None:
             if any(v is not None for v in given.values()):
                 raise ValueError(
@@ -361,8 +486,8 @@ class MelodyGenerator:
         key: e.g. "G", "e" (lower case: minor), "F# minor", "Bb major". The model writes in C
             major / A minor; the melody is moved by exactly the inverse of preprocess.py's shift
             into C/Am, so "G" moves it up 7 semitones, "F" up 5, "e" down 5, "d" down 7 (tonic in
-            octave 4, as in encoding.transposition_semitones), and spelt in that key. None leaves
-            it in C major / A minor (by the melody's mode).
+            octave 4, as in encoding.transposition_semitones), and spelt in that key. None takes
+            the Melody's own `key` (a primer's), else leaves it in C major / A minor (by its mode).
         bpm: quarter notes per minute (MIDI, MusicXML and WAV).
         time_signature, pickup: the bars of the score; None takes the Melody's own (a plain list:
             4/4, no pickup).
@@ -382,6 +507,7 @@ class MelodyGenerator:
         fmt = SUFFIX_FORMATS.get(suffix, format)
         if fmt == "musicxml" and suffix in MIDI_SUFFIXES:
             path = path.with_suffix(".musicxml")
+        key = key if key is not None else getattr(melody, "key", None)
         target_key = (
             parse_key(key) if key is not None else default_key(getattr(melody, "mode", None))
         )
@@ -527,14 +653,35 @@ def main():
         "or WAV.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", default=config.MODEL_PATH, help="checkpoint written by train.py")
     parser.add_argument(
-        "--mapping", default=config.MAPPING_PATH, help="checked against the model where it exists"
+        "--model",
+        default=config.MODEL_PATH,
+        help="checkpoint written by train.py; where the default is missing, "
+        f"{config.PRETRAINED_MODEL}",
+    )
+    parser.add_argument(
+        "--mapping",
+        default="auto",
+        help="checked against the model where it exists (default: the one the model was trained "
+        "with)",
     )
     parser.add_argument(
         "--seed",
-        default=config.SEED_MELODY,
-        help='symbols to start from, e.g. "60 _ 62 _"; "" for none',
+        default=None,
+        help='symbols to start from, e.g. "60 _ 62 _"; "" for none (default: config SEED_MELODY, '
+        f'"{config.SEED_MELODY}", or none with --primer)',
+    )
+    parser.add_argument(
+        "--primer",
+        metavar="FILE",
+        help="continue the first bars of this song (MIDI, MusicXML, kern or ABC) in its meter, "
+        "mode, pickup and key",
+    )
+    parser.add_argument(
+        "--primer-bars",
+        type=int,
+        default=config.PRIMER_BARS,
+        help="bars of --primer to continue, after its pickup",
     )
     parser.add_argument(
         "--steps",
@@ -606,6 +753,12 @@ def main():
         "%(default)s: drawn from the training songs)",
     )
     parser.add_argument(
+        "--style",
+        default=None,
+        help="the collection to write like, for a model trained on several (default "
+        "%(default)s: drawn from the training songs)",
+    )
+    parser.add_argument(
         "--output",
         nargs="+",
         default=[config.OUTPUT_PATH],
@@ -625,6 +778,8 @@ def main():
     args = parser.parse_args()
 
     random_seed = args.random_seed if args.random_seed is not None else secrets.randbelow(2**31)
+    if args.seed is None:
+        args.seed = "" if args.primer else config.SEED_MELODY
     generator = MelodyGenerator(args.model, args.mapping, device=args.device)
     outputs = [Path(name) for name in args.output]
     try:
@@ -644,14 +799,20 @@ def main():
             mode=args.mode,
             bars=args.bars,
             pickup=args.pickup,
+            style=args.style,
+            primer=args.primer,
+            primer_bars=args.primer_bars,
         )
         for i, melody in enumerate(melodies, start=1):
-            new = len(melody) - len(args.seed.split())
-            plan = f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}" + (
-                f", {melody.bars} bars" if melody.bars else ""
+            new = len(melody) - melody.opening
+            plan = (
+                f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}"
+                + (f", {melody.bars} bars" if melody.bars else "")
+                + (f", style {melody.style}" if melody.style else "")
             )
             print(
-                f"melody {i} ({plan}; {new} symbols after the seed"
+                f"melody {i} ({plan}; {new} symbols after the "
+                f"{'primer (in ' + melody.key + ')' if args.primer else 'seed'}"
                 f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
             for output in outputs:

@@ -1,37 +1,37 @@
-"""Step 1: a folder of **kern songs -> music_dataset/, file_dataset and mapping.json.
+"""Step 1: a folder of songs (kern, ABC, MusicXML, MIDI) -> music_dataset/, file_dataset and
+mapping.json.
 
     python preprocess.py                    # config.DATASET_PATH (deutschl/erk), all cores, cached
     python preprocess.py --download         # fetch deutschl/ from the Humdrum site first
     python preprocess.py --dataset deutschl --workers 1 --no-cache --verbose
+    python preprocess.py --dataset music21:oneills1850 --name oneills   # writes data/oneills/
 
 For every song: read it into events (encoding.py) and a key, keep it only if every written note and
 rest lasts an acceptable duration, transpose it to C major / A minor, encode it, write it.
 
-Reading. music21's kern parser costs ~25 ms a file, so .krn files go through read_kern, a small
-reader of the kern that music21 reads, giving the same events and key (tests check this on erk).
-A file using anything read_kern does not know (spine splits, rational durations, ornaments...)
-goes to music21, which stays the reference. Without deutschl/, the Erk songs music21 ships as ABC
-are used, each tune parsed by music21. Parses run in a process pool and are cached in .cache/ by
-file content, so a second run only reads and hashes the files.
+Reading. readers/ holds one module per format, chosen by file suffix (readers.READERS); a folder
+may mix formats, and an ABC file may hold many tunes. `music21:NAME` reads one of music21's own
+corpora (readers/corpus.py). Without deutschl/, the Erk songs music21 ships as ABC are used.
+Parses run in a process pool and are cached in .cache/ by content, so a second run only reads and
+hashes the files.
 """
 
 import argparse
 import contextlib
-import functools
 import hashlib
-import io
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
+import sys
 import tempfile
 import urllib.error
 import urllib.request
 import zipfile
 from collections import Counter
 from dataclasses import dataclass, field
-from fractions import Fraction
 from multiprocessing import Pool
 from pathlib import Path
 from typing import NamedTuple
@@ -43,6 +43,7 @@ import artefacts
 import config
 import controls
 import encoding
+import readers
 from artefacts import (
     UserError,
     atomic_path,
@@ -59,272 +60,20 @@ from encoding import (
     transpose_events,
     transposition_semitones,
 )
+from readers import corpus
+from readers.common import music21_parse, song_key
 
 # Bump when a reader's output changes: cached parses of older versions are dropped.
-PARSER_VERSION = 2
+PARSER_VERSION = 3
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading one **kern file without music21
-
-
-class UnsupportedKern(ValueError):
-    """Kern that read_kern leaves to music21."""
-
-
-# Signs music21 reads as phrases, slurs, ties, beams, stems or articulations: none moves a pitch or
-# a duration.
-_MARKS = r"[{}()\[\]_;'~^LJKk/\\]*"
-_NOTE = re.compile(rf"{_MARKS}(\d+)(\.*)([a-gA-G]+|r)(#{{1,2}}|-{{1,2}}|n)?{_MARKS}")
-_KEY = re.compile(r"\*([A-Ga-g])(#{1,2}|-{1,2})?:")
-_METER = re.compile(r"\*M(\d+)/(\d+)")
-_HARMLESS_INTERPRETATIONS = (
-    "*M",
-    "*I",
-    "*k[",
-    "*clef",
-    "*met(",
-)  # metre, tempo, instrument, key signature, clef
-_SPINE_PATHS = {"*^", "*v", "*+", "*x", "*-"}
-_STEP_SEMITONES = {"c": 0, "d": 2, "e": 4, "f": 5, "g": 7, "a": 9, "b": 11}
-
-
-def _kern_duration(digits, dots):
-    """Quarter length of a kern duration (`4`, `8.`, `0` breve, `12` triplet eighth), as music21
-    computes it.
-    """
-    if set(digits) == {"0"}:
-        if len(digits) > 3:
-            raise UnsupportedKern(digits)
-        whole = Fraction(8 * 2 ** (len(digits) - 1))  # breve, longa, maxima
-    else:
-        number = int(digits)
-        if digits[0] == "0" or number > 2048:
-            raise UnsupportedKern(digits)
-        if number & (number - 1) and dots:
-            raise UnsupportedKern(
-                digits + "." * dots
-            )  # dotted tuplets: music21 has two readings ("JRP")
-        whole = Fraction(4, number)
-    if dots > 3:
-        raise UnsupportedKern("." * dots)
-    return float(whole * (2 - Fraction(1, 2**dots)))
-
-
-def _kern_note(token):
-    """One kern note or rest token -> (midi | None, quarter length, tie type | None)."""
-    match = _NOTE.fullmatch(token)
-    if not match:
-        raise UnsupportedKern(token)
-    digits, dots, letters, accidental = match.groups()
-    quarter_length = _kern_duration(digits, len(dots))
-    midi = None
-    if letters != "r":
-        if len(set(letters)) > 1:
-            raise UnsupportedKern(token)
-        octave = 3 + len(letters) if letters.islower() else 4 - len(letters)
-        accidental = accidental or ""
-        midi = (
-            12 * (octave + 1)
-            + _STEP_SEMITONES[letters[0].lower()]
-            + accidental.count("#")
-            - accidental.count("-")
-        )
-        if not 0 <= midi <= 127:
-            raise UnsupportedKern(token)  # music21 folds such pitches back into range
-    tie = (
-        "start"
-        if "[" in token
-        else "stop"
-        if "]" in token
-        else "continue"
-        if "_" in token
-        else None
-    )
-    return midi, quarter_length, tie
-
-
-@functools.cache  # songs reuse a few dozen tokens ("8c", "4.g"...): each is read once
-def _kern_event(token):
-    """A kern data token -> an event, or None for a grace note (music21 drops those, as we do)."""
-    if "q" in token or "Q" in token:
-        if " " in token:
-            raise UnsupportedKern(token)
-        return None
-    if " " in token:  # a chord: its top note, for the duration and tie music21 gives the chord
-        notes = [_kern_note(part) for part in token.split()]
-        if any(midi is None for midi, _, _ in notes):
-            raise UnsupportedKern(token)
-        ties = [tie for _, _, tie in notes if tie is not None]
-        midi, quarter_length, tie = (
-            max(midi for midi, _, _ in notes),
-            notes[0][1],
-            ties[0] if ties else None,
-        )
-    else:
-        midi, quarter_length, tie = _kern_note(token)
-    return midi, quarter_length, tie in ("stop", "continue")
-
-
-class KernSong(NamedTuple):
-    events: list  # of the top part
-    key: tuple | None  # declared (tonic, mode)
-    meters: list  # the top part's `*M` meters in order ("3/4"; none for `*MX`, as music21)
-    pickup: float  # quarter lengths before its first barline, if less than a bar; else 0
-
-
-def read_kern(text):
-    """Kern text -> a KernSong: events of the top part, declared key, meters and pickup.
-
-    Reads what music21 reads, the same way: lines split on tabs, `.` null tokens, `*`
-    interpretations (`*G:` is G major, `*e:` E minor), `=` barlines, `!` comments, notes, rests,
-    ties, grace notes (dropped), chords (top note). music21 makes a part of each **kern spine,
-    rightmost first.
-    Raises UnsupportedKern for anything else, so the caller can ask music21.
-    """
-    kern_columns, parts, keys, meters, first_bar = None, {}, {}, {}, {}
-    for line in text.splitlines():
-        line = line.rstrip()
-        if line.startswith("!!!!SEGMENT"):
-            raise UnsupportedKern("several pieces in one file")
-        if not line or line.startswith("!!"):
-            continue  # blank lines and global comments
-        tokens = re.split("\t+", line) if "\t" in line else [line]
-        if kern_columns is None:
-            if not line.startswith("**"):
-                raise UnsupportedKern("no exclusive interpretation line first")
-            kern_columns = [
-                i for i, token in reversed(list(enumerate(tokens))) if token == "**kern"
-            ]
-            if not kern_columns:
-                raise UnsupportedKern("no **kern spine")
-            parts, width = {i: [] for i in kern_columns}, len(tokens)
-            meters = {i: [] for i in kern_columns}
-            continue
-        if len(tokens) != width:
-            raise UnsupportedKern(f"{len(tokens)} spines on a line, {width} declared")
-        if line.startswith("*"):
-            if all(token == "*-" for token in tokens):
-                break
-            if any(token in _SPINE_PATHS or token.startswith("**") for token in tokens):
-                raise UnsupportedKern("spine paths")
-        for i in kern_columns:
-            token = tokens[i]
-            if token.startswith("=") and i not in first_bar:
-                filled = sum(ql for _, ql, _ in parts[i])
-                if filled:  # the end of the first bar with notes in it
-                    first_bar[i] = filled
-            if token == "." or token.startswith(("=", "!")):
-                continue
-            if token.startswith("*"):
-                key_match = _KEY.fullmatch(token)
-                if key_match:
-                    if i in keys:
-                        raise UnsupportedKern(
-                            "a key change"
-                        )  # music21's choice of key then depends on offsets
-                    letter, accidental = key_match.group(1), key_match.group(2) or ""
-                    keys[i] = (
-                        letter.upper() + accidental,
-                        "minor" if letter.islower() else "major",
-                    )
-                elif _METER.fullmatch(token):
-                    meters[i].append("/".join(_METER.fullmatch(token).groups()))
-                elif token.startswith("*M") and not token.startswith("*MM"):
-                    pass  # *MX, irregular: no meter, as music21 reads it
-                elif token != "*" and not token.startswith(_HARMLESS_INTERPRETATIONS):
-                    raise UnsupportedKern(token)
-                continue
-            event = _kern_event(token)
-            if event is not None:
-                parts[i].append(event)
-    if kern_columns is None:
-        raise UnsupportedKern("no **kern spine")
-    declared = next((keys[i] for i in kern_columns if i in keys), None)
-    events = encoding.top_part(parts[i] for i in kern_columns)
-    top = next((i for i in kern_columns if parts[i] is events), kern_columns[0])
-    pickup = float(first_bar.get(top, 0.0))
-    if meters[top]:
-        numerator, denominator = map(int, meters[top][0].split("/"))
-        pickup = pickup if pickup < 4 * numerator / denominator else 0.0  # a full first bar
-    else:
-        pickup = 0.0
-    return KernSong(events, declared, meters[top], pickup)
-
-
-# ---------------------------------------------------------------------------------------------
-# Parsing one source (a .krn file or an ABC tune) into a cacheable result
-
-
-def music21_parse(path=None, text=None, fmt="humdrum"):
-    """music21's parse of a file (or of text in format `fmt`), its warnings kept off the progress
-    bar.
-    """
-    from music21 import converter
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        if path is not None:
-            return converter.parse(path, format=fmt, forceSource=True)
-        return converter.parseData(text, format=fmt)
-
-
-def song_key(declared, events):
-    """The declared key, else music21's analysis of the notes: the key transposition starts from."""
-    return declared or encoding.analyse_key(events)
-
-
-def _result(events, declared, meters, pickup, reader):
-    if not any(midi is not None for midi, _, _ in events):
-        return {"skip": "no notes"}
-    try:
-        key = song_key(declared, events)
-    except Exception as error:  # music21's analysis can give up; one song must not end the run
-        return {"skip": "key analysis failed", "detail": f"{type(error).__name__}: {error}"[:200]}
-    return {
-        "events": events,
-        "key": list(key),
-        "declared": declared is not None,
-        "meters": meters,
-        "pickup": pickup,
-        "reader": reader,
-    }
-
-
-def _music21_result(path=None, text=None, fmt="humdrum"):
-    try:
-        song = music21_parse(path, text, fmt)
-        meters, pickup = encoding.structure_from_stream(song)
-        return _result(
-            events_from_stream(song), encoding.declared_key(song), meters, pickup, "music21"
-        )
-    # music21 raises many types on malformed input: the file is skipped, the run goes on
-    except Exception as error:
-        return {"skip": "music21 parse error", "detail": f"{type(error).__name__}: {error}"[:200]}
-
-
-def parse_kern_file(path, data):
-    """The bytes of one .krn file -> {"events", "key", ...} or {"skip": reason}."""
-    if not data.strip():
-        return {"skip": "empty"}
-    if b"\0" in data:
-        return {"skip": "binary, not text"}
-    text = data.decode(
-        "latin-1"
-    )  # as music21 reads kern; notes are ASCII, so comments cannot break them
-    if "**kern" not in text:
-        return {"skip": "not kern (no **kern spine)"}
-    try:
-        song = read_kern(text)
-    except Exception:  # UnsupportedKern, or a reader bug: music21 is the reference either way
-        return _music21_result(path=path)
-    return _result(song.events, song.key, song.meters, song.pickup, "kern")
+# Parsing songs (readers/ holds one module per format)
 
 
 def _parse_job(job):
-    kind, path, data = job
-    if kind == "abc":
-        return _music21_result(text=data.decode("utf-8"), fmt="abc")
-    return parse_kern_file(path, data)
+    suffix, path, data = job
+    return readers.READERS[suffix].parse(path, data)
 
 
 def _ignore_sigint():
@@ -345,60 +94,83 @@ def _parse_all(jobs, workers):
 # Finding sources
 
 
-def find_kern_files(dataset_path):
-    """Every .krn file under dataset_path, recursively, sorted by relative path (the same on every
-    machine).
+def find_music_files(dataset_path):
+    """Every file under dataset_path, recursively, that a reader knows (readers.READERS: .krn,
+    .abc, .musicxml, .mid, ...), sorted by relative path (the same on every machine).
     """
     root = Path(dataset_path)
-    return sorted(root.rglob("*.krn"), key=lambda path: path.relative_to(root).as_posix())
+    return sorted(
+        (path for path in root.rglob("*") if path.suffix.lower() in readers.READERS),
+        key=lambda path: path.relative_to(root).as_posix(),
+    )
+
+
+class Source(NamedTuple):
+    """One song to parse: the bytes of a file (or of one tune of an ABC file)."""
+
+    name: str  # the file's path under the dataset (`erk/deut0567.krn`, `erk10.abc X:3`)
+    suffix: str  # its reader's key in readers.READERS
+    path: str
+    data: bytes | OSError  # OSError: the file could not be read
+    collection: str  # the set it comes from (song_metadata.csv), for a style control
+
+
+def _file_sources(path, name, collection):
+    suffix = path.suffix.lower()
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return [Source(name, suffix, str(path), error, collection)]
+    return [
+        Source(song, suffix, str(path), chunk, collection)
+        for song, chunk in readers.split(path, name, data)
+    ]
 
 
 def fallback_tunes(pattern=config.FALLBACK_CORPUS):
-    """The ABC tunes of music21's corpus files matching pattern, as [(name, text)]: one song
-    each.
-    """
-    from music21 import common
-
-    tunes = []
-    for path in sorted(common.getCorpusFilePath().glob(pattern)):
-        text = path.read_text(encoding="latin-1")
-        header, *bodies = re.split(r"(?m)^(?=X:)", text)  # the file header applies to every tune
-        for body in bodies:
-            tunes.append(
-                (
-                    f"{path.name} {body.splitlines()[0]}",
-                    header.strip() + "\n" + body if header.strip() else body,
-                )
-            )
-    return tunes
+    """The songs of music21's corpus files matching pattern (essenFolksong's Erk tunes), as
+    sources."""
+    root, files = corpus.files(corpus.PREFIX + pattern.split("/")[0], pattern.split("/", 1)[1])
+    return [
+        source
+        for path, collection in files
+        for source in _file_sources(path, path.name, collection)
+    ]
 
 
 def _sources(dataset_path):
-    """[(name, kind, path, data or OSError)] to parse, and a label of where they came from."""
+    """[Source] to parse, and a label of where they came from."""
+    if corpus.is_corpus(dataset_path):
+        try:
+            _, files = corpus.files(dataset_path)
+        except ValueError as error:
+            raise UserError(str(error)) from None
+        sources = [s for path, c in files for s in _file_sources(path, path.name, c)]
+        return sources, str(dataset_path)
     root = Path(dataset_path)
     if root.is_dir():
         sources = []
-        for path in find_kern_files(root):
-            try:
-                data = path.read_bytes()
-            except OSError as error:
-                data = error
-            sources.append((path.relative_to(root).as_posix(), "kern", str(path), data))
+        for path in find_music_files(root):
+            name = path.relative_to(root).as_posix()
+            folder = Path(name).parent.as_posix()
+            sources += _file_sources(path, name, root.name if folder == "." else folder)
         return sources, str(dataset_path)
+    known = ", ".join(sorted(readers.READERS))
     if root.exists():
         raise UserError(
-            f"{dataset_path} is not a folder: pass the folder that holds the .krn files"
+            f"{dataset_path} is not a folder: pass the folder that holds the music files ({known})"
         )
     if os.path.normpath(dataset_path) != os.path.normpath(config.DATASET_PATH):
-        raise UserError(f"{dataset_path} not found: pass a folder of .krn files with --dataset")
-    tunes = fallback_tunes()
+        raise UserError(
+            f"{dataset_path} not found: pass a folder of music files ({known}) or "
+            f"{corpus.PREFIX}NAME ({', '.join(corpus.CORPORA)}) with --dataset"
+        )
+    sources = fallback_tunes()
     print(
-        f"{dataset_path} not found: using the {len(tunes)} Erk songs that music21 ships "
+        f"{dataset_path} not found: using the {len(sources)} Erk songs that music21 ships "
         f"({config.FALLBACK_CORPUS}); for the kern originals run `python preprocess.py --download`"
     )
-    return [
-        (name, "abc", None, text.encode("utf-8")) for name, text in tunes
-    ], f"music21 corpus {config.FALLBACK_CORPUS}"
+    return sources, f"music21 corpus {config.FALLBACK_CORPUS}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,7 +210,8 @@ class Summary:
     """What a run did: counts, and the names behind them."""
 
     dataset: str
-    found: int = 0
+    files: int = 0
+    found: int = 0  # songs: a file holds one, an ABC file maybe many
     parsed: int = 0
     kept: int = 0
     skipped: dict = field(default_factory=dict)  # reason -> [names]
@@ -499,12 +272,12 @@ def preprocess(
     """
     workers = workers or os.cpu_count() or 1
     sources, label = _sources(dataset_path)
-    summary = Summary(dataset=label, found=len(sources))
+    summary = Summary(dataset=label, files=len({s.path for s in sources}), found=len(sources))
     cache_file = _cache_path(cache_dir, label)
     cache = _load_cache(cache_file) if use_cache else {}
 
     results, jobs, hashes = [None] * len(sources), [], []
-    for index, (_name, kind, path, data) in enumerate(sources):
+    for index, (_name, suffix, path, data, _collection) in enumerate(sources):
         if isinstance(data, OSError):
             results[index] = {"skip": "unreadable", "detail": data.strerror or str(data)}
             hashes.append(None)
@@ -515,12 +288,13 @@ def preprocess(
             results[index] = cache[digest]
             summary.from_cache += 1
         else:
-            jobs.append((index, (kind, path, data)))
+            jobs.append((index, (suffix, path, data)))
     for (index, _), result in zip(jobs, _parse_all([job for _, job in jobs], workers)):
         results[index] = result
 
     songs, metadata = [], []
-    for (name, *_), result in zip(sources, results):
+    for source, result in zip(sources, results):
+        name = source.name
         if "skip" in result:
             summary.skipped.setdefault(result["skip"], []).append(name)
             if "detail" in result:
@@ -535,7 +309,7 @@ def preprocess(
             continue
         symbols = encode_parsed(result)
         songs.append(" ".join(symbols))
-        metadata.append(song_metadata(len(metadata), name, result, symbols, dataset_path))
+        metadata.append(song_metadata(len(metadata), name, source.collection, result, symbols))
     summary.kept = len(songs)
     if not songs:
         raise UserError(
@@ -564,18 +338,18 @@ def preprocess(
     return summary
 
 
-def song_metadata(index, name, result, symbols, dataset_path, time_step=config.TIME_STEP):
+def song_metadata(index, name, collection, result, symbols, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
-    where it has none or changes meter (then pickup is 0 and bars empty)."""
+    where it has none, changes meter or has one the controls cannot count in 16ths ("3/3", from
+    a damaged file): then pickup is 0 and bars empty."""
     steps = len(symbols)
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
-    bar = controls.bar_steps(meter, time_step)
+    try:
+        bar = controls.bar_steps(meter, time_step)
+    except ValueError:
+        meter, bar = controls.UNKNOWN_METER, None
     pickup = round(result["pickup"] / time_step) if bar else 0
-    folder = Path(name.split(" ")[0]).parent.as_posix()
-    collection = Path(dataset_path).name if folder == "." else folder
-    if name.endswith(".abc") or ".abc " in name:  # a music21 corpus tune: its file names the set
-        collection = re.sub(r"\d+$", "", Path(name.split(" ")[0]).stem)
     tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
     return {
         "index": index,
@@ -727,7 +501,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
     or not at all.
     """
     root = Path(root)
-    root.mkdir(parents=True, exist_ok=True)
+    root.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(
         dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp"
     ) as tmp:
@@ -735,6 +509,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
         _fetch(url, tmp / "download.zip")
         _unpack(tmp / "download.zip", url, tmp / "unpacked")
         source = _collections_holder(tmp / "unpacked", url)
+        root.mkdir(exist_ok=True)  # only now: a failed download leaves no empty folder
         (tmp / "old").mkdir()
         for item in sorted(source.iterdir()):
             target = root / item.name
@@ -743,7 +518,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
             if target.exists():
                 os.replace(target, tmp / "old" / item.name)
             os.replace(item, target)
-    count = len(find_kern_files(root))
+    count = len(list(root.rglob("*.krn")))
     print(f"downloaded {count} .krn files into {root}/")
     return count
 
@@ -756,7 +531,8 @@ def load_songs_in_kern(dataset_path=config.DATASET_PATH):
     """Every .krn file under dataset_path, parsed by music21 (slow: ~25 ms a song; preprocess() is
     the fast way).
     """
-    return [music21_parse(path=str(path)) for path in find_kern_files(dataset_path)]
+    files = sorted(Path(dataset_path).rglob("*.krn"))
+    return [music21_parse(path=str(path)) for path in files]
 
 
 def has_acceptable_durations(song, acceptable_durations=config.ACCEPTABLE_DURATIONS):
@@ -831,21 +607,74 @@ def generate_training_sequences(
 # ---------------------------------------------------------------------------------------------
 
 
+def download_source(region, url=None):
+    """`--download REGION` -> (the zip's address, the folder it is unpacked into)."""
+    if region not in config.ESSEN_REGIONS:
+        raise UserError(
+            f"unknown Essen region {region!r}: pass one of {', '.join(config.ESSEN_REGIONS)}"
+        )
+    root = config.DATASET_ROOT if region == "deutschl" else Path(config.ESSEN_ROOT) / region
+    return url or config.ESSEN_URL + config.ESSEN_REGIONS[region], str(root)
+
+
+def dataset_dir(name):
+    """data/NAME/, the folder of one preprocessed dataset (`--name NAME`)."""
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name or ""):
+        raise UserError(
+            f"--name {name!r}: use letters, digits, '.', '_' and '-' (it names a folder of "
+            f"{config.DATA_DIR}/)"
+        )
+    return Path(config.DATA_DIR) / name
+
+
+def dataset_readme(summary, command):
+    """data/NAME/README.md: what the folder holds, in counts, and the command that wrote it."""
+    skipped = [f"  - {reason}: {len(names)}" for reason, names in sorted(summary.skipped.items())]
+    meters = ", ".join(f"{meter} {count}" for meter, count in summary.meters.items())
+    lines = [
+        f"# {summary.dataset}",
+        "",
+        f"Written by `{command}`.",
+        "",
+        f"- files: {summary.files}",
+        f"- songs found: {summary.found}",
+        f"- kept: {summary.kept}",
+        f"- dropped by the duration filter: {len(summary.dropped_by_durations)}",
+        f"- skipped: {sum(len(names) for names in summary.skipped.values())}",
+        *skipped,
+        f"- meters: {meters}",
+        f"- vocabulary: {summary.vocabulary_size} symbols",
+        f"- steps in file_dataset: {summary.steps}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
     )
+    known = ", ".join(sorted(readers.READERS))
     parser.add_argument(
-        "--dataset", default=config.DATASET_PATH, help="folder searched recursively for .krn files"
+        "--dataset",
+        default=argparse.SUPPRESS,  # absent: config.DATASET_PATH, or the folder --download fills
+        help=f"folder searched recursively for music files ({known}), or music21:NAME, one of "
+        f"music21's corpora ({', '.join(corpus.CORPORA)}); without it, {config.DATASET_PATH} "
+        "or the folder --download fills",
+    )
+    parser.add_argument(
+        "--name",
+        help=f"write every artefact into {config.DATA_DIR}/NAME/ (with a README.md of counts) "
+        "instead of the tutorial's names in this folder",
     )
     parser.add_argument(
         "--download",
-        action="store_true",
-        help=f"first fetch the collection into {config.DATASET_ROOT}/",
+        nargs="?",
+        const="deutschl",
+        metavar="REGION",
+        help=f"first fetch an Essen region (default deutschl, into {config.DATASET_ROOT}/; the "
+        f"others into {config.ESSEN_ROOT}/REGION/): {', '.join(config.ESSEN_REGIONS)}",
     )
-    parser.add_argument(
-        "--url", default=config.DOWNLOAD_URL, help="zip archive that --download fetches"
-    )
+    parser.add_argument("--url", help="zip archive that --download fetches instead")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parsing processes")
     parser.add_argument(
         "--no-cache",
@@ -874,10 +703,20 @@ def main():
     args = parser.parse_args()
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
+    given = getattr(args, "dataset", None)
+    dataset = given or config.DATASET_PATH
     if args.download:
-        download(args.url, config.DATASET_ROOT)
+        url, root = download_source(args.download, args.url)
+        download(url, root)
+        dataset = given or (dataset if args.download == "deutschl" else root)
+    if args.name:
+        folder = dataset_dir(args.name)
+        args.save_dir = folder / config.SAVE_DIR
+        args.file_dataset = folder / config.SINGLE_FILE_DATASET
+        args.mapping = folder / config.MAPPING_PATH
+        args.metadata = folder / config.SONG_METADATA
     summary = preprocess(
-        args.dataset,
+        dataset,
         args.save_dir,
         args.file_dataset,
         args.mapping,
@@ -886,6 +725,9 @@ def main():
         use_cache=not args.no_cache,
         metadata_path=args.metadata,
     )
+    if args.name:
+        command = shlex.join(["python", "preprocess.py", *sys.argv[1:]])
+        write_text(folder / "README.md", dataset_readme(summary, command))
     if args.verbose:
         print("\n".join(summary.details()))
     print(summary)
@@ -893,6 +735,7 @@ def main():
     print(
         f"wrote {args.save_dir}/ ({summary.kept} songs), {args.file_dataset}, {args.mapping}, "
         f"{artefacts.metadata_path(args.metadata, args.file_dataset)}"
+        + (f", {folder / 'README.md'}" if args.name else "")
     )
 
 

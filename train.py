@@ -1,6 +1,7 @@
 """Train the melody model on file_dataset + mapping.json and keep the best epoch in model.pth.
 
     python train.py [--epochs 50] [--units 256 256] [--device cpu] [--max-minutes 5] [--resume]
+    python train.py --data NAME       # data/NAME/ from `preprocess.py --name NAME` -> runs/NAME/
 
 The training songs are laid end to end (each after a run of `/`, as in file_dataset) and
 cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero state with
@@ -290,14 +291,42 @@ def settings_for_resume(saved, given, state_path):
     }
 
 
+def run_paths(data=None, out_dir=None):
+    """The files a run reads and writes: {dataset, mapping, model_path, state_path, log_path,
+    plot_path}.
+
+    data: a dataset's name, read from DATA_DIR/data/ (None: the repo root, the tutorial's names);
+    out_dir: where the run's four files go (None: RUNS_DIR/data/, or the repo root without data).
+    """
+    source = Path(config.DATA_DIR, data) if data else Path(".")
+    if data and not (source / config.SINGLE_FILE_DATASET).is_file():
+        known = sorted(p.parent.name for p in Path(config.DATA_DIR).glob("*/file_dataset"))
+        raise UserError(
+            f"--data {data}: {source / config.SINGLE_FILE_DATASET} not found; make it with "
+            f"`python preprocess.py --dataset PATH --name {data}`"
+            + (f" (datasets here: {', '.join(known)})" if known else "")
+        )
+    out = Path(out_dir) if out_dir else Path(config.RUNS_DIR, data) if data else Path(".")
+    return {
+        "dataset": source / config.SINGLE_FILE_DATASET,
+        "mapping": source / config.MAPPING_PATH,
+        "model_path": out / config.MODEL_PATH,
+        "state_path": out / config.TRAIN_STATE_PATH,
+        "log_path": out / config.TRAINING_LOG,
+        "plot_path": out / config.TRAINING_PLOT,
+    }
+
+
 def train(
-    dataset=config.SINGLE_FILE_DATASET,
-    mapping=config.MAPPING_PATH,
+    dataset=None,
+    mapping=None,
     metadata=None,
-    model_path=config.MODEL_PATH,
-    state_path=config.TRAIN_STATE_PATH,
-    log_path=config.TRAINING_LOG,
-    plot_path=config.TRAINING_PLOT,
+    model_path=None,
+    state_path=None,
+    log_path=None,
+    plot_path=None,
+    data=None,
+    out_dir=None,
     epochs=None,
     batch_size=None,
     lr=None,
@@ -315,12 +344,25 @@ def train(
     """Train, writing model.pth, train_state.pth and the log every epoch, the plot at the end;
     returns a summary.
 
+    The files: those given, the others from run_paths(data, out_dir) (data=None, out_dir=None: the
+    tutorial's names in the current folder).
+
     Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, NUM_UNITS, DROPOUT,
     MIN_LEARNING_RATE, TRAINING_WINDOW, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True,
     from the run being resumed.
     max_minutes stops after the epoch that crosses it; resume=True then goes on from there.
     """
     started = time.perf_counter()
+    given_paths = {
+        "dataset": dataset,
+        "mapping": mapping,
+        "model_path": model_path,
+        "state_path": state_path,
+        "log_path": log_path,
+        "plot_path": plot_path,
+    }
+    paths = run_paths(data, out_dir) | {k: v for k, v in given_paths.items() if v is not None}
+    dataset, mapping, model_path, state_path, log_path, plot_path = paths.values()
     given = {
         "units": None if units is None else list(units),
         "dropout": dropout,
@@ -377,7 +419,9 @@ def train(
     lengths = [len(song) for song in songs]
     delimiter_index = symbol_index[DELIMITER]
     space = controls.ControlSpace.from_songs(
-        [plans[i] for i in train_songs], meters={p.meter for p in plans}
+        [plans[i] for i in train_songs],
+        meters={p.meter for p in plans},
+        styles={p.style for p in plans if p.style},
     )
     song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
     stream = training_stream(
@@ -414,6 +458,7 @@ def train(
         f"{len(val_songs)}; {len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} "
         f"parameters); batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr "
         f"{settings['lr']}, seed {settings['seed']}"
+        + (f"; styles {', '.join(space.styles)}" if space.styles else "")
     )
     if history:
         done = history[-1]["epoch"]
@@ -487,7 +532,10 @@ def train(
                     "val_accuracy": result["accuracy"],
                     "val_songs": val_songs,
                     "seed": settings["seed"],
+                    # where the songs came from, so evaluate.py and melodygenerator.py find them
                     "dataset": str(dataset),
+                    "mapping": str(mapping),
+                    "metadata": str(metadata),
                     "controls": space.as_dict(),
                 }  # all that sampling needs
                 artefacts.save_torch(model_path, best)
@@ -551,35 +599,30 @@ def train(
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    paths = parser.add_argument_group("files")
+    paths = parser.add_argument_group(
+        "files (each unset one: from --data and --out-dir, else the tutorial's name here)"
+    )
     paths.add_argument(
-        "--dataset",
-        default=config.SINGLE_FILE_DATASET,
-        help="file_dataset from preprocess.py (default: %(default)s)",
+        "--data",
+        metavar="NAME",
+        help=f"train on {config.DATA_DIR}/NAME/ (preprocess.py --name NAME) and write the run to "
+        f"{config.RUNS_DIR}/NAME/",
+    )
+    paths.add_argument(
+        "--out-dir", help=f"folder of the run's files (default: {config.RUNS_DIR}/NAME with --data)"
+    )
+    paths.add_argument(
+        "--dataset", help=f"file_dataset from preprocess.py ({config.SINGLE_FILE_DATASET})"
     )
     paths.add_argument(
         "--metadata",
         help=f"song table from preprocess.py (default: {config.SONG_METADATA} beside --dataset)",
     )
-    paths.add_argument(
-        "--mapping",
-        default=config.MAPPING_PATH,
-        help="mapping.json from preprocess.py (default: %(default)s)",
-    )
-    paths.add_argument(
-        "--model", default=config.MODEL_PATH, help="best epoch, for sampling (default: %(default)s)"
-    )
-    paths.add_argument(
-        "--state",
-        default=config.TRAIN_STATE_PATH,
-        help="last epoch, for --resume (default: %(default)s)",
-    )
-    paths.add_argument(
-        "--log", default=config.TRAINING_LOG, help="per-epoch CSV (default: %(default)s)"
-    )
-    paths.add_argument(
-        "--plot", default=config.TRAINING_PLOT, help="loss curves PNG (default: %(default)s)"
-    )
+    paths.add_argument("--mapping", help=f"from preprocess.py ({config.MAPPING_PATH})")
+    paths.add_argument("--model", help=f"best epoch, for sampling ({config.MODEL_PATH})")
+    paths.add_argument("--state", help=f"last epoch, for --resume ({config.TRAIN_STATE_PATH})")
+    paths.add_argument("--log", help=f"per-epoch CSV ({config.TRAINING_LOG})")
+    paths.add_argument("--plot", help=f"loss curves PNG ({config.TRAINING_PLOT})")
     run = parser.add_argument_group(
         "run (unset: config.py, or with --resume the resumed run's value)"
     )
@@ -648,6 +691,8 @@ def main():
         state_path=args.state,
         log_path=args.log,
         plot_path=args.plot,
+        data=args.data,
+        out_dir=args.out_dir,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,

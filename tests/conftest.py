@@ -21,6 +21,7 @@ SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
 
 import artefacts  # noqa: E402
 import controls  # noqa: E402
+import encoding  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
 
 # Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an
@@ -80,3 +81,53 @@ def shared_dataset(name=""):
     if not path.is_dir():
         pytest.skip(f"{path} not present")
     return path
+
+
+def _write_tune(job):
+    """One ABC tune of music21's corpus -> a .musicxml (or .mxl) and a .mid file, with what music21
+    reads in the tune and in the MIDI file (None where music21 cannot write it, or the tune has
+    durations the encoding drops)."""
+    from readers import common
+
+    index, name, data, folder = job
+    song = common.music21_parse(text=data.decode("latin-1"), fmt="abc")
+    source = common.stream_result(song)
+    if "skip" in source or len(set(source["meters"])) != 1:
+        return None  # without a meter, music21's writers would give the tune 4/4
+    if not encoding.has_acceptable_durations(source["events"]):
+        return None
+    bars = list(song.parts[0].getElementsByClass("Measure"))
+    if any(bar.duration.quarterLength != bar.barDuration.quarterLength for bar in bars[1:-1]):
+        return None  # a bar too short or too long: music21's writers fill or split it
+    score = folder / f"{index:03d}.{'mxl' if index % 10 == 0 else 'musicxml'}"
+    midi = folder / f"{index:03d}.mid"
+    try:
+        song.write("musicxml", fp=score, makeNotation=False)  # as parsed: 3x faster
+        song.write("midi", fp=midi)
+    except Exception:  # music21 cannot write a few tunes (a time signature twice in a part)
+        return None
+    reference = None
+    if index % 5 == 0:  # music21's reading of the MIDI file too, for a fifth of them
+        reference = common.stream_result(common.music21_parse(path=str(midi), fmt="midi"))
+    return {"name": name, "score": score, "midi": midi, "source": source, "midi_music21": reference}
+
+
+@pytest.fixture(scope="session")
+def corpus_scores(tmp_path_factory):
+    """About 210 short tunes of music21's essenFolksong (ABC), written by music21 as MusicXML
+    (every tenth as .mxl) and as MIDI into a temporary folder, each with music21's own reading of
+    the tune ("source") and, for a fifth of them, of its MIDI file ("midi_music21"). Shared by
+    the reader tests (and any test that needs real MusicXML or MIDI files)."""
+    from multiprocessing import Pool
+
+    from readers import abc, corpus
+
+    folder = tmp_path_factory.mktemp("corpus_scores")
+    _, files = corpus.files("music21:essenFolksong")
+    tunes = [tune for path, _ in files for tune in abc.split(path.name, path.read_bytes())]
+    tunes.sort(key=lambda tune: (len(tune[1]), tune[0]))  # short tunes keep the session cheap
+    short = tunes[: len(tunes) // 3]
+    chosen = short[:: len(short) // 250][:250]
+    jobs = [(i, name, data, folder) for i, (name, data) in enumerate(chosen)]
+    with Pool(2) as pool:
+        return [written for written in pool.map(_write_tune, jobs) if written]

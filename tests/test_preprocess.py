@@ -24,6 +24,7 @@ import encoding
 import preprocess
 from artefacts import UserError
 from encoding import events_from_stream, transpose_events, transposition_semitones
+from readers import common, kern
 
 HOLDS = lambda n: " ".join(["_"] * n)  # noqa: E731
 
@@ -111,12 +112,12 @@ def test_file_dataset_delimiters_and_mapping(fixture_run):
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.krn")), ids=lambda p: p.name)
 def test_fast_reader_agrees_with_music21(path):
-    song = preprocess.music21_parse(path=str(path))
+    song = common.music21_parse(path=str(path))
     if path.name == "ornament.krn":
-        with pytest.raises(preprocess.UnsupportedKern):
-            preprocess.read_kern(path.read_text())
+        with pytest.raises(kern.UnsupportedKern):
+            kern.read_kern(path.read_text())
         return
-    events, declared, meters, pickup = preprocess.read_kern(path.read_text())
+    events, declared, meters, pickup = kern.read_kern(path.read_text())
     assert events == events_from_stream(song)
     assert declared == encoding.declared_key(song)
     assert (meters, pickup) == encoding.structure_from_stream(song)
@@ -124,9 +125,9 @@ def test_fast_reader_agrees_with_music21(path):
 
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.krn")), ids=lambda p: p.name)
 def test_shifting_midi_numbers_equals_transposing_the_stream(path):
-    song = preprocess.music21_parse(path=str(path))
+    song = common.music21_parse(path=str(path))
     events = events_from_stream(song)
-    tonic, mode = preprocess.song_key(encoding.declared_key(song), events)
+    tonic, mode = common.song_key(encoding.declared_key(song), events)
     # the tutorial's interval: from the key's tonic to C (major) or A (minor)
     music21_interval = interval.Interval(
         key.Key(tonic, mode).tonic, pitch.Pitch("A" if mode == "minor" else "C")
@@ -138,7 +139,7 @@ def test_shifting_midi_numbers_equals_transposing_the_stream(path):
 
 
 def test_minor_song_lands_in_a_minor():
-    events, declared, _, _ = preprocess.read_kern((FIXTURES / "minor.krn").read_text())
+    events, declared, _, _ = kern.read_kern((FIXTURES / "minor.krn").read_text())
     assert declared == ("E", "minor")
     assert encoding.analyse_key(transpose_events(events, transposition_semitones(declared))) == (
         "A",
@@ -147,7 +148,7 @@ def test_minor_song_lands_in_a_minor():
 
 
 def test_duration_filter_drops_triplets():
-    events, *_ = preprocess.read_kern((FIXTURES / "triplets.krn").read_text())
+    events, *_ = kern.read_kern((FIXTURES / "triplets.krn").read_text())
     assert events[0] == (60, 1 / 3, False)
     assert not preprocess.has_acceptable_durations(events)
 
@@ -159,7 +160,7 @@ def test_kern_details_the_reader_must_get_right():
         "**kern\t**text\n*f#:\t*\n0c\tla\n00r\t.\n4..CC#\t.\n8dd--\t.\n16BBn\t.\n[8c 8e\t.\n8c] "
         "8e]\t.\n6g\t.\n4.ccc-q\t.\n*-\t*-\n"
     )
-    events, declared, _, _ = preprocess.read_kern(text)
+    events, declared, _, _ = kern.read_kern(text)
     assert declared == ("F#", "minor")
     assert events == [
         (60, 8.0, False),
@@ -171,7 +172,7 @@ def test_kern_details_the_reader_must_get_right():
         (64, 0.5, True),
         (67, 2 / 3, False),
     ]
-    assert events == events_from_stream(preprocess.music21_parse(text=text))
+    assert events == events_from_stream(common.music21_parse(text=text))
 
 
 @pytest.mark.parametrize(
@@ -185,8 +186,8 @@ def test_kern_details_the_reader_must_get_right():
     ],
 )
 def test_unusual_kern_is_left_to_music21(text):
-    with pytest.raises(preprocess.UnsupportedKern):
-        preprocess.read_kern(text)
+    with pytest.raises(kern.UnsupportedKern):
+        kern.read_kern(text)
 
 
 def test_same_input_gives_identical_bytes(tmp_path):
@@ -234,7 +235,7 @@ def test_music21_parse_errors_are_skipped(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("no sense in it")
 
-    monkeypatch.setattr(preprocess, "music21_parse", broken)
+    monkeypatch.setattr(common, "music21_parse", broken)
     summary = run(data, tmp_path / "out")
     assert summary.skipped == {"music21 parse error": ["ornament.krn"]} and summary.kept == 1
 
@@ -315,7 +316,8 @@ def test_missing_dataset_is_an_error_naming_it(tmp_path):
 
 def test_without_deutschl_it_uses_music21s_erk_songs(tmp_path, monkeypatch, capsys):
     tunes = preprocess.fallback_tunes()
-    assert len(tunes) > 1000 and all(text.lstrip().startswith("X:") for _, text in tunes[:50])
+    assert len(tunes) > 1000 and all(tune.data.lstrip().startswith(b"X:") for tune in tunes[:50])
+    assert {tune.collection for tune in tunes} == {"erk"} and tunes[0].name == "erk10.abc X:1"
     monkeypatch.setattr(
         preprocess, "fallback_tunes", lambda: tunes[:4]
     )  # parsing all takes minutes
@@ -438,7 +440,9 @@ def test_command_line_error_is_one_line(tmp_path):
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
-        "error: nowhere not found: pass a folder of .krn files with --dataset"
+        "error: nowhere not found: pass a folder of music files (.abc, .krn, .mid, .midi, "
+        ".musicxml, .mxl, .xml) or music21:NAME (essenFolksong, oneills1850, ryansMammoth, bach) "
+        "with --dataset"
     ]
     assert not list(tmp_path.iterdir())
 
@@ -477,8 +481,8 @@ ERK_MUSIC21_SHA256 = "764431d8e19ae2e5907fae0c899474c2f01dbf398acfd5fdf8d9d9ecf0
 
 def _both_readers(path):
     data = Path(path).read_bytes()
-    fast = preprocess.parse_kern_file(path, data)
-    reference = preprocess._music21_result(path=path)
+    fast = kern.parse(path, data)
+    reference = common.music21_result(path=path, fmt="humdrum")
     return path, fast, reference
 
 
@@ -502,7 +506,7 @@ def test_erk_integration(tmp_path):
         hashlib.sha256((tmp_path / "file_dataset").read_bytes()).hexdigest() == ERK_MUSIC21_SHA256
     )
     sample = [
-        str(path) for path in preprocess.find_kern_files(erk)[::6]
+        str(path) for path in preprocess.find_music_files(erk)[::6]
     ]  # 284 files: music21 is slow
     with Pool(os.cpu_count()) as pool:
         for path, fast, reference in pool.imap(_both_readers, sample, chunksize=8):
@@ -541,6 +545,6 @@ def test_song_metadata_of_known_songs(fixture_run):
     ],
 )
 def test_reader_meters_and_pickup_agree_with_music21(text, meters, pickup):
-    song = preprocess.read_kern(text)
+    song = kern.read_kern(text)
     assert (song.meters, song.pickup) == (meters, pickup)
-    assert encoding.structure_from_stream(preprocess.music21_parse(text=text)) == (meters, pickup)
+    assert encoding.structure_from_stream(common.music21_parse(text=text)) == (meters, pickup)

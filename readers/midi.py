@@ -1,0 +1,147 @@
+"""Standard MIDI files (.mid, .midi), read with mido: the top voice, quantised to 16ths.
+
+The rule, for any MIDI file, one track or many, one voice or chords:
+
+1. Every note of every track and channel, except channel 10 (General MIDI drums), is one
+   (onset, end, pitch), in ticks; a note_on of velocity 0 ends a note as a note_off does.
+2. Onsets and ends are quantised to the nearest 16th (ticks_per_beat / 4); a note that would then
+   last no time lasts one 16th.
+3. The top voice: at each quantised onset, the highest note starting there; it lasts until its own
+   end or the next onset, whichever comes first. A gap before an onset is a rest; so is the time
+   before the first note.
+4. MIDI has no written notes, so each note and rest is written as a score would write it (as
+   music21 reads a MIDI file): split at the barlines of the meter in force (bars counted from the
+   start of the file, and again from each time_signature message), then into the longest of
+   config.ACCEPTABLE_DURATIONS that fit, the pieces of a note tied. (So the duration filter never
+   drops a MIDI song: quantisation has already done its work.) Silence after the last note is not
+   read: MIDI marks it only by where a track ends.
+5. Meters: the time_signature messages of the file in order (repeats dropped); none, as music21
+   reads such a file: 4/4. The key: the first key_signature message (mido's "Bb", "F#m"), else
+   music21's analysis of the notes. MIDI marks no pickup: it is 0.
+"""
+
+import bisect
+import io
+
+import config
+from readers import common
+
+SUFFIXES = (".mid", ".midi")
+DRUM_CHANNEL = 9  # channel 10, counted from 1
+STEPS_PER_QUARTER = 4  # 16ths
+MAX_STEPS = 1 << 16  # 1,024 bars of 4/4: a longer file is damaged, or no song
+
+
+def parse(path, data):
+    """A file's bytes -> a result (its top voice)."""
+    import mido
+
+    if not data.strip():
+        return {"skip": "empty"}
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data))
+        if midi.type == 2 or midi.ticks_per_beat <= 0:
+            raise ValueError(f"MIDI type {midi.type} or SMPTE timing: no beats to quantise")
+        notes, meter_changes, declared = _notes(midi)
+    # mido raises many types (OSError, EOFError, ValueError, KeyError) on a damaged file
+    except Exception as error:
+        return common.failure("not a readable MIDI file", error)
+    ticks_per_step = midi.ticks_per_beat / STEPS_PER_QUARTER
+    if notes and max(end for _, end, _ in notes) / ticks_per_step > MAX_STEPS:
+        return {"skip": f"longer than {MAX_STEPS} 16ths"}
+    bars = [(round(tick / ticks_per_step), _bar_steps(meter)) for tick, meter in meter_changes]
+    events = top_voice(notes, ticks_per_step, bars)
+    meters = [
+        meter
+        for i, (_, meter) in enumerate(meter_changes)
+        if i == 0 or meter != meter_changes[i - 1][1]
+    ]
+    return common.result(events, declared, meters or ["4/4"], 0.0, "midi")
+
+
+def _notes(midi):
+    """[(onset, end, pitch)] in ticks, [(tick, meter)] and the declared key of a mido.MidiFile."""
+    notes, meters, declared = [], [], None
+    for track in midi.tracks:
+        tick, sounding = 0, {}
+        for message in track:
+            tick += message.time
+            if message.type == "time_signature":
+                meters.append((tick, f"{message.numerator}/{message.denominator}"))
+            elif message.type == "key_signature" and declared is None:
+                declared = _key(message.key)
+            elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
+                voice = (message.channel, message.note)
+                if voice in sounding:  # a note_off, or a new note_on of a sounding key, ends it
+                    notes.append((sounding.pop(voice), tick, message.note))
+                if message.type == "note_on" and message.velocity > 0:
+                    sounding[voice] = tick
+        notes.extend((onset, tick, note) for (_, note), onset in sounding.items())
+    return notes, sorted(meters, key=lambda change: change[0]), declared
+
+
+def _bar_steps(meter):
+    """16ths in a bar of "3/4" (12), or None where that is not a whole number."""
+    numerator, denominator = map(int, meter.split("/"))
+    steps = numerator * 4 * STEPS_PER_QUARTER / denominator if denominator else 0
+    return int(steps) if steps >= 1 and steps == int(steps) else None
+
+
+def _key(name):
+    """mido's key name ("Bb", "F#m") -> (music21 tonic name, mode)."""
+    mode = "minor" if name.endswith("m") else "major"
+    tonic = name.removesuffix("m")
+    return tonic[0] + tonic[1:].replace("b", "-"), mode
+
+
+def top_voice(notes, ticks_per_step, bars=()):
+    """Notes (onset, end, pitch) in ticks -> events of the top voice, in 16th steps (rules 2-4).
+
+    bars: [(step, 16ths in a bar, or None)] from each meter change on (4/4 before the first).
+    """
+    highest = {}  # quantised onset -> (pitch, quantised end)
+    for onset, end, pitch in notes:
+        start = round(onset / ticks_per_step)
+        stop = max(round(end / ticks_per_step), start + 1)
+        if start not in highest or pitch > highest[start][0]:
+            highest[start] = (pitch, stop)
+    events, time = [], 0
+    onsets = sorted(highest)
+    barlines = _barlines(bars, max(stop for _, stop in highest.values()) if highest else 0)
+    for start, following in zip(onsets, onsets[1:] + [None]):
+        pitch, stop = highest[start]
+        if start > time:
+            events.extend(_written(None, time, start, barlines))
+        stop = stop if following is None else min(stop, following)
+        events.extend(_written(pitch, start, stop, barlines))
+        time = stop
+    return events
+
+
+def _barlines(bars, end):
+    """The steps before `end` where a bar starts, from [(step, bar steps)] meter changes."""
+    changes = [(0, 16)] + [(step, bar) for step, bar in bars if step > 0 or bar]
+    changes = [
+        c for i, c in enumerate(changes) if i + 1 == len(changes) or changes[i + 1][0] > c[0]
+    ]
+    lines = []
+    for (step, bar), (until, _) in zip(changes, changes[1:] + [(end, None)]):
+        lines.extend(range(step, min(until, end), bar) if bar else [step])
+    return lines
+
+
+_DURATIONS = sorted(round(d * STEPS_PER_QUARTER) for d in config.ACCEPTABLE_DURATIONS)[::-1]
+
+
+def _written(pitch, start, stop, barlines):
+    """A note or rest from step start to stop -> events: split at barlines, then into the longest
+    acceptable durations that fit; a note's pieces tied."""
+    events = []
+    cuts = barlines[bisect.bisect_right(barlines, start) : bisect.bisect_left(barlines, stop)]
+    for begin, end in zip([start] + cuts, cuts + [stop]):
+        steps = end - begin
+        while steps > 0:
+            piece = next((d for d in _DURATIONS if d <= steps), 1)
+            events.append((pitch, piece / STEPS_PER_QUARTER, bool(events) and pitch is not None))
+            steps -= piece
+    return events
