@@ -108,15 +108,31 @@ def test_midi_top_voice_is_the_highest_note_at_each_onset(tmp_path):
 
 
 def test_midi_notes_are_written_as_a_score_would_and_quantised_to_16ths():
-    # 5 sixteenths (a quarter tied to a 16th), a note 10 ticks long (one 16th), overlapping notes
-    events = midi.top_voice([(0, 600, 60), (600, 610, 62), (720, 2000, 64), (960, 1200, 65)], 120)
+    # 5 sixteenths (a quarter tied to a 16th), a note 10 ticks long (one 16th), legato overlaps
+    one = (0, 0)  # a track and channel
+    events = midi.top_voice(
+        [(0, 600, 60, one), (600, 610, 62, one), (720, 2000, 64, one), (960, 1200, 62, one)], 120
+    )
     assert events == [
         (60, 1.0, False),
         (60, 0.25, True),
         (62, 0.25, False),
-        (64, 0.5, False),  # cut where the next note starts
-        (65, 0.5, False),
+        (64, 0.5, False),  # let go where the same voice plays its next note, a lower one
+        (62, 0.5, False),
     ]
+
+
+def test_midi_top_voice_holds_a_long_top_note_over_moving_lower_voices():
+    soprano, alto = (1, 0), (2, 0)
+    notes = [(0, 960, 72, soprano), (960, 1920, 71, soprano)]
+    notes += [
+        (0, 480, 64, alto),
+        (480, 960, 65, alto),
+        (960, 1440, 67, alto),
+        (1440, 2400, 64, alto),
+    ]
+    events = midi.top_voice(notes, 120)
+    assert " ".join(encoding.encode_events(events)) == "72 " + "_ " * 7 + "71" + " _" * 7
 
 
 def test_abc_file_of_many_tunes_with_a_header(tmp_path):
