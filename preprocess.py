@@ -64,7 +64,7 @@ from readers import corpus
 from readers.common import music21_parse, song_key
 
 # Bump when a reader's output changes: cached parses of older versions are dropped.
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 
 
 # ---------------------------------------------------------------------------------------------

@@ -135,6 +135,14 @@ def test_midi_top_voice_holds_a_long_top_note_over_moving_lower_voices():
     assert " ".join(encoding.encode_events(events)) == "72 " + "_ " * 7 + "71" + " _" * 7
 
 
+def test_a_song_that_transposition_would_move_out_of_midi_range_is_skipped(tmp_path):
+    meta = [(0, mido.MetaMessage("key_signature", key="F#"))]  # F# major: moved down 6
+    path = tmp_path / "low.mid"
+    path.write_bytes(midi_file([meta, notes(0, (0, 480, 3), (480, 960, 66))]))
+    [(_, result)] = readers.read_file(path)
+    assert result == {"skip": "a note outside MIDI's range once moved to C major / A minor"}
+
+
 def test_abc_file_of_many_tunes_with_a_header(tmp_path):
     path = tmp_path / "two.abc"
     path.write_text(
