@@ -34,6 +34,7 @@ SINGLE_FILE_DATASET = "file_dataset"
 MAPPING_PATH = "mapping.json"
 SONG_METADATA = "song_metadata.csv"  # per song of file_dataset: meter, pickup, mode, key, source
 CACHE_DIR = ".cache"
+PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes on a damaged file)
 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)

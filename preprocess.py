@@ -64,16 +64,39 @@ from readers import corpus
 from readers.common import music21_parse, song_key
 
 # Bump when a reader's output changes: cached parses of older versions are dropped.
-PARSER_VERSION = 3
+PARSER_VERSION = 4
 
 
 # ---------------------------------------------------------------------------------------------
 # Parsing songs (readers/ holds one module per format)
 
 
+class _Timeout(BaseException):  # not an Exception: the readers' `except Exception` let it pass
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout
+
+
+TIMED_OUT = "took too long to read"  # not cached: it depends on the machine's load
+
+
 def _parse_job(job):
-    suffix, path, data = job
-    return readers.READERS[suffix].parse(path, data)
+    """One song's bytes -> its result; a song that takes over `timeout` seconds is skipped (music21
+    can take minutes over a damaged file: an ABC meter of 481/8)."""
+    suffix, path, data, timeout = job
+    if not timeout or not hasattr(signal, "setitimer"):
+        return readers.READERS[suffix].parse(path, data)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+    try:
+        return readers.READERS[suffix].parse(path, data)
+    except _Timeout:
+        return {"skip": TIMED_OUT, "detail": f"over {timeout:g} s (--parse-timeout)"}
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _ignore_sigint():
@@ -266,9 +289,10 @@ def preprocess(
     use_cache=True,
     cache_dir=config.CACHE_DIR,
     metadata_path=None,
+    parse_timeout=config.PARSE_TIMEOUT,
 ):
     """Parse, filter, transpose and encode every song under dataset_path; write the artefacts;
-    return a Summary.
+    return a Summary. A song that takes over parse_timeout seconds to read is skipped (0: wait).
     """
     workers = workers or os.cpu_count() or 1
     sources, label = _sources(dataset_path)
@@ -288,7 +312,7 @@ def preprocess(
             results[index] = cache[digest]
             summary.from_cache += 1
         else:
-            jobs.append((index, (suffix, path, data)))
+            jobs.append((index, (suffix, path, data, parse_timeout)))
     for (index, _), result in zip(jobs, _parse_all([job for _, job in jobs], workers)):
         results[index] = result
 
@@ -327,7 +351,11 @@ def preprocess(
     summary.meters = dict(Counter(row["meter"] for row in metadata).most_common())
 
     if use_cache:
-        fresh = {digest: result for digest, result in zip(hashes, results) if digest is not None}
+        fresh = {
+            digest: result
+            for digest, result in zip(hashes, results)
+            if digest is not None and result.get("skip") != TIMED_OUT
+        }
         if (
             fresh != cache
         ):  # rewritten only when something changed; entries of files gone are dropped
@@ -677,6 +705,12 @@ def main():
     parser.add_argument("--url", help="zip archive that --download fetches instead")
     parser.add_argument("--workers", type=int, default=os.cpu_count(), help="parsing processes")
     parser.add_argument(
+        "--parse-timeout",
+        type=float,
+        default=config.PARSE_TIMEOUT,
+        help="seconds a song may take to read before it is skipped (0: no limit)",
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help=f"parse every file again, ignoring {config.CACHE_DIR}/",
@@ -724,6 +758,7 @@ def main():
         args.workers,
         use_cache=not args.no_cache,
         metadata_path=args.metadata,
+        parse_timeout=args.parse_timeout,
     )
     if args.name:
         command = shlex.join(["python", "preprocess.py", *sys.argv[1:]])

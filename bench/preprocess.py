@@ -6,8 +6,8 @@
 Each dataset runs as `python preprocess.py --dataset D --name bench` in an empty scratch folder
 (cold: no cache), then again there (warm: every parse from the cache); the wall time of the whole
 command, interpreter start and imports included. The counts come from the data/bench/ it writes.
-Prints a markdown table, with the machine and its load average before and after, and writes it to
-bench/results/<date>-preprocess.md and .json.
+Prints a markdown table, with the machine and its load average before and after; a run of the
+README's datasets (no arguments) also writes it to bench/results/<date>-preprocess.md and .json.
 """
 
 import datetime
@@ -82,6 +82,8 @@ def main():
     ]
     text = "\n".join(table) + f"\n\nMeasured by `python bench/preprocess.py` on {machine}.\n"
     print(text)
+    if sys.argv[1:]:
+        return
     date = datetime.date.today().isoformat()
     results = ROOT / "bench" / "results"
     (results / f"{date}-preprocess.md").write_text(text)

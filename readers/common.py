@@ -41,6 +41,9 @@ def result(events, declared, meters, pickup, reader):
         key = song_key(declared, events)
     except Exception as error:  # music21's analysis can give up; one song must not end the run
         return failure("key analysis failed", error)
+    shift = encoding.transposition_semitones(key)
+    if not all(0 <= midi + shift <= 127 for midi, _, _ in events if midi is not None):
+        return {"skip": "a note outside MIDI's range once moved to C major / A minor"}
     return {
         "events": events,
         "key": list(key),

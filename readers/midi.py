@@ -6,9 +6,14 @@ The rule, for any MIDI file, one track or many, one voice or chords:
    (onset, end, pitch), in ticks; a note_on of velocity 0 ends a note as a note_off does.
 2. Onsets and ends are quantised to the nearest 16th (ticks_per_beat / 4); a note that would then
    last no time lasts one 16th.
-3. The top voice: at each quantised onset, the highest note starting there; it lasts until its own
-   end or the next onset, whichever comes first. A gap before an onset is a rest; so is the time
-   before the first note.
+3. The top voice: at each quantised onset, the highest note sounding then (a new note on a draw),
+   where a note held from before counts only if no new note starts in its own track and channel
+   (there one player has moved on: the overlap of legato playing, or a hand of a piano track).
+   Where that note is the one the top voice already holds, it goes on (a soprano's half note
+   under moving inner parts); otherwise it enters the top voice there, cutting the note before,
+   and lasts until its own end or the next note that enters. A gap before an onset is a rest, as
+   is the time before the first note: a lower note sounding on after the top one ends is not
+   followed.
 4. MIDI has no written notes, so each note and rest is written as a score would write it (as
    music21 reads a MIDI file): split at the barlines of the meter in force (bars counted from the
    start of the file, and again from each time_signature message), then into the longest of
@@ -47,7 +52,7 @@ def parse(path, data):
     except Exception as error:
         return common.failure("not a readable MIDI file", error)
     ticks_per_step = midi.ticks_per_beat / STEPS_PER_QUARTER
-    if notes and max(end for _, end, _ in notes) / ticks_per_step > MAX_STEPS:
+    if notes and max(note[1] for note in notes) / ticks_per_step > MAX_STEPS:
         return {"skip": f"longer than {MAX_STEPS} 16ths"}
     bars = [(round(tick / ticks_per_step), _bar_steps(meter)) for tick, meter in meter_changes]
     events = top_voice(notes, ticks_per_step, bars)
@@ -60,9 +65,10 @@ def parse(path, data):
 
 
 def _notes(midi):
-    """[(onset, end, pitch)] in ticks, [(tick, meter)] and the declared key of a mido.MidiFile."""
+    """[(onset, end, pitch, (track, channel))] in ticks, [(tick, meter)] and the declared key of a
+    mido.MidiFile."""
     notes, meters, declared = [], [], None
-    for track in midi.tracks:
+    for number, track in enumerate(midi.tracks):
         tick, sounding = 0, {}
         for message in track:
             tick += message.time
@@ -71,12 +77,14 @@ def _notes(midi):
             elif message.type == "key_signature" and declared is None:
                 declared = _key(message.key)
             elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
-                voice = (message.channel, message.note)
-                if voice in sounding:  # a note_off, or a new note_on of a sounding key, ends it
-                    notes.append((sounding.pop(voice), tick, message.note))
+                key = (message.channel, message.note)
+                if key in sounding:  # a note_off, or a new note_on of a sounding key, ends it
+                    notes.append((sounding.pop(key), tick, message.note, (number, message.channel)))
                 if message.type == "note_on" and message.velocity > 0:
-                    sounding[voice] = tick
-        notes.extend((onset, tick, note) for (_, note), onset in sounding.items())
+                    sounding[key] = tick
+        notes.extend(
+            (onset, tick, note, (number, channel)) for (channel, note), onset in sounding.items()
+        )
     return notes, sorted(meters, key=lambda change: change[0]), declared
 
 
@@ -95,24 +103,37 @@ def _key(name):
 
 
 def top_voice(notes, ticks_per_step, bars=()):
-    """Notes (onset, end, pitch) in ticks -> events of the top voice, in 16th steps (rules 2-4).
+    """Notes (onset, end, pitch, voice) in ticks -> events of the top voice, in 16th steps (rules
+    2-4). voice: (track, channel).
 
     bars: [(step, 16ths in a bar, or None)] from each meter change on (4/4 before the first).
     """
-    highest = {}  # quantised onset -> (pitch, quantised end)
-    for onset, end, pitch in notes:
+    quantised = []
+    for onset, end, pitch, voice in notes:
         start = round(onset / ticks_per_step)
-        stop = max(round(end / ticks_per_step), start + 1)
-        if start not in highest or pitch > highest[start][0]:
-            highest[start] = (pitch, stop)
+        quantised.append((start, max(round(end / ticks_per_step), start + 1), pitch, voice))
+    quantised.sort()
+    melody = []  # [pitch, start, stop] of each note the top voice takes
+    active, held, i = [], None, 0
+    for onset in sorted({note[0] for note in quantised}):
+        starting = []
+        while i < len(quantised) and quantised[i][0] == onset:
+            starting.append(quantised[i])
+            i += 1
+        moved = {note[3] for note in starting}  # a voice with a new note let go of its old one
+        active = [note for note in active if note[1] > onset and note[3] not in moved]
+        active += starting
+        top = max(active, key=lambda note: (note[2], note[0]))  # a new note wins a draw
+        if top is not held:
+            if melody:
+                melody[-1][2] = min(melody[-1][2], onset)
+            melody.append([top[2], onset, top[1]])
+            held = top
+    barlines = _barlines(bars, max((stop for _, _, stop in melody), default=0))
     events, time = [], 0
-    onsets = sorted(highest)
-    barlines = _barlines(bars, max(stop for _, stop in highest.values()) if highest else 0)
-    for start, following in zip(onsets, onsets[1:] + [None]):
-        pitch, stop = highest[start]
+    for pitch, start, stop in melody:
         if start > time:
             events.extend(_written(None, time, start, barlines))
-        stop = stop if following is None else min(stop, following)
         events.extend(_written(pitch, start, stop, barlines))
         time = stop
     return events

@@ -58,6 +58,24 @@ def test_a_folder_of_mixed_formats_skips_garbage_with_its_reason(mixed, tmp_path
     ]
 
 
+def test_a_song_that_takes_too_long_to_read_is_skipped_and_not_cached(mixed, tmp_path, monkeypatch):
+    import time
+
+    from readers import abc
+
+    monkeypatch.setattr(abc, "parse", lambda path, data: time.sleep(30))
+    out = tmp_path / "out"
+    paths = (out / "music_dataset", out / "file_dataset", out / "mapping.json")
+    summary = preprocess.preprocess(
+        mixed, *paths, workers=1, cache_dir=out / ".cache", parse_timeout=0.2
+    )
+    assert summary.skipped[preprocess.TIMED_OUT] == ["tunes.abc X:1", "tunes.abc X:2"]
+    assert summary.why["tunes.abc X:1"] == "over 0.2 s (--parse-timeout)" and summary.kept == 1
+    monkeypatch.undo()
+    again = preprocess.preprocess(mixed, *paths, workers=1, cache_dir=out / ".cache")
+    assert again.kept == 3 and again.from_cache == 4  # the two tunes were read again
+
+
 def test_name_writes_every_artefact_into_data_name(mixed, tmp_path):
     result = script(
         "preprocess.py", "--dataset", str(mixed), "--name", "mix", "--workers", "1", cwd=tmp_path

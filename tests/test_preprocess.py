@@ -256,7 +256,7 @@ def test_cache_reuses_parses_and_reparses_changed_files(tmp_path, monkeypatch):
     )
     (data / "minor.krn").write_text((data / "minor.krn").read_text().replace("2.e", "2.a"))
     third = run(data, tmp_path / "out")
-    assert [Path(path).name for _, path, _ in calls] == ["minor.krn"] and third.from_cache == 7
+    assert [Path(path).name for _, path, _, _ in calls] == ["minor.krn"] and third.from_cache == 7
     assert (
         (tmp_path / "out" / "music_dataset" / "1").read_text().endswith(f"74 {HOLDS(11)}")
     )  # A4 up 5 = D5

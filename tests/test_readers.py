@@ -5,11 +5,14 @@ corpora by name, and bad files."""
 import io
 
 import mido
+import music21.stream
 import pytest
 
 import encoding
 import readers
-from readers import abc, corpus, midi
+from readers import abc, common, corpus, midi
+
+MAKE_BEAMS = music21.stream.Stream.makeBeams
 
 
 def heard(result):
@@ -108,15 +111,39 @@ def test_midi_top_voice_is_the_highest_note_at_each_onset(tmp_path):
 
 
 def test_midi_notes_are_written_as_a_score_would_and_quantised_to_16ths():
-    # 5 sixteenths (a quarter tied to a 16th), a note 10 ticks long (one 16th), overlapping notes
-    events = midi.top_voice([(0, 600, 60), (600, 610, 62), (720, 2000, 64), (960, 1200, 65)], 120)
+    # 5 sixteenths (a quarter tied to a 16th), a note 10 ticks long (one 16th), legato overlaps
+    one = (0, 0)  # a track and channel
+    events = midi.top_voice(
+        [(0, 600, 60, one), (600, 610, 62, one), (720, 2000, 64, one), (960, 1200, 62, one)], 120
+    )
     assert events == [
         (60, 1.0, False),
         (60, 0.25, True),
         (62, 0.25, False),
-        (64, 0.5, False),  # cut where the next note starts
-        (65, 0.5, False),
+        (64, 0.5, False),  # let go where the same voice plays its next note, a lower one
+        (62, 0.5, False),
     ]
+
+
+def test_midi_top_voice_holds_a_long_top_note_over_moving_lower_voices():
+    soprano, alto = (1, 0), (2, 0)
+    notes = [(0, 960, 72, soprano), (960, 1920, 71, soprano)]
+    notes += [
+        (0, 480, 64, alto),
+        (480, 960, 65, alto),
+        (960, 1440, 67, alto),
+        (1440, 2400, 64, alto),
+    ]
+    events = midi.top_voice(notes, 120)
+    assert " ".join(encoding.encode_events(events)) == "72 " + "_ " * 7 + "71" + " _" * 7
+
+
+def test_a_song_that_transposition_would_move_out_of_midi_range_is_skipped(tmp_path):
+    meta = [(0, mido.MetaMessage("key_signature", key="F#"))]  # F# major: moved down 6
+    path = tmp_path / "low.mid"
+    path.write_bytes(midi_file([meta, notes(0, (0, 480, 3), (480, 960, 66))]))
+    [(_, result)] = readers.read_file(path)
+    assert result == {"skip": "a note outside MIDI's range once moved to C major / A minor"}
 
 
 def test_abc_file_of_many_tunes_with_a_header(tmp_path):
@@ -159,6 +186,16 @@ def test_music21_corpora_by_name_and_their_collections():
     assert len(files) > 400 and {c for _, c in files} == {"bach"} and ".rntxt" not in suffixes
     with pytest.raises(ValueError, match="unknown corpus 'music21:nope'.*music21:ryansMammoth"):
         corpus.files("music21:nope")
+
+
+def test_abc_reader_gives_music21s_own_parse():
+    """The reader skips music21's beaming while it parses: the same songs, faster."""
+    _, files = corpus.files("music21:essenFolksong")
+    tunes = [tune for path, _ in files for tune in abc.split(path.name, path.read_bytes())]
+    for name, data in tunes[::300]:
+        expected = common.music21_result(text=data.decode("latin-1"), fmt="abc")
+        assert abc.parse(None, data) == expected, name
+    assert music21.stream.Stream.makeBeams is MAKE_BEAMS  # put back
 
 
 def test_abc_split_without_tunes_keeps_the_file_whole():
