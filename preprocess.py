@@ -162,7 +162,11 @@ def fallback_tunes(pattern=config.FALLBACK_CORPUS):
 
 
 def _sources(dataset_path):
-    """[Source] to parse, and a label of where they came from."""
+    """[Source] to parse, and a label of where they came from. dataset_path may be a list: the
+    sources of each, in order (a multi-style dataset: each keeps its own collections)."""
+    if isinstance(dataset_path, (list, tuple)):
+        parts = [_sources(path) for path in dataset_path]
+        return [s for sources, _ in parts for s in sources], " + ".join(label for _, label in parts)
     if corpus.is_corpus(dataset_path):
         try:
             _, files = corpus.files(dataset_path)
@@ -684,10 +688,12 @@ def main():
     known = ", ".join(sorted(readers.READERS))
     parser.add_argument(
         "--dataset",
+        action="append",
         default=argparse.SUPPRESS,  # absent: config.DATASET_PATH, or the folder --download fills
         help=f"folder searched recursively for music files ({known}), or music21:NAME, one of "
-        f"music21's corpora ({', '.join(corpus.CORPORA)}); without it, {config.DATASET_PATH} "
-        "or the folder --download fills",
+        f"music21's corpora ({', '.join(corpus.CORPORA)}), or music21:NAME/GLOB, its files "
+        "matching GLOB (music21:essenFolksong/han*); repeat it to join several into one dataset; "
+        f"without it, {config.DATASET_PATH} or the folder --download fills",
     )
     parser.add_argument(
         "--name",
@@ -738,6 +744,7 @@ def main():
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
     given = getattr(args, "dataset", None)
+    given = given[0] if given and len(given) == 1 else given
     dataset = given or config.DATASET_PATH
     if args.download:
         url, root = download_source(args.download, args.url)

@@ -26,14 +26,16 @@ def is_corpus(dataset):
 def files(dataset, pattern=None):
     """`music21:NAME` -> (the corpus folder, [(path, collection)]), sorted by file name.
 
-    pattern narrows the files (config.FALLBACK_CORPUS's "erk*.abc"); an unknown name is a
-    ValueError that lists the known ones.
+    pattern, or a GLOB in `music21:NAME/GLOB`, narrows the files (config.FALLBACK_CORPUS's
+    "erk*.abc"); an unknown name is a ValueError that lists the known ones, and a pattern that
+    matches nothing one that says so.
     """
     from music21 import common
 
     import readers
 
-    name = str(dataset).removeprefix(PREFIX)
+    name, _, subset = str(dataset).removeprefix(PREFIX).partition("/")
+    pattern = subset or pattern  # music21:essenFolksong/han*: the files of one set
     if name not in CORPORA:
         raise ValueError(
             f"unknown corpus {dataset!r}: music21's corpora by name are "
@@ -45,4 +47,6 @@ def files(dataset, pattern=None):
         (path for path in root.glob(pattern or glob) if path.suffix.lower() in readers.READERS),
         key=lambda path: path.name,
     )
+    if not paths:
+        raise ValueError(f"no file of music21's {name} corpus matches {pattern!r}")
     return root, [(path, collection or re.sub(r"\d+$", "", path.stem)) for path in paths]

@@ -111,6 +111,30 @@ def test_corpus_sources_name_their_collections():
         preprocess._sources("music21:bachh")
 
 
+def test_several_datasets_join_into_one_each_with_its_collections(mixed, tmp_path):
+    second = tmp_path / "irish"
+    second.mkdir()
+    (second / "reel.abc").write_text(ABC.replace("M:3/4", "M:2/4").replace("G6|]", "G4|]"))
+    result = script(
+        "preprocess.py",
+        *("--dataset", str(mixed), "--dataset", str(second), "--name", "both", "--workers", "1"),
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = artefacts.load_metadata(tmp_path / config.DATA_DIR / "both" / "song_metadata.csv")
+    assert [row["collection"] for row in rows] == ["kern", "mixed", "mixed", "irish"]
+    assert f"{mixed} + {second}" in (tmp_path / config.DATA_DIR / "both" / "README.md").read_text()
+
+
+def test_a_corpus_glob_takes_one_set_of_files():
+    sources, label = preprocess._sources(["music21:essenFolksong/han*", "music21:bach"])
+    assert label == "music21:essenFolksong/han* + music21:bach"
+    collections = [s.collection for s in sources]
+    assert set(collections) == {"han", "bach"} and collections.index("bach") > 1000
+    with pytest.raises(UserError, match="no file of music21's essenFolksong corpus matches"):
+        preprocess._sources("music21:essenFolksong/nothing*")
+
+
 def test_a_small_corpus_preprocesses_offline(tmp_path, monkeypatch):
     from readers import corpus
 
