@@ -29,20 +29,14 @@ from starlette.exceptions import HTTPException  # the router's 404 and 405 too
 
 import artefacts
 import config
-import controls
-import preprocess
-from encoding import (
-    DELIMITER,
-    HOLD,
-    REST,
-    declared_key,
-    encode_events,
-    events_from_stream,
-    structure_from_stream,
-    transpose_events,
-    transposition_semitones,
+from encoding import DELIMITER, HOLD, REST
+from melodygenerator import (
+    MelodyGenerator,
+    check_count,
+    check_score_settings,
+    parse_key,
+    read_primer,
 )
-from melodygenerator import MelodyGenerator, check_count, check_score_settings, parse_key
 
 WEB = Path(__file__).resolve().parent / "web"
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -53,14 +47,7 @@ FILES = {  # download suffix -> (media type, shown inline)
     "musicxml": ("application/vnd.recordare.musicxml+xml", False),
     "wav": ("audio/wav", True),
 }
-PRIMER_FORMATS = {
-    ".mid": "midi",
-    ".midi": "midi",
-    ".musicxml": "musicxml",
-    ".xml": "musicxml",
-    ".mxl": "musicxml",
-    ".krn": "humdrum",
-}
+PRIMER_SUFFIXES = (".mid", ".midi", ".musicxml", ".xml", ".mxl", ".krn", ".abc")
 
 
 class Refused(Exception):
@@ -304,36 +291,26 @@ def generate(models, store, request, limits):
 
 
 def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
-    """An uploaded MIDI, MusicXML or kern file -> the symbols of its first bars, moved to C major /
-    A minor as the training songs were, for the seed box."""
-    fmt = PRIMER_FORMATS.get(Path(name).suffix.lower())
-    if fmt is None:
+    """An uploaded MIDI, MusicXML, kern or ABC file -> the symbols of its first bars, moved to C
+    major / A minor as the training songs were (melodygenerator.read_primer), for the seed box."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in PRIMER_SUFFIXES:
         raise Refused(
             415,
-            f"{name}: upload a MIDI (.mid), MusicXML (.musicxml, .xml, .mxl) or kern (.krn) file",
+            f"{name}: upload a MIDI (.mid), MusicXML (.musicxml, .xml, .mxl), kern (.krn) or ABC "
+            "(.abc) file",
         )
-    if fmt == "midi" and not data.startswith(b"MThd"):
+    if suffix in (".mid", ".midi") and not data.startswith(b"MThd"):
         raise Refused(400, f"{name} is not a MIDI file (it does not start with MThd)")
     _, generator = models.get(model_id)
     with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / f"primer{Path(name).suffix.lower()}"
+        path = Path(folder) / f"primer{suffix}"
         path.write_bytes(data)
         try:
-            song = preprocess.music21_parse(path, fmt=fmt)
-            events = events_from_stream(song)
-            meters, pickup = structure_from_stream(song)
-            key = preprocess.song_key(declared_key(song), events)
-        except Exception as error:  # music21 raises many types on a file it cannot read
-            raise Refused(
-                400, f"{name} could not be read as {fmt} ({type(error).__name__}): is it one?"
-            ) from None
-    symbols = encode_events(
-        transpose_events(events, transposition_semitones(key)), generator.time_step
-    )
-    meter = meters[0] if meters else config.TIME_SIGNATURE
-    bar = controls.bar_steps(meter, generator.time_step) or 16
-    pickup_steps = round(pickup / generator.time_step)
-    symbols = symbols[: pickup_steps + bars * bar]
+            opening = read_primer(path, bars, generator.time_step)
+        except ValueError as error:
+            raise Refused(400, str(error).replace(str(path), name)) from None
+    symbols = list(opening.symbols)
     while symbols and symbols[0] == HOLD:  # a seed starts with an onset
         symbols.pop(0)
     if not any(s not in (REST, HOLD) for s in symbols):
@@ -343,15 +320,16 @@ def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
         raise Refused(
             422,
             f"{name}: symbols this model does not know ({' '.join(unknown)}, after moving it "
-            f"from {key[0]} {key[1]} to C major / A minor); try another file or model",
+            f"from {opening.key} to C major / A minor); try another file or model",
         )
+    meter = opening.meter or config.TIME_SIGNATURE
+    home = "A minor" if opening.mode == "minor" else "C major"
     return {
         "seed": " ".join(symbols),
         "meter": meter,
-        "pickup": pickup_steps if pickup_steps < bar else 0,
-        "key": f"{key[0].replace('-', 'b')} {key[1]}",
-        "message": f"{name}: its first {bars} bars in {meter}, moved from {key[0]} {key[1]} to "
-        f"{'A minor' if key[1] == 'minor' else 'C major'}",
+        "pickup": opening.pickup,
+        "key": opening.key.replace("-", "b"),
+        "message": f"{name}: its first {bars} bars in {meter}, moved from {opening.key} to {home}",
     }
 
 

@@ -176,7 +176,7 @@ def test_primer_upload_becomes_seed_symbols_in_c(client, suffix):
     [
         ("picture.mid", b"\x89PNG\r\n\x1a\n" + bytes(100), 400, "is not a MIDI file"),
         ("notes.txt", b"C D E", 415, "upload a MIDI"),
-        ("broken.musicxml", b"<score-partwise><part", 400, "could not be read as musicxml"),
+        ("broken.musicxml", b"<score-partwise><part", 400, "broken.musicxml: cannot use it"),
         ("big.mid", b"MThd" + bytes(3 * 2**20), 413, "the limit is 2,097,152"),
     ],
     ids=["not-midi", "not-music", "broken-xml", "too-big"],
