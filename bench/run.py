@@ -53,8 +53,9 @@ import torch  # noqa: E402
 import artefacts  # noqa: E402
 import config  # noqa: E402
 import controls  # noqa: E402
+import model  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
-from model import MelodyLSTM, score, song_log_probs  # noqa: E402
+from model import score, song_log_probs  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "README.md"
@@ -374,7 +375,7 @@ def bench_train(data_dir, data_label, work, minutes, quick):
         else {"val_loss": None, "val_accuracy": None, "epoch": None}
     )
     checkpoint = artefacts.load_torch(proj_dir / "model.pth")
-    project_model = MelodyLSTM.from_checkpoint(checkpoint)
+    project_model = model.load(checkpoint)
     rows = artefacts.load_metadata(artefacts.metadata_path(None, dataset))
     plans = [controls.Plan.from_row(rows[i]) for i in checkpoint["val_songs"]]
     fields = controls.checkpoint_fields(checkpoint, plans, validation)
@@ -453,11 +454,11 @@ def untrained_models(mapping, data_dir):
     torch.manual_seed(config.SEED)
     rows = artefacts.load_metadata(data_dir / config.SONG_METADATA)
     space = controls.ControlSpace.from_songs([controls.Plan.from_row(r) for r in rows])
-    model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT, space.sizes())
+    lstm = model.build("lstm", len(mapping), space.sizes(), model.default_settings("lstm"))
     checkpoint = {
         "format": artefacts.CHECKPOINT_FORMAT,
-        "hyperparameters": model.hyperparameters(),
-        "model_state": model.state_dict(),
+        "hyperparameters": lstm.hyperparameters(),
+        "model_state": lstm.state_dict(),
         "vocabulary": sorted(mapping, key=mapping.get),
         "sequence_length": config.SEQUENCE_LENGTH,
         "time_step": config.TIME_STEP,
