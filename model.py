@@ -42,7 +42,11 @@ class MelodyLSTM(nn.Module):
     SETTINGS = {
         "units": ("NUM_UNITS", {"type": int, "nargs": "+", "help": "one LSTM layer per number"}),
         "dropout": ("DROPOUT", {"type": float, "help": "dropout rate"}),
+        "seq_len": ("TRAINING_WINDOW", {"type": int, "help": "steps per training window"}),
     }
+    # train.py cuts the songs, laid end to end, into windows of seq_len steps, each read from a
+    # zero state: the state forgets a run of `/` as it forgets anything
+    TRAINS_ON = "windows"
 
     def __init__(self, vocab_size, num_units=(256,), dropout=0.2, control_sizes=()):
         super().__init__()
@@ -66,6 +70,7 @@ class MelodyLSTM(nn.Module):
         return [
             ("units", not units or min(units) < 1, "one or more positive layer sizes"),
             ("dropout", not 0 <= dropout < 1, "at least 0 and below 1"),
+            ("seq_len", settings["seq_len"] < 1, "1 or more"),
         ]
 
     def optimizer(self, lr, settings):
@@ -198,6 +203,9 @@ class MelodyTransformer(nn.Module):
         "weight_decay": ("WEIGHT_DECAY", {"type": float, "help": "AdamW's, on weight matrices"}),
         "warmup": ("WARMUP_STEPS", {"type": int, "help": "batches of linear lr warm-up"}),
     }
+    # train.py reads whole songs, each from one `/`: exactly the context that generation and
+    # scoring give (a window across a song start would attend to the song before it)
+    TRAINS_ON = "songs"
 
     def __init__(
         self, vocab_size, layers=4, heads=4, width=128, context=256, dropout=0.1, control_sizes=()

@@ -5,11 +5,17 @@
     torchrun --nproc_per_node=N train.py ...   # DistributedDataParallel over N processes
     python train.py --data NAME       # data/NAME/ from `preprocess.py --name NAME` -> runs/NAME/
 
-The training songs are laid end to end (each after a run of `/`, as in file_dataset) and
-cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero state with
-the loss on every position (not one target per window, as the tutorial did). So an epoch predicts
-every step of every training song once, and no one-hot copy of the dataset is ever made (the model
-one-hot encodes a batch at a time).
+The model is model.py's --arch (ARCHITECTURES: "lstm", the default, or "transformer"); each
+architecture's own settings are its flags (--units for an LSTM, --layers for a Transformer, ...),
+and another architecture's are refused. The LSTM trains on windows (below); the Transformer on
+batches of whole songs, each read from one `/` as generation and validation read it (class
+attribute TRAINS_ON).
+
+For the LSTM, the training songs are laid end to end (each after a run of `/`, as in file_dataset)
+and cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero
+state with the loss on every position (not one target per window, as the tutorial did). So an
+epoch predicts every step of every training song once, and no one-hot copy of the dataset is ever
+made (the model one-hot encodes a batch at a time).
 
 Context. A window that meets a song start sees it after `/` symbols from a zero state, which is how
 generation starts a song. Generation then carries the state past TRAINING_WINDOW steps; validation
@@ -63,7 +69,6 @@ COMMON_SETTINGS = [
     "lr",
     "min_lr",
     "batch_size",
-    "seq_len",
     "seed",
     "validation_split",
 ]
@@ -83,7 +88,6 @@ def config_settings(arch=None):
         "lr": config.LEARNING_RATE,
         "min_lr": config.MIN_LEARNING_RATE,
         "batch_size": config.BATCH_SIZE,
-        "seq_len": config.TRAINING_WINDOW,
         "seed": config.SEED,
         "validation_split": config.VALIDATION_SPLIT,
         "epochs": config.EPOCHS,
@@ -99,7 +103,6 @@ def check_settings(s):
         "lr": (s["lr"] <= 0, "above 0"),
         "min_lr": (not 0 <= s["min_lr"] <= s["lr"], f"at least 0 and at most --lr ({s['lr']})"),
         "batch_size": (s["batch_size"] < 1, "1 or more"),
-        "seq_len": (s["seq_len"] < 1, "1 or more"),
         "validation_split": (not 0 < s["validation_split"] < 1, "between 0 and 1"),
         "epochs": (s["epochs"] < 1, "1 or more"),
         "patience": (s["patience"] < 0, "0 (off) or more"),
@@ -246,35 +249,92 @@ def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
     return [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
 
 
+class Windows:
+    """Training data as TRAINING_WINDOW-step windows of the songs laid end to end (the LSTM's):
+    items are window starts in training_stream's tensors."""
+
+    def __init__(self, stream, seq_len, batch_size, seed):
+        self.stream, self.seq_len, self.batch_size, self.seed = stream, seq_len, batch_size, seed
+
+    def batches(self, epoch):
+        return epoch_windows(len(self.stream[0]), self.seq_len, self.batch_size, self.seed, epoch)
+
+    def tensors(self, starts):
+        window = torch.tensor(starts)[:, None] + torch.arange(self.seq_len)
+        return tuple(t[window] for t in self.stream)
+
+    def steps(self, starts):
+        return int((self.tensors(starts)[1] != PADDING).sum())
+
+
+class Songs:
+    """Training data as whole songs, each read from one `/` as generation and validation read it
+    (the Transformer's: a window across a song start would show it context that generation never
+    gives). Items are song indices; a batch is padded to its longest song, the padding without
+    loss."""
+
+    def __init__(self, songs, song_controls, song_indices, delimiter_index, batch_size, seed):
+        self.songs, self.controls, self.indices = songs, song_controls, song_indices
+        self.delimiter, self.batch_size, self.seed = delimiter_index, batch_size, seed
+
+    def batches(self, epoch):
+        """Shuffled by (seed, epoch) alone; songs of similar length share a batch (sorted within
+        pools of 16 batches), so that little of it is padding."""
+        rng = random.Random(f"{self.seed}/{epoch}")
+        order = list(self.indices)
+        rng.shuffle(order)
+        pool, size = 16 * self.batch_size, self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            ranked = sorted(order[start : start + pool], key=lambda i: len(self.songs[i]))
+            batches += [ranked[i : i + size] for i in range(0, len(ranked), size)]
+        rng.shuffle(batches)
+        return batches
+
+    def tensors(self, items):
+        width = max(len(self.songs[i]) for i in items) + 1
+        fields = self.controls[items[0]].shape[1]
+        x = torch.full((len(items), width), self.delimiter)
+        y = torch.full((len(items), width), PADDING)
+        c = torch.zeros((len(items), width, fields), dtype=torch.long)
+        for row, i in enumerate(items):
+            n = len(self.songs[i])
+            x[row, 1 : n + 1] = torch.tensor(self.songs[i])
+            y[row, : n + 1] = torch.tensor(self.songs[i] + [self.delimiter])
+            c[row, : n + 1] = torch.from_numpy(self.controls[i])
+        return x, y, c
+
+    def steps(self, items):
+        return sum(len(self.songs[i]) + 1 for i in items)
+
+
 def train_epoch(
     model,
     optimizer,
     scaler,
-    stream,
+    data,
     batches,
-    seq_len,
     device,
     amp_dtype,
     desc,
     warmup=(0, 0),
     ranks=(0, 1),
 ):
-    """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout
-    on.
+    """One pass over the batches; returns the mean NLL per target step (nats), measured with dropout
+    on. data: Windows or Songs, which turn a batch's items into (inputs, targets, controls).
 
     warmup: (batches of linear learning-rate warm-up, batches done before this epoch); the rate
     set in the optimizer is the one it rises to. ranks: (this process, processes); each process
     reads every world-th window of a batch, and the loss is scaled so that the gradients that DDP
     averages are those of the whole batch.
     """
-    inputs, targets, controls = stream
     (warmup_steps, steps_before), (rank, world) = warmup, ranks
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.train()
     total_nll = torch.zeros((), device=device)
     total_steps = 0
     with tqdm(
-        total=int((targets != PADDING).sum()),
+        total=sum(data.steps(b) for b in batches),
         desc=desc,
         unit="step",
         unit_scale=True,
@@ -285,14 +345,11 @@ def train_epoch(
             if warmup_steps:
                 for group, lr in zip(optimizer.param_groups, base_lrs):
                     group["lr"] = lr * min(1.0, (steps_before + i + 1) / warmup_steps)
-            window = torch.tensor(batch)[:, None] + torch.arange(seq_len)
-            steps = int((targets[window] != PADDING).sum())  # counted on the CPU copy: no GPU sync
-            # This process's share; a share left empty (a short last batch) reads one window and
+            steps = data.steps(batch)  # counted on the CPU: no GPU sync
+            # This process's share; a share left empty (a short last batch) reads one item and
             # weighs it 0, so that every process joins the gradient exchange.
             mine, weight = (batch[rank::world], world) if batch[rank::world] else (batch[:1], 0)
-            window = torch.tensor(mine)[:, None] + torch.arange(seq_len)
-            x, y = inputs[window].to(device), targets[window].to(device)
-            c = controls[window].to(device)
+            x, y, c = (t.to(device) for t in data.tensors(mine))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 # each window from the song start's context (a zero state), loss on every position
                 logits = model(x, controls=c)
@@ -423,7 +480,6 @@ def train(
     lr=None,
     min_lr=None,
     arch=None,
-    seq_len=None,
     seed=None,
     validation_split=None,
     patience=None,
@@ -470,7 +526,6 @@ def train(
         "lr": lr,
         "min_lr": min_lr,
         "batch_size": batch_size,
-        "seq_len": seq_len,
         "seed": seed,
         "validation_split": validation_split,
         "epochs": epochs,
@@ -535,9 +590,20 @@ def train(
         styles={p.style for p in plans if p.style},
     )
     song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
-    stream = training_stream(
-        songs, train_songs, delimiter_index, settings["seq_len"], song_controls
-    )
+    if models.ARCHITECTURES[settings["arch"]].TRAINS_ON == "windows":
+        stream = training_stream(
+            songs, train_songs, delimiter_index, settings["seq_len"], song_controls
+        )
+        data = Windows(stream, settings["seq_len"], settings["batch_size"], settings["seed"])
+    else:
+        data = Songs(
+            songs,
+            song_controls,
+            train_songs,
+            delimiter_index,
+            settings["batch_size"],
+            settings["seed"],
+        )
     val_controls = [song_controls[i] for i in val_songs]
 
     torch.manual_seed(settings["seed"])  # the initial weights, then dropout masks, follow from it
@@ -574,9 +640,8 @@ def train(
         f"{f' x {world} processes' if world > 1 else ''}: {len(train_songs)} "
         f"songs ({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on "
         f"{len(val_songs)}; {len(vocabulary)} symbols; {settings['arch']} ({own}; "
-        f"{num_params:,} parameters); batch {settings['batch_size']}, seq-len "
-        f"{settings['seq_len']}, lr {settings['lr']}, seed {settings['seed']}"
-        + (f"; styles {', '.join(space.styles)}" if space.styles else "")
+        f"{num_params:,} parameters); batch {settings['batch_size']}, lr {settings['lr']}, "
+        f"seed {settings['seed']}" + (f"; styles {', '.join(space.styles)}" if space.styles else "")
     )
     if history:
         done = history[-1]["epoch"]
@@ -603,16 +668,13 @@ def train(
             epoch_start = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = epoch_lr(settings, epoch)
-            batches = epoch_windows(
-                len(stream[0]), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
-            )
+            batches = data.batches(epoch)
             train_loss = train_epoch(
                 trained,
                 optimizer,
                 scaler,
-                stream,
+                data,
                 batches,
-                settings["seq_len"],
                 device,
                 amp_dtype,
                 desc=f"epoch {epoch}/{settings['epochs']}",
@@ -655,7 +717,7 @@ def train(
                     "hyperparameters": model.hyperparameters(),
                     "model_state": cpu_state_dict(model),
                     "vocabulary": vocabulary,
-                    "sequence_length": settings["seq_len"],
+                    "sequence_length": settings.get("seq_len"),
                     "time_step": config.TIME_STEP,
                     "epoch": epoch,
                     "val_loss": result["nll"],
@@ -779,11 +841,6 @@ def main():
         help=f"the model (model.py); config ARCH={config.ARCH}",
     )
     run.add_argument(
-        "--seq-len",
-        type=int,
-        help=f"steps per training window; config TRAINING_WINDOW={config.TRAINING_WINDOW}",
-    )
-    run.add_argument(
         "--seed",
         type=int,
         help=f"split, initial weights, batches, dropout; config SEED={config.SEED}",
@@ -841,7 +898,6 @@ def main():
         lr=args.lr,
         min_lr=args.min_lr,
         arch=args.arch,
-        seq_len=args.seq_len,
         seed=args.seed,
         validation_split=args.validation_split,
         patience=args.patience,
