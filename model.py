@@ -47,6 +47,7 @@ class MelodyLSTM(nn.Module):
     # train.py cuts the songs, laid end to end, into windows of seq_len steps, each read from a
     # zero state: the state forgets a run of `/` as it forgets anything
     TRAINS_ON = "windows"
+    LEARNING_RATES = ("LEARNING_RATE", "MIN_LEARNING_RATE")  # config's defaults of --lr, --min-lr
 
     def __init__(self, vocab_size, num_units=(256,), dropout=0.2, control_sizes=()):
         super().__init__()
@@ -206,6 +207,7 @@ class MelodyTransformer(nn.Module):
     # train.py reads whole songs, each from one `/`: exactly the context that generation and
     # scoring give (a window across a song start would attend to the song before it)
     TRAINS_ON = "songs"
+    LEARNING_RATES = ("TRANSFORMER_LEARNING_RATE", "TRANSFORMER_MIN_LEARNING_RATE")
 
     def __init__(
         self, vocab_size, layers=4, heads=4, width=128, context=256, dropout=0.1, control_sizes=()

@@ -82,11 +82,12 @@ def run_settings(arch):
 def config_settings(arch=None):
     """The defaults, read from config when called, so a notebook may change config first."""
     arch = arch or config.ARCH
+    lr, min_lr = models.ARCHITECTURES[arch].LEARNING_RATES
     return {
         "arch": arch,
         **models.default_settings(arch),
-        "lr": config.LEARNING_RATE,
-        "min_lr": config.MIN_LEARNING_RATE,
+        "lr": getattr(config, lr),
+        "min_lr": getattr(config, min_lr),
         "batch_size": config.BATCH_SIZE,
         "seed": config.SEED,
         "validation_split": config.VALIDATION_SPLIT,
@@ -827,13 +828,16 @@ def main():
     run.add_argument(
         "--lr",
         type=float,
-        help=f"Adam learning rate at the first epoch; config LEARNING_RATE={config.LEARNING_RATE}",
+        help="learning rate at the first epoch (after a Transformer's warm-up); config "
+        f"LEARNING_RATE={config.LEARNING_RATE}, transformer: "
+        f"TRANSFORMER_LEARNING_RATE={config.TRANSFORMER_LEARNING_RATE}",
     )
     run.add_argument(
         "--min-lr",
         type=float,
         help="learning rate at the last epoch, reached along a cosine (--lr: constant); config "
-        f"MIN_LEARNING_RATE={config.MIN_LEARNING_RATE}",
+        f"MIN_LEARNING_RATE={config.MIN_LEARNING_RATE}, transformer: "
+        f"TRANSFORMER_MIN_LEARNING_RATE={config.TRANSFORMER_MIN_LEARNING_RATE}",
     )
     run.add_argument(
         "--arch",
