@@ -659,7 +659,8 @@ def bench_sampling(mapping, data_dir, work, quick):
                 "", batch_melodies, batch_steps, rng=0, bars=batch_steps
             )
         )
-        early, late_cost = step_seconds(generator, 10), step_seconds(generator, late)
+        repeats = 3 if quick else 30
+        early, late_cost = (step_seconds(generator, t, repeats=repeats) for t in (10, late))
         result[arch] = {
             "hyperparameters": generator.model.hyperparameters(),
             "single": len(single) / single_seconds,

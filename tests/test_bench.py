@@ -244,6 +244,12 @@ def test_quick_run_end_to_end_and_readme_section(tmp_path):
         results["train"]["project"]["model_pth_val_loss_recorded"], abs=1e-5
     )
     assert results["generate"]["single"]["project_steps_per_second"] > 0
+    for arch in ("lstm", "transformer"):  # section 4: sampling per architecture
+        assert results["sampling"][arch]["single"] > 0 and results["sampling"][arch]["batch"] > 0
+    assert {row["figure"].split(",")[0] for row in results["sampling_targets"]} == {
+        "lstm",
+        "transformer",
+    }
     assert [row["figure"] for row in results["targets"]] == [
         "preprocess cold, erk",
         "preprocess warm, erk",
