@@ -835,7 +835,9 @@ def markdown(results, results_path):
     lines = [
         f"Measured by `{results['command']}` on {m['date'][:10]}: {m['cpu']}, {m['cores']} cores, "
         f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} "
-        f"({m['torch_threads']} threads), music21 {m['music21']}. Full results: "
+        f"({m['torch_threads']} threads), music21 {m['music21']}"
+        + (f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else "")
+        + ". Full results: "
         f"`{shown_path(results_path)}`.",
         "",
     ]
