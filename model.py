@@ -182,8 +182,8 @@ class MelodyTransformer(nn.Module):
     """A decoder-only, causal Transformer: symbol embedding + one embedding per control field ->
     pre-norm blocks (rotary self-attention, GELU MLP) -> norm -> linear (tied to the embedding).
 
-    Positions are rotary (RoPE): attention sees only how far back a step is, so a model trained on
-    short windows reads a melody of any length. Each step attends to the last `context` steps
+    Positions are rotary (RoPE): attention sees only how far back a step is, so nothing ties the
+    model to the lengths it trained on. Each step attends to the last `context` steps
     (itself included), in training, scoring and generation alike: past `context` steps the
     attention window slides, and generation's key-value cache is a ring of `context` slots whose
     oldest entry the next step overwrites. So a generated step costs O(context), the same at step
@@ -210,7 +210,7 @@ class MelodyTransformer(nn.Module):
     LEARNING_RATES = ("TRANSFORMER_LEARNING_RATE", "TRANSFORMER_MIN_LEARNING_RATE")
 
     def __init__(
-        self, vocab_size, layers=4, heads=4, width=128, context=256, dropout=0.1, control_sizes=()
+        self, vocab_size, layers=2, heads=4, width=128, context=256, dropout=0.1, control_sizes=()
     ):
         super().__init__()
         if width % heads or (width // heads) % 2:
