@@ -39,8 +39,23 @@ PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)
 MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
+ARCH = "lstm"  # train.py --arch: "lstm" or "transformer" (model.ARCHITECTURES)
+# LSTM (train.py --units, --dropout)
 NUM_UNITS = [256]  # one LSTM layer per entry
 DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693)
+# Transformer (train.py --layers, --heads, --width, --context, --dropout, --weight-decay, --warmup).
+# CPU defaults, measured on erk (README, Transformer): 2 layers of width 128 train an epoch in 37 s
+# and sample 2.5x faster than 4 layers, which took 100 s for the same epoch-1 NLL (1.009 vs 1.002).
+# On a GPU, the recipe: bench/gpu_deutschl.sh (6 layers, width 256, 8 heads).
+TRANSFORMER_LAYERS = 2
+TRANSFORMER_HEADS = 4
+TRANSFORMER_WIDTH = 128
+TRANSFORMER_CONTEXT = 256  # steps each step attends to; the window slides past it
+TRANSFORMER_DROPOUT = 0.1
+TRANSFORMER_LEARNING_RATE = 0.002  # the Transformer's LEARNING_RATE, after its warm-up
+TRANSFORMER_MIN_LEARNING_RATE = 0.0002  # and its MIN_LEARNING_RATE
+WEIGHT_DECAY = 0.1  # AdamW's, on the Transformer's weight matrices
+WARMUP_STEPS = 100  # batches over which the Transformer's learning rate rises linearly
 LEARNING_RATE = 0.001  # at the first epoch
 MIN_LEARNING_RATE = 0.001  # at the last epoch, along a cosine; = LEARNING_RATE: constant
 TRAINING_WINDOW = 256  # steps per training window (train.py --seq-len)
@@ -67,6 +82,7 @@ SEED_MELODY = (
 PRIMER_BARS = 2  # bars of a primer file (melodygenerator.py --primer) the melody continues
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
+SMALL_BATCH = 8  # sampling up to this many melodies on a CPU uses one torch thread (model.py)
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them
 BPM = 120
 TIME_SIGNATURE = "4/4"  # the meter of a melody that has none (a plain list, or an old model)

@@ -53,7 +53,7 @@ import twosample
 from artefacts import UserError
 from encoding import DELIMITER, HOLD, REST, symbol_runs
 from melodygenerator import Melody, MelodyGenerator
-from model import MelodyLSTM, score, song_log_probs
+from model import load, score, song_log_probs
 
 BAR_QUARTERS = (
     4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 steps of a 16th)
@@ -770,7 +770,7 @@ def main(argv=None):
     print(f"scoring {len(test_songs)} held-out songs ...")
     model_metrics = {}
     for path, checkpoint in zip(paths, checkpoints):
-        model = MelodyLSTM.from_checkpoint(checkpoint).to(args.device)
+        model = load(checkpoint).to(args.device)
         fields = controls.checkpoint_fields(checkpoint, [plans[i] for i in held_out], test_songs)
         log_probs = song_log_probs(
             model, test_songs, delimiter, device=args.device, controls=fields
@@ -917,6 +917,7 @@ def main(argv=None):
                 {
                     "model": p,
                     "epoch": c.get("epoch"),
+                    "architecture": c.get("arch", "lstm"),
                     "hyperparameters": c["hyperparameters"],
                     "training seed": c.get("seed"),
                     "trained on": c.get("dataset"),

@@ -11,9 +11,10 @@ or in a notebook:
     melody = mg.generate_melody("55 _ _ _ 60 _ _ _ 55 _ _ _ 55 _", 500, rng=0)
     mg.save_melody(melody)                                   # writes generated.mid
 
-Generation gives the model the context it was trained with: a zero state, one `/` (the song
-start), the seed, then one sampled symbol at a time with the LSTM state carried along, so each
-step costs one small forward call however long the melody already is.
+Generation gives the model the context it was trained with: one `/` (the song start), the seed,
+then one sampled symbol at a time with the model's sampling state carried along (model.py: an
+LSTM's state, a Transformer's key-value cache), so each step costs one small call however long the
+melody already is.
 """
 
 import argparse
@@ -36,10 +37,10 @@ from music21 import meter
 import artefacts
 import config
 import controls
+import model
 import render
 from artefacts import UserError
 from encoding import DELIMITER, HOLD
-from model import MelodyLSTM
 
 OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
@@ -184,7 +185,7 @@ class MelodyGenerator:
         except (RuntimeError, AssertionError):  # unknown name, or a GPU this PyTorch cannot use
             raise UserError(f"device {device!r} is not available here: use cpu") from None
         try:
-            self.model = MelodyLSTM.from_checkpoint(checkpoint).to(self.device)
+            self.model = model.load(checkpoint).to(self.device)
             self.vocabulary = list(checkpoint["vocabulary"])
             self.time_step = float(checkpoint["time_step"])
             # None: a model trained before controls existed; it writes 4/4 and takes none
@@ -193,7 +194,7 @@ class MelodyGenerator:
                 if "controls" in checkpoint
                 else None
             )
-        except (KeyError, TypeError, RuntimeError) as error:
+        except (KeyError, TypeError, RuntimeError, ValueError) as error:
             raise UserError(
                 f"{model_path} does not hold a complete model ({type(error).__name__}): "
                 "re-run train.py"
@@ -342,40 +343,45 @@ class MelodyGenerator:
             n, num_steps, dtype=torch.long
         )  # generated symbols; a row's tail after its `/` is ignored
         finished = torch.zeros(n, dtype=torch.bool)
-        logits, state = self._read(seed_rows, max_sequence_length, fields)
-        advance = self.model.stepper()
-        since_rebuild = 0
-        for step in range(num_steps):
-            t = len(seed_indices) + step  # the step being sampled, counted from the song start
-            if end is not None:  # `/` falls at a planned last barline, and only there
-                # logits are fresh each step: safe to edit in place
-                logits[planned if not all_planned else slice(None), delimiter] = float("-inf")
-            if t == 0 and HOLD in self.index:  # nothing to hold yet: a song starts with an onset
-                logits[:, self.index[HOLD]] = float("-inf")
-            next_symbols = sample(logits, temperature, top_k, top_p, generator)
-            if end is not None:
-                next_symbols = torch.where(end == t, delimiter, next_symbols)
-            tokens[:, step] = next_symbols
-            finished |= next_symbols == delimiter
-            if finished.all() or step == num_steps - 1:
-                num_steps = step + 1
-                break
-            since_rebuild += 1
-            if (
-                max_sequence_length
-                and since_rebuild >= max_sequence_length
-                and len(seed_indices) + step + 1 > max_sequence_length
-            ):
-                logits, state = self._read(
-                    torch.cat([seed_rows, tokens[:, : step + 1]], 1), max_sequence_length, fields
-                )
-                since_rebuild = 0
-            else:
-                logits, state = advance(
-                    next_symbols.to(self.device),
-                    state,
-                    None if fields is None else fields[:, t + 1],
-                )
+        # a small batch on a CPU samples fastest on one thread (model.sampling_threads)
+        with model.sampling_threads(n, self.device):
+            logits, state = self._read(seed_rows, max_sequence_length, fields)
+            since_rebuild = 0
+            for step in range(num_steps):
+                t = len(seed_indices) + step  # the step being sampled, counted from the song start
+                if end is not None:  # `/` falls at a planned last barline, and only there
+                    # logits are fresh each step: safe to edit in place
+                    logits[planned if not all_planned else slice(None), delimiter] = float("-inf")
+                if (
+                    t == 0 and HOLD in self.index
+                ):  # nothing to hold yet: a song starts with an onset
+                    logits[:, self.index[HOLD]] = float("-inf")
+                next_symbols = sample(logits, temperature, top_k, top_p, generator)
+                if end is not None:
+                    next_symbols = torch.where(end == t, delimiter, next_symbols)
+                tokens[:, step] = next_symbols
+                finished |= next_symbols == delimiter
+                if finished.all() or step == num_steps - 1:
+                    num_steps = step + 1
+                    break
+                since_rebuild += 1
+                if (
+                    max_sequence_length
+                    and since_rebuild >= max_sequence_length
+                    and len(seed_indices) + step + 1 > max_sequence_length
+                ):
+                    logits, state = self._read(
+                        torch.cat([seed_rows, tokens[:, : step + 1]], 1),
+                        max_sequence_length,
+                        fields,
+                    )
+                    since_rebuild = 0
+                else:
+                    logits, state = self.model.step(
+                        next_symbols.to(self.device),
+                        None if fields is None else fields[:, t + 1],
+                        state,
+                    )
 
         seed_symbols = [self.vocabulary[i] for i in seed_indices]
         melodies = []
@@ -440,8 +446,7 @@ class MelodyGenerator:
         """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for
         None), with the control fields of the steps they predict.
 
-        Returns the logits for the next symbol [n, vocab] and the state, in MelodyLSTM.stepper's
-        form.
+        Returns the logits for the next symbol [n, vocab] and the model's sampling state.
         """
         first = 0
         if max_sequence_length is not None:
@@ -449,8 +454,7 @@ class MelodyGenerator:
         rows = rows[:, first:]
         start = torch.full((rows.shape[0], 1), self.index[DELIMITER], dtype=torch.long)
         window = None if fields is None else fields[:, first : first + rows.shape[1] + 1]
-        logits, state = self.model(torch.cat([start, rows], 1).to(self.device), controls=window)
-        return logits[:, -1], [(h[0], c[0]) for h, c in state]  # the stepper's state: no layer axis
+        return self.model.read(torch.cat([start, rows], 1).to(self.device), window)
 
     def _seed_indices(self, seed):
         symbols = seed.split() if isinstance(seed, str) else [str(s) for s in seed]

@@ -1,13 +1,21 @@
 """Train the melody model on file_dataset + mapping.json and keep the best epoch in model.pth.
 
     python train.py [--epochs 50] [--units 256 256] [--device cpu] [--max-minutes 5] [--resume]
+    python train.py --arch transformer [--layers 4 --heads 4 --width 128 --context 256]
+    torchrun --nproc_per_node=N train.py ...   # DistributedDataParallel over N processes
     python train.py --data NAME       # data/NAME/ from `preprocess.py --name NAME` -> runs/NAME/
 
-The training songs are laid end to end (each after a run of `/`, as in file_dataset) and
-cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero state with
-the loss on every position (not one target per window, as the tutorial did). So an epoch predicts
-every step of every training song once, and no one-hot copy of the dataset is ever made (the model
-one-hot encodes a batch at a time).
+The model is model.py's --arch (ARCHITECTURES: "lstm", the default, or "transformer"); each
+architecture's own settings are its flags (--units for an LSTM, --layers for a Transformer, ...),
+and another architecture's are refused. The LSTM trains on windows (below); the Transformer on
+batches of whole songs, each read from one `/` as generation and validation read it (class
+attribute TRAINS_ON).
+
+For the LSTM, the training songs are laid end to end (each after a run of `/`, as in file_dataset)
+and cut into TRAINING_WINDOW-step windows; batches of shuffled windows are read from a zero
+state with the loss on every position (not one target per window, as the tutorial did). So an
+epoch predicts every step of every training song once, and no one-hot copy of the dataset is ever
+made (the model one-hot encodes a batch at a time).
 
 Context. A window that meets a song start sees it after `/` symbols from a zero state, which is how
 generation starts a song. Generation then carries the state past TRAINING_WINDOW steps; validation
@@ -28,6 +36,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -39,41 +48,47 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import artefacts
 import config
 import controls
+import model as models
 from artefacts import UserError
 from encoding import DELIMITER
-from model import MelodyLSTM, score, song_log_probs
+from model import score, song_log_probs
 
 PADDING = -100  # target of padded steps: cross_entropy's ignore_index, so they carry no loss
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "elapsed_seconds"]
 # Settings that shape the trajectory of a run: --resume continues with the saved ones and refuses
 # others.
 # epochs and patience only say where it stops, so a resumed run may change them.
-RUN_SETTINGS = [
-    "units",
-    "dropout",
+COMMON_SETTINGS = [
+    "arch",
     "lr",
     "min_lr",
     "batch_size",
-    "seq_len",
     "seed",
     "validation_split",
 ]
 
 
-def config_settings():
+def run_settings(arch):
+    """The settings that shape a run of this architecture: the common ones and the model's own."""
+    return COMMON_SETTINGS + list(models.ARCHITECTURES[arch].SETTINGS)
+
+
+def config_settings(arch=None):
     """The defaults, read from config when called, so a notebook may change config first."""
+    arch = arch or config.ARCH
+    lr, min_lr = models.ARCHITECTURES[arch].LEARNING_RATES
     return {
-        "units": list(config.NUM_UNITS),
-        "dropout": config.DROPOUT,
-        "lr": config.LEARNING_RATE,
-        "min_lr": config.MIN_LEARNING_RATE,
+        "arch": arch,
+        **models.default_settings(arch),
+        "lr": getattr(config, lr),
+        "min_lr": getattr(config, min_lr),
         "batch_size": config.BATCH_SIZE,
-        "seq_len": config.TRAINING_WINDOW,
         "seed": config.SEED,
         "validation_split": config.VALIDATION_SPLIT,
         "epochs": config.EPOCHS,
@@ -83,12 +98,12 @@ def config_settings():
 
 def check_settings(s):
     problems = {
-        "units": (not s["units"] or min(s["units"]) < 1, "one or more positive layer sizes"),
-        "dropout": (not 0 <= s["dropout"] < 1, "at least 0 and below 1"),
+        **{
+            name: (bad, wanted) for name, bad, wanted in models.ARCHITECTURES[s["arch"]].problems(s)
+        },
         "lr": (s["lr"] <= 0, "above 0"),
         "min_lr": (not 0 <= s["min_lr"] <= s["lr"], f"at least 0 and at most --lr ({s['lr']})"),
         "batch_size": (s["batch_size"] < 1, "1 or more"),
-        "seq_len": (s["seq_len"] < 1, "1 or more"),
         "validation_split": (not 0 < s["validation_split"] < 1, "between 0 and 1"),
         "epochs": (s["epochs"] < 1, "1 or more"),
         "patience": (s["patience"] < 0, "0 (off) or more"),
@@ -96,6 +111,24 @@ def check_settings(s):
     for name, (bad, wanted) in problems.items():
         if bad:
             raise UserError(f"{flag(name)} {show(s[name])}: must be {wanted}")
+
+
+def refuse_other_settings(arch, given):
+    """One line for a setting given that this architecture does not have (--units for a
+    Transformer), rather than silently ignoring it."""
+    own = models.ARCHITECTURES[arch].SETTINGS
+    for name, value in given.items():
+        if value is None or name in own or name not in model_settings_names():
+            continue
+        others = [a for a, cls in models.ARCHITECTURES.items() if name in cls.SETTINGS]
+        raise UserError(
+            f"{flag(name)} is a setting of --arch {' or '.join(others)}, not of {arch}: leave it "
+            f"out (the {arch}'s own: {', '.join(flag(n) for n in own)})"
+        )
+
+
+def model_settings_names():
+    return {name for cls in models.ARCHITECTURES.values() for name in cls.SETTINGS}
 
 
 def epoch_lr(settings, epoch):
@@ -131,6 +164,34 @@ def pick_device(name):
     if name == "mps" and not torch.backends.mps.is_available():
         raise UserError("--device mps: Apple MPS is not available here; use --device auto or cpu")
     return torch.device(name)
+
+
+def start_processes(device):
+    """(rank, processes, device): (0, 1, device) in a plain run; under torchrun (WORLD_SIZE > 1),
+    joins the process group (nccl on CUDA, gloo on the CPU) and, on CUDA, takes the GPU of its
+    LOCAL_RANK."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if device.type == "mps":
+        raise UserError("torchrun: Apple MPS has no distributed backend; use --device cpu")
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_rank(), world, device
+
+
+def shared_by_rank0(world, device, *values):
+    """Rank 0's values (floats or bools), the same in every process: its validation figures and its
+    clock decide for all, so that every process stops after the same epoch."""
+    if world == 1:
+        return values
+    # float64 keeps the NLL exactly as rank 0 computed it
+    shared = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    torch.distributed.broadcast(shared, 0)
+    return [type(v)(x) for v, x in zip(values, shared.tolist())]
 
 
 def mixed_precision(device):
@@ -189,37 +250,124 @@ def epoch_windows(stream_length, seq_len, batch_size, seed, epoch):
     return [starts[i : i + batch_size] for i in range(0, len(starts), batch_size)]
 
 
-def train_epoch(model, optimizer, scaler, stream, batches, seq_len, device, amp_dtype, desc):
-    """One pass over the windows; returns the mean NLL per target step (nats), measured with dropout
-    on.
+class Windows:
+    """Training data as TRAINING_WINDOW-step windows of the songs laid end to end (the LSTM's):
+    items are window starts in training_stream's tensors."""
+
+    def __init__(self, stream, seq_len, batch_size, seed):
+        self.stream, self.seq_len, self.batch_size, self.seed = stream, seq_len, batch_size, seed
+
+    def batches(self, epoch):
+        return epoch_windows(len(self.stream[0]), self.seq_len, self.batch_size, self.seed, epoch)
+
+    def tensors(self, starts):
+        window = torch.tensor(starts)[:, None] + torch.arange(self.seq_len)
+        return tuple(t[window] for t in self.stream)
+
+    def steps(self, starts):
+        return int((self.tensors(starts)[1] != PADDING).sum())
+
+
+class Songs:
+    """Training data as whole songs, each read from one `/` as generation and validation read it
+    (the Transformer's: a window across a song start would show it context that generation never
+    gives). Items are song indices; a batch is padded to its longest song, the padding without
+    loss."""
+
+    def __init__(self, songs, song_controls, song_indices, delimiter_index, batch_size, seed):
+        self.songs, self.controls, self.indices = songs, song_controls, song_indices
+        self.delimiter, self.batch_size, self.seed = delimiter_index, batch_size, seed
+
+    def batches(self, epoch):
+        """Shuffled by (seed, epoch) alone; songs of similar length share a batch (sorted within
+        pools of 16 batches), so that little of it is padding."""
+        rng = random.Random(f"{self.seed}/{epoch}")
+        order = list(self.indices)
+        rng.shuffle(order)
+        pool, size = 16 * self.batch_size, self.batch_size
+        batches = []
+        for start in range(0, len(order), pool):
+            ranked = sorted(order[start : start + pool], key=lambda i: len(self.songs[i]))
+            batches += [ranked[i : i + size] for i in range(0, len(ranked), size)]
+        rng.shuffle(batches)
+        return batches
+
+    def tensors(self, items):
+        width = max(len(self.songs[i]) for i in items) + 1
+        fields = self.controls[items[0]].shape[1]
+        x = torch.full((len(items), width), self.delimiter)
+        y = torch.full((len(items), width), PADDING)
+        c = torch.zeros((len(items), width, fields), dtype=torch.long)
+        for row, i in enumerate(items):
+            n = len(self.songs[i])
+            x[row, 1 : n + 1] = torch.tensor(self.songs[i])
+            y[row, : n + 1] = torch.tensor(self.songs[i] + [self.delimiter])
+            c[row, : n + 1] = torch.from_numpy(self.controls[i])
+        return x, y, c
+
+    def steps(self, items):
+        return sum(len(self.songs[i]) + 1 for i in items)
+
+
+def train_epoch(
+    model,
+    optimizer,
+    scaler,
+    data,
+    batches,
+    device,
+    amp_dtype,
+    desc,
+    warmup=(0, 0),
+    ranks=(0, 1),
+):
+    """One pass over the batches; returns the mean NLL per target step (nats), measured with dropout
+    on. data: Windows or Songs, which turn a batch's items into (inputs, targets, controls).
+
+    warmup: (batches of linear learning-rate warm-up, batches done before this epoch); the rate
+    set in the optimizer is the one it rises to. ranks: (this process, processes); each process
+    reads every world-th window of a batch, and the loss is scaled so that the gradients that DDP
+    averages are those of the whole batch.
     """
-    inputs, targets, controls = stream
+    (warmup_steps, steps_before), (rank, world) = warmup, ranks
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
     model.train()
     total_nll = torch.zeros((), device=device)
     total_steps = 0
     with tqdm(
-        total=int((targets != PADDING).sum()), desc=desc, unit="step", unit_scale=True, leave=False
+        total=sum(data.steps(b) for b in batches),
+        desc=desc,
+        unit="step",
+        unit_scale=True,
+        leave=False,
+        disable=rank > 0,
     ) as bar:
-        for batch in batches:
-            window = torch.tensor(batch)[:, None] + torch.arange(seq_len)
-            steps = int((targets[window] != PADDING).sum())  # counted on the CPU copy: no GPU sync
-            x, y = inputs[window].to(device), targets[window].to(device)
-            c = controls[window].to(device)
+        for i, batch in enumerate(batches):
+            if warmup_steps:
+                for group, lr in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = lr * min(1.0, (steps_before + i + 1) / warmup_steps)
+            steps = data.steps(batch)  # counted on the CPU: no GPU sync
+            # This process's share; a share left empty (a short last batch) reads one item and
+            # weighs it 0, so that every process joins the gradient exchange.
+            mine, weight = (batch[rank::world], world) if batch[rank::world] else (batch[:1], 0)
+            x, y, c = (t.to(device) for t in data.tensors(mine))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                # each window from a zero state, loss on every position
-                logits, _ = model(x, controls=c)
+                # each window from the song start's context (a zero state), loss on every position
+                logits = model(x, controls=c)
             nll = F.cross_entropy(
                 logits.float().flatten(0, 1), y.flatten(), ignore_index=PADDING, reduction="sum"
             )
             optimizer.zero_grad(set_to_none=True)
-            scaler.scale(nll / steps).backward()
+            scaler.scale(nll * weight / steps).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.GRAD_CLIP_NORM)
             scaler.step(optimizer)
             scaler.update()
-            total_nll += nll.detach()
+            total_nll += nll.detach() * (weight > 0)
             total_steps += steps
             bar.update(steps)
+    if world > 1:  # every process's share of the loss
+        torch.distributed.all_reduce(total_nll)
     return total_nll.item() / total_steps
 
 
@@ -277,8 +425,9 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other
     changes.
     """
-    saved = {"min_lr": saved["lr"], **saved}  # a run from before the schedule had a constant rate
-    for name in RUN_SETTINGS:
+    # a run from before the schedule had a constant rate; from before the registry, an LSTM
+    saved = {"min_lr": saved["lr"], "arch": "lstm", **saved}
+    for name in run_settings(saved["arch"]):
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(
                 f"{state_path} was started with {flag(name)} {show(saved[name])}, not "
@@ -331,15 +480,14 @@ def train(
     batch_size=None,
     lr=None,
     min_lr=None,
-    units=None,
-    dropout=None,
-    seq_len=None,
+    arch=None,
     seed=None,
     validation_split=None,
     patience=None,
     device="auto",
     resume=False,
     max_minutes=None,
+    **model_settings,
 ):
     """Train, writing model.pth, train_state.pth and the log every epoch, the plot at the end;
     returns a summary.
@@ -347,9 +495,16 @@ def train(
     The files: those given, the others from run_paths(data, out_dir) (data=None, out_dir=None: the
     tutorial's names in the current folder).
 
-    Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, NUM_UNITS, DROPOUT,
-    MIN_LEARNING_RATE, TRAINING_WINDOW, SEED, VALIDATION_SPLIT, PATIENCE) or, with resume=True,
-    from the run being resumed.
+    arch: "lstm" (config ARCH) or "transformer"; model_settings: that architecture's own settings
+    (model.py's SETTINGS: units and dropout for an LSTM; layers, heads, width, context, dropout,
+    weight_decay, warmup for a Transformer); another architecture's setting is refused.
+    Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, MIN_LEARNING_RATE,
+    TRAINING_WINDOW, SEED, VALIDATION_SPLIT, PATIENCE, and the architecture's) or, with
+    resume=True, from the run being resumed.
+
+    Under torchrun (WORLD_SIZE > 1) it trains with DistributedDataParallel: each batch is split over
+    the processes, gradients are averaged as if one process had read the whole batch, and only
+    rank 0 prints and writes files.
     max_minutes stops after the epoch that crosses it; resume=True then goes on from there.
     """
     started = time.perf_counter()
@@ -363,13 +518,15 @@ def train(
     }
     paths = run_paths(data, out_dir) | {k: v for k, v in given_paths.items() if v is not None}
     dataset, mapping, model_path, state_path, log_path, plot_path = paths.values()
+    unknown = set(model_settings) - model_settings_names()
+    if unknown:
+        raise TypeError(f"train() got unknown settings: {', '.join(sorted(unknown))}")
     given = {
-        "units": None if units is None else list(units),
-        "dropout": dropout,
+        "arch": arch,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in model_settings.items()},
         "lr": lr,
         "min_lr": min_lr,
         "batch_size": batch_size,
-        "seq_len": seq_len,
         "seed": seed,
         "validation_split": validation_split,
         "epochs": epochs,
@@ -386,7 +543,8 @@ def train(
     plans = [controls.Plan.from_row(r) for r in rows]
     vocabulary = sorted(symbol_index, key=symbol_index.get)
     digest = data_digest(songs, vocabulary, [list(vars(p).values()) for p in plans])
-    device = pick_device(device)
+    rank, world, device = start_processes(pick_device(device))
+    main_process = rank == 0  # the one that prints and writes
     amp_dtype, needs_scaler = mixed_precision(device)
 
     saved = None
@@ -404,13 +562,22 @@ def train(
             )
         settings = settings_for_resume(saved["settings"], given, state_path)
     else:
-        if Path(state_path).exists():
-            print(
-                f"{state_path} exists: starting a fresh run that replaces it (--resume would "
-                "continue it)"
-            )
-        settings = {**config_settings(), **{k: v for k, v in given.items() if v is not None}}
+        arch = given["arch"] or config.ARCH
+        if arch not in models.ARCHITECTURES:
+            raise UserError(f"--arch {arch}: must be one of {', '.join(models.ARCHITECTURES)}")
+        settings = {**config_settings(arch), **{k: v for k, v in given.items() if v is not None}}
+    refuse_other_settings(settings["arch"], given)
     check_settings(settings)
+    if not resume and Path(state_path).exists() and main_process:
+        print(
+            f"{state_path} exists: starting a fresh run that replaces it (--resume would "
+            "continue it)"
+        )
+    if world > settings["batch_size"]:
+        raise UserError(
+            f"--batch-size {settings['batch_size']} is split over {world} processes: give each "
+            "one window at least (a larger --batch-size or fewer processes)"
+        )
 
     train_songs, val_songs = artefacts.split_songs(
         len(songs), settings["validation_split"], settings["seed"]
@@ -424,15 +591,25 @@ def train(
         styles={p.style for p in plans if p.style},
     )
     song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
-    stream = training_stream(
-        songs, train_songs, delimiter_index, settings["seq_len"], song_controls
-    )
+    if models.ARCHITECTURES[settings["arch"]].TRAINS_ON == "windows":
+        stream = training_stream(
+            songs, train_songs, delimiter_index, settings["seq_len"], song_controls
+        )
+        data = Windows(stream, settings["seq_len"], settings["batch_size"], settings["seed"])
+    else:
+        data = Songs(
+            songs,
+            song_controls,
+            train_songs,
+            delimiter_index,
+            settings["batch_size"],
+            settings["seed"],
+        )
     val_controls = [song_controls[i] for i in val_songs]
 
     torch.manual_seed(settings["seed"])  # the initial weights, then dropout masks, follow from it
-    model = MelodyLSTM(len(vocabulary), settings["units"], settings["dropout"], space.sizes())
-    model = model.to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings["lr"])
+    model = models.build(settings["arch"], len(vocabulary), space.sizes(), settings).to(device)
+    optimizer = model.optimizer(settings["lr"], settings)
     scaler = torch.amp.GradScaler(device.type, enabled=needs_scaler)
     if saved:
         model.load_state_dict(saved["model_state"])
@@ -445,24 +622,31 @@ def train(
             saved["best_checkpoint"],
             saved["epochs_since_best"],
         )
-        artefacts.save_torch(
-            model_path, best
-        )  # model.pth matches the state even if a kill fell between the two
+        if main_process:  # model.pth matches the state even if a kill fell between the two
+            artefacts.save_torch(model_path, best)
     else:
         history, best, since_best = [], None, 0
+    if rank:  # rank 0's dropout masks follow the seed as in one process; the others differ
+        torch.manual_seed(hash((settings["seed"], rank, len(history))) % 2**63)
+    # the replica each process trains; DDP averages the gradients over the processes
+    trained = model if world == 1 else DistributedDataParallel(model)
 
     num_params = sum(p.numel() for p in model.parameters())
-    print(
-        f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}: {len(train_songs)} "
+    own = ", ".join(
+        f"{k} {show(settings[k])}" for k in models.ARCHITECTURES[settings["arch"]].SETTINGS
+    )
+    say = print if main_process else lambda *args, **kwargs: None
+    say(
+        f"training on {device.type}{f' ({amp_dtype})' if amp_dtype else ''}"
+        f"{f' x {world} processes' if world > 1 else ''}: {len(train_songs)} "
         f"songs ({sum(lengths[i] + 1 for i in train_songs):,} steps), validating on "
-        f"{len(val_songs)}; {len(vocabulary)} symbols; LSTM {settings['units']} ({num_params:,} "
-        f"parameters); batch {settings['batch_size']}, seq-len {settings['seq_len']}, lr "
-        f"{settings['lr']}, seed {settings['seed']}"
-        + (f"; styles {', '.join(space.styles)}" if space.styles else "")
+        f"{len(val_songs)}; {len(vocabulary)} symbols; {settings['arch']} ({own}; "
+        f"{num_params:,} parameters); batch {settings['batch_size']}, lr {settings['lr']}, "
+        f"seed {settings['seed']}" + (f"; styles {', '.join(space.styles)}" if space.styles else "")
     )
     if history:
         done = history[-1]["epoch"]
-        print(
+        say(
             f"resuming after epoch {done} of {settings['epochs']}"
             + (
                 ""
@@ -477,7 +661,7 @@ def train(
         for epoch in range(len(history) + 1, settings["epochs"] + 1):
             if settings["patience"] and since_best >= settings["patience"]:
                 stopped = "early stop"
-                print(
+                say(
                     f"early stop: no better validation loss in the last {settings['patience']} "
                     "epochs"
                 )
@@ -485,26 +669,34 @@ def train(
             epoch_start = time.perf_counter()
             for group in optimizer.param_groups:
                 group["lr"] = epoch_lr(settings, epoch)
-            batches = epoch_windows(
-                len(stream[0]), settings["seq_len"], settings["batch_size"], settings["seed"], epoch
-            )
+            batches = data.batches(epoch)
             train_loss = train_epoch(
-                model,
+                trained,
                 optimizer,
                 scaler,
-                stream,
+                data,
                 batches,
-                settings["seq_len"],
                 device,
                 amp_dtype,
                 desc=f"epoch {epoch}/{settings['epochs']}",
+                warmup=(settings.get("warmup", 0), (epoch - 1) * len(batches)),
+                ranks=(rank, world),
             )
-            result = score(
-                song_log_probs(
-                    model, validation, delimiter_index, device=device, controls=val_controls
-                ),
-                validation,
-                delimiter_index,
+            result = {"nll": math.nan, "accuracy": math.nan}
+            if main_process:  # the others wait for its figures (the replicas are identical)
+                result = score(
+                    song_log_probs(
+                        model, validation, delimiter_index, device=device, controls=val_controls
+                    ),
+                    validation,
+                    delimiter_index,
+                )
+            result["nll"], result["accuracy"], out_of_time = shared_by_rank0(
+                world,
+                device,
+                result["nll"],
+                result["accuracy"],
+                max_minutes is not None and time.perf_counter() - started >= max_minutes * 60,
             )
             seconds = time.perf_counter() - epoch_start
             elapsed = (history[-1]["elapsed_seconds"] if history else 0.0) + seconds
@@ -522,10 +714,11 @@ def train(
             if improved:
                 best = {
                     "format": artefacts.CHECKPOINT_FORMAT,
+                    "arch": settings["arch"],
                     "hyperparameters": model.hyperparameters(),
                     "model_state": cpu_state_dict(model),
                     "vocabulary": vocabulary,
-                    "sequence_length": settings["seq_len"],
+                    "sequence_length": settings.get("seq_len"),
                     "time_step": config.TIME_STEP,
                     "epoch": epoch,
                     "val_loss": result["nll"],
@@ -538,50 +731,50 @@ def train(
                     "metadata": str(metadata),
                     "controls": space.as_dict(),
                 }  # all that sampling needs
-                artefacts.save_torch(model_path, best)
+                if main_process:
+                    artefacts.save_torch(model_path, best)
             since_best = 0 if improved else since_best + 1
             # model.pth first, then the state: a kill between the two is undone by --resume (see
             # above).
-            artefacts.save_torch(
-                state_path,
-                {
-                    "format": artefacts.CHECKPOINT_FORMAT,
-                    "settings": settings,
-                    "data_digest": digest,
-                    "model_state": cpu_state_dict(model),
-                    "optimizer_state": optimizer.state_dict(),
-                    "scaler_state": scaler.state_dict(),
-                    "rng_states": rng_states(device),
-                    "history": history,
-                    "best_checkpoint": best,
-                    "epochs_since_best": since_best,
-                },
-            )
-            write_log(log_path, history)
+            if main_process:
+                artefacts.save_torch(
+                    state_path,
+                    {
+                        "format": artefacts.CHECKPOINT_FORMAT,
+                        "settings": settings,
+                        "data_digest": digest,
+                        "model_state": cpu_state_dict(model),
+                        "optimizer_state": optimizer.state_dict(),
+                        "scaler_state": scaler.state_dict(),
+                        "rng_states": rng_states(device),
+                        "history": history,
+                        "best_checkpoint": best,
+                        "epochs_since_best": since_best,
+                    },
+                )
+                write_log(log_path, history)
             epochs_run += 1
-            print(
+            say(
                 f"epoch {epoch:3d}/{settings['epochs']}  train {train_loss:.4f}  val "
                 f"{result['nll']:.4f}  val acc {result['accuracy']:.3f}  {seconds:5.1f} "
                 f"s{'  *best' if improved else ''}"
             )
-            if (
-                max_minutes is not None
-                and time.perf_counter() - started >= max_minutes * 60
-                and epoch < settings["epochs"]
-            ):
+            if out_of_time and epoch < settings["epochs"]:
                 stopped = "time budget"
-                print(
+                say(
                     f"--max-minutes {max_minutes} reached after epoch {epoch}: `python train.py "
                     "--resume` goes on"
                 )
                 break
     finally:
         # drawn once per run (also on Ctrl-C), not per epoch: drawing costs as much as a small epoch
-        if history:
+        if history and main_process:
             write_plot(plot_path, history, best["epoch"])
+        if world > 1:
+            torch.distributed.destroy_process_group()
 
     seconds = time.perf_counter() - started
-    print(
+    say(
         f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f} nats/step, val accuracy "
         f"{best['val_accuracy']:.3f}; saved to {model_path} ({seconds:.0f} s)"
     )
@@ -635,25 +828,21 @@ def main():
     run.add_argument(
         "--lr",
         type=float,
-        help=f"Adam learning rate at the first epoch; config LEARNING_RATE={config.LEARNING_RATE}",
+        help="learning rate at the first epoch (after a Transformer's warm-up); config "
+        f"LEARNING_RATE={config.LEARNING_RATE}, transformer: "
+        f"TRANSFORMER_LEARNING_RATE={config.TRANSFORMER_LEARNING_RATE}",
     )
     run.add_argument(
         "--min-lr",
         type=float,
         help="learning rate at the last epoch, reached along a cosine (--lr: constant); config "
-        f"MIN_LEARNING_RATE={config.MIN_LEARNING_RATE}",
+        f"MIN_LEARNING_RATE={config.MIN_LEARNING_RATE}, transformer: "
+        f"TRANSFORMER_MIN_LEARNING_RATE={config.TRANSFORMER_MIN_LEARNING_RATE}",
     )
     run.add_argument(
-        "--units",
-        type=int,
-        nargs="+",
-        help=f"one LSTM layer per number; config NUM_UNITS={config.NUM_UNITS}",
-    )
-    run.add_argument("--dropout", type=float, help=f"config DROPOUT={config.DROPOUT}")
-    run.add_argument(
-        "--seq-len",
-        type=int,
-        help=f"steps per training window; config TRAINING_WINDOW={config.TRAINING_WINDOW}",
+        "--arch",
+        choices=list(models.ARCHITECTURES),
+        help=f"the model (model.py); config ARCH={config.ARCH}",
     )
     run.add_argument(
         "--seed",
@@ -668,6 +857,21 @@ def main():
     run.add_argument(
         "--patience", type=int, help=f"early stopping, 0 = off; config PATIENCE={config.PATIENCE}"
     )
+    # Each architecture's own settings, in a group of its own (the other's are refused in one
+    # line); one that every architecture has (--dropout) is a run setting, each arch its default.
+    archs = models.ARCHITECTURES.values()
+    for name in model_settings_names():
+        if all(name in cls.SETTINGS for cls in archs):
+            keys = {cls.arch: cls.SETTINGS[name][0] for cls in archs}
+            defaults = ", ".join(f"{a}: config {k}={getattr(config, k)}" for a, k in keys.items())
+            kwargs = next(iter(archs)).SETTINGS[name][1]
+            run.add_argument(flag(name), **{**kwargs, "help": f"{kwargs['help']}; {defaults}"})
+    for cls in archs:
+        group = parser.add_argument_group(f"--arch {cls.arch} only")
+        for name, (key, kwargs) in cls.SETTINGS.items():
+            if not all(name in other.SETTINGS for other in archs):
+                help = f"{kwargs['help']}; config {key}={getattr(config, key)}"
+                group.add_argument(flag(name), **{**kwargs, "help": help})
     parser.add_argument(
         "--device",
         default="auto",
@@ -697,15 +901,14 @@ def main():
         batch_size=args.batch_size,
         lr=args.lr,
         min_lr=args.min_lr,
-        units=args.units,
-        dropout=args.dropout,
-        seq_len=args.seq_len,
+        arch=args.arch,
         seed=args.seed,
         validation_split=args.validation_split,
         patience=args.patience,
         device=args.device,
         resume=args.resume,
         max_minutes=args.max_minutes,
+        **{name: getattr(args, name) for name in model_settings_names()},
     )
 
 

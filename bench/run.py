@@ -26,7 +26,12 @@ Every figure is measured for both, on the same machine in the same run, and prin
 3. Generation: steps/s of one 1000-step melody and of 64 melodies of 500 steps, with the trained
    models (untrained ones of the same size with --skip-train); the delimiter's output bias is
    lowered by 50 in both so that no melody stops early and every melody runs its full length.
-4. The machine: CPU, cores, memory, torch and its threads, Python, music21, date.
+4. Sampling, per architecture (model.ARCHITECTURES, each at config's size, untrained, the
+   delimiter lowered by 50), through MelodyGenerator as a user samples: steps/s of one 1000-step
+   melody and of 64 melodies of 500 steps together (no window: the model's own context), and the
+   cost of one model step at step 10 and at step 1000 of a melody (the median of 30 repeats of 20
+   steps). `--sampling-only` runs this section alone (with --data, or the erk preprocess output).
+5. The machine: CPU, cores, memory, torch and its threads, Python, music21, date, load average.
 """
 
 import argparse
@@ -35,6 +40,7 @@ import datetime
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import subprocess
@@ -53,8 +59,9 @@ import torch  # noqa: E402
 import artefacts  # noqa: E402
 import config  # noqa: E402
 import controls  # noqa: E402
+import model  # noqa: E402
 from encoding import DELIMITER  # noqa: E402
-from model import MelodyLSTM, score, song_log_probs  # noqa: E402
+from model import score, song_log_probs  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "README.md"
@@ -80,6 +87,14 @@ README_INTRO = (
 
 # The issue's targets: the project's advantage (reference / project, or project / reference for
 # rates).
+# Sampling targets (absolute, per architecture): steps/s at least, or the step-1000 / step-10 cost
+# ratio at most.
+SAMPLING_TARGETS = {
+    ("lstm", "single"): 5000,
+    ("transformer", "single"): 3000,
+    ("transformer", "batch"): 30000,
+    ("transformer", "late_step_ratio"): 1.5,
+}
 TARGETS = {
     "training_memory": 5,
     "time_to_reference_nll": 5,
@@ -184,6 +199,7 @@ def machine():
         "music21": music21.__version__,
         "platform": platform.platform(),
         "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "load_average": os.getloadavg(),  # other work on the machine slows every figure
     }
 
 
@@ -374,7 +390,7 @@ def bench_train(data_dir, data_label, work, minutes, quick):
         else {"val_loss": None, "val_accuracy": None, "epoch": None}
     )
     checkpoint = artefacts.load_torch(proj_dir / "model.pth")
-    project_model = MelodyLSTM.from_checkpoint(checkpoint)
+    project_model = model.load(checkpoint)
     rows = artefacts.load_metadata(artefacts.metadata_path(None, dataset))
     plans = [controls.Plan.from_row(rows[i]) for i in checkpoint["val_songs"]]
     fields = controls.checkpoint_fields(checkpoint, plans, validation)
@@ -453,11 +469,11 @@ def untrained_models(mapping, data_dir):
     torch.manual_seed(config.SEED)
     rows = artefacts.load_metadata(data_dir / config.SONG_METADATA)
     space = controls.ControlSpace.from_songs([controls.Plan.from_row(r) for r in rows])
-    model = MelodyLSTM(len(mapping), config.NUM_UNITS, config.DROPOUT, space.sizes())
+    lstm = model.build("lstm", len(mapping), space.sizes(), model.default_settings("lstm"))
     checkpoint = {
         "format": artefacts.CHECKPOINT_FORMAT,
-        "hyperparameters": model.hyperparameters(),
-        "model_state": model.state_dict(),
+        "hyperparameters": lstm.hyperparameters(),
+        "model_state": lstm.state_dict(),
         "vocabulary": sorted(mapping, key=mapping.get),
         "sequence_length": config.SEQUENCE_LENGTH,
         "time_step": config.TIME_STEP,
@@ -578,6 +594,146 @@ def bench_generate(models, mapping, work, quick):
 
 
 # ---------------------------------------------------------------------------------------------
+# 4. Sampling, per architecture
+
+
+def sampling_checkpoint(arch, mapping, data_dir):
+    """An untrained model of `arch` at config's size, reading data_dir's control fields, with the
+    delimiter's logit lowered so that every melody runs its full length."""
+    torch.manual_seed(config.SEED)
+    rows = artefacts.load_metadata(data_dir / config.SONG_METADATA)
+    space = controls.ControlSpace.from_songs([controls.Plan.from_row(r) for r in rows])
+    net = model.build(arch, len(mapping), space.sizes(), model.default_settings(arch))
+    with torch.no_grad():
+        net.head.bias[mapping[DELIMITER]] -= NO_STOP_BIAS
+    return {
+        "format": artefacts.CHECKPOINT_FORMAT,
+        "arch": arch,
+        "hyperparameters": net.hyperparameters(),
+        "model_state": net.state_dict(),
+        "vocabulary": sorted(mapping, key=mapping.get),
+        "time_step": config.TIME_STEP,
+        "controls": space.as_dict(),
+    }
+
+
+@torch.inference_mode()
+def step_seconds(generator, position, steps=20, repeats=30):
+    """Median seconds of one model step of one melody at `position` (after reading that many
+    symbols), the steps alone (no sampling)."""
+    net, n = generator.model, len(generator.vocabulary)
+    x = torch.randint(1, n, (1, position), generator=torch.Generator().manual_seed(0))
+    fields = None
+    if generator.controls:
+        plan = generator.controls.choose(random.Random(0))
+        fields = torch.from_numpy(generator.controls.fields(plan, 0, position + steps + 1))[None]
+    times = []
+    with model.sampling_threads(1, "cpu"):
+        for _ in range(repeats):
+            logits, state = net.read(x, None if fields is None else fields[:, :position])
+            symbol = x[:, -1]
+            started = time.perf_counter()
+            for t in range(position, position + steps):
+                logits, state = net.step(symbol, None if fields is None else fields[:, t], state)
+            times.append((time.perf_counter() - started) / steps)
+    return sorted(times)[len(times) // 2]
+
+
+def bench_sampling(mapping, data_dir, work, quick):
+    from melodygenerator import MelodyGenerator
+
+    single_steps, batch_melodies, batch_steps = (100, 8, 50) if quick else (1000, 64, 500)
+    late = 100 if quick else 1000
+    result = {"single_steps": single_steps, "batch_melodies": batch_melodies}
+    result["batch_steps"], result["late_step"] = batch_steps, late
+    for arch in model.ARCHITECTURES:
+        path = work / f"sampling-{arch}.pth"
+        torch.save(sampling_checkpoint(arch, mapping, data_dir), path)
+        generator = MelodyGenerator(path, mapping_path=None)
+        generator.generate_melody("", 10, rng=0)  # first calls pay one-off costs: not timed
+        single, single_seconds = timed(
+            lambda g=generator: g.generate_melody("", single_steps, rng=0, bars=single_steps)
+        )
+        batch, batch_seconds = timed(
+            lambda g=generator: g.generate_melodies(
+                "", batch_melodies, batch_steps, rng=0, bars=batch_steps
+            )
+        )
+        repeats = 3 if quick else 30
+        early, late_cost = (step_seconds(generator, t, repeats=repeats) for t in (10, late))
+        result[arch] = {
+            "hyperparameters": generator.model.hyperparameters(),
+            "single": len(single) / single_seconds,
+            "batch": sum(map(len, batch)) / batch_seconds,
+            "step_10_seconds": early,
+            "step_late_seconds": late_cost,
+            "late_step_ratio": late_cost / early,
+        }
+        print(
+            f"sampling, {arch}: 1 melody {result[arch]['single']:,.0f} steps/s, "
+            f"{batch_melodies} melodies {result[arch]['batch']:,.0f} steps/s, a step at 10 "
+            f"{early * 1e6:.0f} us, at {late} {late_cost * 1e6:.0f} us",
+            flush=True,
+        )
+    result["load_average_after"] = os.getloadavg()
+    return result
+
+
+def sampling_target_rows(results):
+    rows = []
+    for (arch, figure), target in SAMPLING_TARGETS.items():
+        measured = results.get("sampling", {}).get(arch, {}).get(figure)
+        if measured is None:
+            continue
+        ratio_target = figure == "late_step_ratio"
+        rows.append(
+            {
+                "figure": f"{arch}, {SAMPLING_LABELS[figure]}",
+                "measured": measured,
+                "target": target,
+                "met": measured <= target if ratio_target else measured >= target,
+            }
+        )
+    return rows
+
+
+SAMPLING_LABELS = {
+    "single": "1 melody of 1000 steps (steps/s)",
+    "batch": "64 melodies of 500 steps together (steps/s)",
+    "late_step_ratio": "a step at step 1000 / at step 10",
+}
+
+
+def sampling_markdown(results):
+    s = results["sampling"]
+    lines = [
+        "| architecture (config size) | 1 melody (steps/s) | "
+        f"{s['batch_melodies']} melodies (steps/s) | step 10 | step {s['late_step']} | ratio |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for arch in model.ARCHITECTURES:
+        if arch in s:
+            a = s[arch]
+            h = {k: v for k, v in a["hyperparameters"].items() if k not in ("vocab_size",)}
+            h.pop("control_sizes", None)
+            lines.append(
+                f"| {arch} {h} | {a['single']:,.0f} | {a['batch']:,.0f} | "
+                f"{a['step_10_seconds'] * 1e6:.0f} us | "
+                f"{a['step_late_seconds'] * 1e6:.0f} us | "
+                f"{a['late_step_ratio']:.2f} |"
+            )
+    rows = sampling_target_rows(results)
+    if rows:
+        lines += ["", "| sampling target | measured | target | met |", "|---|---:|---:|---|"]
+        lines += [
+            f"| {r['figure']} | {fmt(r['measured'])} | {fmt(r['target'])} | "
+            f"{'yes' if r['met'] else '**no**'} |"
+            for r in rows
+        ]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # Results
 
 
@@ -679,13 +835,18 @@ def markdown(results, results_path):
     lines = [
         f"Measured by `{results['command']}` on {m['date'][:10]}: {m['cpu']}, {m['cores']} cores, "
         f"{fmt(m['memory_gib'])} GiB, Python {m['python']}, torch {m['torch']} "
-        f"({m['torch_threads']} threads), music21 {m['music21']}. Full results: "
+        f"({m['torch_threads']} threads), music21 {m['music21']}"
+        + (f", load average {m['load_average'][0]:.1f}" if m.get("load_average") else "")
+        + ". Full results: "
         f"`{shown_path(results_path)}`.",
         "",
     ]
     if results.get("quick"):
         lines += ["**A --quick smoke run: tiny data and budgets; these figures mean nothing.**", ""]
-    lines += markdown_table(results) + [""]
+    table = markdown_table(results)
+    lines += table + [""] if len(table) > 2 else []  # none with --sampling-only
+    if results.get("sampling"):
+        lines += sampling_markdown(results) + [""]
     rows = target_rows(results)
     if rows:
         lines += [
@@ -767,7 +928,9 @@ def notes(results):
 
 
 def latest_results(out_dir):
-    full = sorted(p for p in Path(out_dir).glob("*.json") if not p.stem.endswith("-quick"))
+    full = sorted(
+        p for p in Path(out_dir).glob("*.json") if not p.stem.endswith(("-quick", "-sampling"))
+    )
     if not full:
         raise artefacts.UserError(f"no full results in {out_dir}: run `python bench/run.py` first")
     return full[-1]
@@ -831,6 +994,11 @@ def main():
     )
     parser.add_argument("--skip-generate", action="store_true")
     parser.add_argument(
+        "--sampling-only",
+        action="store_true",
+        help="only section 4, sampling per architecture (on --data or the erk preprocess output)",
+    )
+    parser.add_argument(
         "--threads",
         type=int,
         help="torch threads for everything measured, project and reference alike "
@@ -886,60 +1054,77 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="melody-bench-"))
     try:
         data, data_label = args.data, f"the songs in {args.data}"
-        if args.skip_preprocess:
-            print("preprocess: skipped (--skip-preprocess)")
-        elif not (args.dataset_root / "erk").is_dir():
-            print(
-                f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root "
-                "points at deutschl/)"
-            )
-            results["preprocess_skipped"] = f"{args.dataset_root / 'erk'} not found"
+        if args.sampling_only:  # section 4 alone
+            data = data or ROOT
+            mapping = artefacts.load_mapping(data / config.MAPPING_PATH)
+            results["sampling"] = bench_sampling(mapping, data, work, args.quick)
         else:
-            datasets = {"erk": args.dataset_root / "erk", "deutschl": args.dataset_root}
-            if args.quick:
-                del datasets[
-                    "deutschl"
-                ]  # the same code path again: not worth the seconds in a smoke test
-            for name, folder in datasets.items():
-                if args.quick:
-                    folder = quick_subset(folder, work / f"quick-{name}")
-                results["preprocess"][name], output = bench_preprocess(name, folder, work)
-                if name == "erk" and data is None:
-                    data, data_label = output, "the project's preprocessed erk songs"
-        if data is None and (ROOT / config.SINGLE_FILE_DATASET).is_file():
-            data, data_label = ROOT, f"the songs in {config.SINGLE_FILE_DATASET}"
-        if data is None:
-            print(
-                "training and generation: skipped (no data: pass --data or a --dataset-root with "
-                "erk/)"
-            )
-        else:
-            if args.skip_train:
+            if args.skip_preprocess:
+                print("preprocess: skipped (--skip-preprocess)")
+            elif not (args.dataset_root / "erk").is_dir():
                 print(
-                    "training: skipped (--skip-train): generation uses untrained models of the "
-                    "same size"
+                    f"preprocess: skipped ({args.dataset_root / 'erk'} not found; --dataset-root "
+                    "points at deutschl/)"
                 )
-                models = untrained_models(artefacts.load_mapping(data / config.MAPPING_PATH), data)
+                results["preprocess_skipped"] = f"{args.dataset_root / 'erk'} not found"
             else:
-                results["train"], models = bench_train(data, data_label, work, minutes, args.quick)
-                if args.keep:
-                    shutil.copytree(work / "project-train", args.keep, dirs_exist_ok=True)
-            if args.skip_generate:
-                print("generation: skipped (--skip-generate)")
+                datasets = {"erk": args.dataset_root / "erk", "deutschl": args.dataset_root}
+                if args.quick:
+                    del datasets[
+                        "deutschl"
+                    ]  # the same code path again: not worth the seconds in a smoke test
+                for name, folder in datasets.items():
+                    if args.quick:
+                        folder = quick_subset(folder, work / f"quick-{name}")
+                    results["preprocess"][name], output = bench_preprocess(name, folder, work)
+                    if name == "erk" and data is None:
+                        data, data_label = output, "the project's preprocessed erk songs"
+            if data is None and (ROOT / config.SINGLE_FILE_DATASET).is_file():
+                data, data_label = ROOT, f"the songs in {config.SINGLE_FILE_DATASET}"
+            if data is None:
+                print(
+                    "training and generation: skipped (no data: pass --data or a --dataset-root "
+                    "with erk/)"
+                )
             else:
-                mapping = artefacts.load_mapping(data / config.MAPPING_PATH)
-                results["generate"] = bench_generate(models, mapping, work, args.quick)
+                if args.skip_train:
+                    print(
+                        "training: skipped (--skip-train): generation uses untrained models of the "
+                        "same size"
+                    )
+                    models = untrained_models(
+                        artefacts.load_mapping(data / config.MAPPING_PATH), data
+                    )
+                else:
+                    results["train"], models = bench_train(
+                        data, data_label, work, minutes, args.quick
+                    )
+                    if args.keep:
+                        shutil.copytree(work / "project-train", args.keep, dirs_exist_ok=True)
+                if args.skip_generate:
+                    print("generation: skipped (--skip-generate)")
+                else:
+                    mapping = artefacts.load_mapping(data / config.MAPPING_PATH)
+                    results["generate"] = bench_generate(models, mapping, work, args.quick)
+                    results["sampling"] = bench_sampling(mapping, data, work, args.quick)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     results["targets"] = target_rows(results)
+    results["sampling_targets"] = sampling_target_rows(results)
     results["wall_seconds"] = time.perf_counter() - started
     for row in results["targets"]:
         print(
             f"  target {row['figure']}: {fmt(row['advantage'])}x (target {row['target']}x) "
             f"{'met' if row['met'] else 'NOT met'}"
         )
+    for row in results["sampling_targets"]:
+        print(
+            f"  target {row['figure']}: {fmt(row['measured'])} (target {fmt(row['target'])}) "
+            f"{'met' if row['met'] else 'NOT met'}"
+        )
 
     name = datetime.date.today().isoformat() + ("-quick" if args.quick else "")
+    name += "-sampling" if args.sampling_only else ""
     artefacts.write_json(args.out / f"{name}.json", results)
     artefacts.write_text(
         args.out / f"{name}.md",

@@ -132,10 +132,11 @@ def test_score_of_the_project_model_matches_a_step_by_step_computation():
     rows = []
     with torch.no_grad():
         for song in SONGS:
-            state, inputs = None, [DELIMITER] + song
-            for symbol, target in zip(inputs, song + [DELIMITER]):
-                logits, state = model(torch.tensor([[symbol]]), state)
-                rows.append((torch.log_softmax(logits[0, -1], -1), target))
+            logits, state = model.read(torch.tensor([[DELIMITER]]))
+            for symbol, target in zip(song + [None], song + [DELIMITER]):
+                rows.append((torch.log_softmax(logits[0], -1), target))
+                if symbol is not None:
+                    logits, state = model.step(torch.tensor([symbol]), None, state)
     result = score(song_log_probs(model, SONGS, DELIMITER), SONGS, DELIMITER)
     nll, accuracy = hand_nll(rows)
     assert result["steps"] == sum(len(s) + 1 for s in SONGS)
@@ -243,6 +244,12 @@ def test_quick_run_end_to_end_and_readme_section(tmp_path):
         results["train"]["project"]["model_pth_val_loss_recorded"], abs=1e-5
     )
     assert results["generate"]["single"]["project_steps_per_second"] > 0
+    for arch in ("lstm", "transformer"):  # section 4: sampling per architecture
+        assert results["sampling"][arch]["single"] > 0 and results["sampling"][arch]["batch"] > 0
+    assert {row["figure"].split(",")[0] for row in results["sampling_targets"]} == {
+        "lstm",
+        "transformer",
+    }
     assert [row["figure"] for row in results["targets"]] == [
         "preprocess cold, erk",
         "preprocess warm, erk",

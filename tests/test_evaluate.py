@@ -18,7 +18,7 @@ import evaluate
 import train
 from artefacts import UserError
 from encoding import DELIMITER, HOLD
-from model import MelodyLSTM, song_log_probs
+from model import MelodyLSTM, load, song_log_probs
 
 
 def tiny_songs(path):
@@ -190,9 +190,12 @@ def test_copied_melody_is_flagged_as_memorised():
 
 def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     dataset, mapping_path = tiny_artefacts / "file_dataset", tiny_artefacts / "mapping.json"
-    models = []
-    for units in (16, 8):
-        model_path = tmp_path / f"lstm{units}.pth"
+    models = []  # an LSTM and a Transformer, compared in one report
+    for arch, settings in [
+        ("lstm", {"units": [16]}),
+        ("transformer", {"layers": 1, "width": 16, "heads": 2, "context": 8}),
+    ]:
+        model_path = tmp_path / f"{arch}.pth"
         train.train(
             dataset=dataset,
             mapping=mapping_path,
@@ -201,9 +204,10 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
             log_path=tmp_path / "log.csv",
             plot_path=tmp_path / "curve.png",
             epochs=3,
-            units=[units],
+            arch=arch,
             seed=5,
             device="cpu",
+            **settings,
         )
         models.append(model_path)
 
@@ -214,7 +218,7 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     rows = artefacts.load_metadata(tiny_artefacts / "song_metadata.csv")
     plans = [controls.Plan.from_row(rows[i]) for i in checkpoint["val_songs"]]
     fields = controls.checkpoint_fields(checkpoint, plans, held_out)
-    model = MelodyLSTM.from_checkpoint(checkpoint)
+    model = load(checkpoint)
     log_probs = song_log_probs(model, held_out, mapping[DELIMITER], controls=fields)
     assert evaluate.prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])[
         "nll"
@@ -246,6 +250,7 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     report = (out / "report.md").read_text()
     for model_path in models:
         assert str(model_path) in report
+    assert "| lstm " in report and "| transformer " in report  # each model's architecture
     for section in (
         "## 1. Held-out prediction",
         "## 2. Generated vs real melodies",

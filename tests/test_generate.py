@@ -68,7 +68,7 @@ def model_path(tmp_path_factory):
     data = torch.tensor(rows)  # the three songs have the same length
     optimizer = torch.optim.Adam(model.parameters(), lr=0.02)
     for _ in range(150):
-        logits, _ = model(data[:, :-1])
+        logits = model(data[:, :-1])
         loss = torch.nn.functional.cross_entropy(
             logits.reshape(-1, len(VOCABULARY)), data[:, 1:].reshape(-1)
         )
@@ -94,7 +94,7 @@ def greedy_by_full_rerun(mg, seed, num_steps):
     for _ in range(num_steps):
         x = torch.tensor([[mg.index[s] for s in [DELIMITER] + melody]])
         with torch.no_grad():
-            symbol = mg.vocabulary[mg.model(x)[0][0, -1].argmax().item()]
+            symbol = mg.vocabulary[mg.model(x)[0, -1].argmax().item()]
         if symbol == DELIMITER:
             break
         melody.append(symbol)
@@ -290,7 +290,7 @@ def test_each_row_of_a_batch_follows_its_own_state_and_stops_at_its_own_end(mg):
     for melody in melodies:
         x = torch.tensor([[mg.index[s] for s in [DELIMITER] + melody]])
         with torch.no_grad():
-            top2 = mg.model(x)[0][0].topk(2).indices.tolist()
+            top2 = mg.model(x)[0].topk(2).indices.tolist()
         for symbol, allowed in zip(melody, top2):
             assert mg.index[symbol] in allowed
         if len(melody) < 40:
@@ -323,23 +323,18 @@ def test_max_sequence_length_bounds_the_context_at_per_step_cost(mg, monkeypatch
     N..2N.
     """
     calls = []
-    forward = mg.model.forward
+    read, step = mg.model.read, mg.model.step
 
-    def recording(x, state=None, controls=None):
-        calls.append((x.clone(), state is None))
-        return forward(x, state, controls)
+    def recording_read(x, controls=None):
+        calls.append((x.clone(), True))
+        return read(x, controls)
 
-    def recording_stepper(make_step=mg.model.stepper):
-        advance = make_step()
+    def recording_step(symbols, controls, state):
+        calls.append((symbols[:, None].clone(), False))
+        return step(symbols, controls, state)
 
-        def step(symbols, state, controls=None):
-            calls.append((symbols[:, None].clone(), False))
-            return advance(symbols, state, controls)
-
-        return step
-
-    monkeypatch.setattr(mg.model, "forward", recording)
-    monkeypatch.setattr(mg.model, "stepper", recording_stepper)
+    monkeypatch.setattr(mg.model, "read", recording_read)
+    monkeypatch.setattr(mg.model, "step", recording_step)
     n, seed = 8, "60 _ 62 _ 64 _ 65 _ 67 _ _ _".split()
     melody = mg.generate_melody(seed, 60, n, temperature=1.5, rng=0)
     context, length = None, len(seed)
@@ -508,11 +503,10 @@ def test_one_step_function_matches_the_full_forward_pass():
     model = MelodyLSTM(12, [32, 16], dropout=0.2).eval()
     x = torch.randint(0, 12, (3, 15))
     with torch.no_grad():
-        expected, _ = model(x)
-        logits, state = model(x[:, :1])
-        state = [(h[0], c[0]) for h, c in state]
-        advance, steps = model.stepper(), [logits[:, -1]]
+        expected = model(x)
+        logits, state = model.read(x[:, :1])
+        steps = [logits]
         for t in range(1, x.shape[1]):
-            logits, state = advance(x[:, t], state)
+            logits, state = model.step(x[:, t], None, state)
             steps.append(logits)
     assert torch.allclose(torch.stack(steps, 1), expected, atol=1e-5)

@@ -113,7 +113,7 @@ def test_step_function_reads_the_controls_as_the_forward_pass_does():
     x = torch.randint(0, 9, (4, 20))
     sizes = (3, 2, 13, 34)
     fields = torch.stack([torch.randint(0, s, (4, 20)) for s in sizes], -1)
-    full, _ = model(x, controls=fields)
+    full = model(x, controls=fields)
     step, state = (
         model.stepper(),
         [(torch.zeros(4, 16), torch.zeros(4, 16)), (torch.zeros(4, 12), torch.zeros(4, 12))],
