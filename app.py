@@ -74,6 +74,7 @@ class GenerateRequest(BaseModel):
     mode: str | None = None
     bars: int | None = None
     pickup: int | None = None
+    style: str | None = None
     key: str | None = None
     bpm: float = config.BPM
     random_seed: int | None = None
@@ -158,6 +159,11 @@ def control_specs(generator, limits):
             {"name": "pickup", "label": "pickup (16ths)", "kind": "int", "min": 0,
              "max": space.max_bar_steps - 1, "default": None, "none": "drawn"},
         ]  # fmt: skip
+        if space.styles:
+            specs.append(
+                {"name": "style", "label": "style", "kind": "select",
+                 "options": space.trained_styles(), "default": None, "none": "drawn"}
+            )  # fmt: skip
     specs.append(
         {"name": "random_seed", "label": "random seed", "kind": "int", "min": 0,
          "max": 2**31 - 1, "default": None, "none": "fresh"}
@@ -262,6 +268,7 @@ def generate(models, store, request, limits):
         mode=request.mode,
         bars=request.bars,
         pickup=request.pickup,
+        style=request.style,
     )
     seed_length = len(request.seed.split() if isinstance(request.seed, str) else request.seed)
     out = []
@@ -282,6 +289,7 @@ def generate(models, store, request, limits):
                 "mode": melody.mode,
                 "pickup": melody.pickup,
                 "bars": melody.bars,
+                "style": melody.style,
                 "key": entry.key or ("A minor" if melody.mode == "minor" else "C major"),
                 "bpm": request.bpm,
                 "seconds_per_step": 60 / request.bpm * generator.time_step,

@@ -397,3 +397,19 @@ def test_bad_primers_get_one_clear_line(mg_two, two, tmp_path):
     )
     assert result.returncode == 1 and result.stderr.count("\n") == 1
     assert "chords.mid is polyphonic" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_web_app_offers_the_styles_of_a_model_that_has_them(two):
+    from fastapi.testclient import TestClient
+
+    import app
+
+    model = two / config.RUNS_DIR / "two" / config.MODEL_PATH
+    with TestClient(app.create_app(model, root=model.parent)) as client:
+        listed = client.get("/api/models").json()["models"][0]["controls"]
+        assert {c["name"]: c for c in listed}["style"]["options"] == ["down", "up"]
+        made = client.post("/api/generate", json={"style": "up", "steps": 32, "random_seed": 1})
+        assert made.status_code == 200 and made.json()["melodies"][0]["style"] == "up"
+        refused = client.post("/api/generate", json={"style": "jazz", "steps": 32})
+        assert refused.status_code == 422
+        assert refused.json()["error"] == "style 'jazz': this model knows down, up"

@@ -123,7 +123,7 @@ async function generate(event) {
 }
 
 function describe(melody) {
-  return [melody.meter, melody.key, melody.bars ? `${melody.bars} bars` : "", `${melody.symbols.length - melody.seed_length} steps after the seed`]
+  return [melody.meter, melody.key, melody.bars ? `${melody.bars} bars` : "", melody.style || "", `${melody.symbols.length - melody.seed_length} steps after the seed`]
     .filter(Boolean).join(", ");
 }
 
