@@ -39,7 +39,6 @@ PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)
 MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
-MAX_STEPS_LEFT = 32  # and the steps still to come, up to this many: where the last notes fall
 ARCH = "lstm"  # train.py --arch: "lstm" or "transformer" (model.ARCHITECTURES)
 # LSTM (train.py --units, --dropout)
 NUM_UNITS = [256]  # one LSTM layer per entry

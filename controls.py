@@ -93,10 +93,8 @@ class ControlSpace:
         time_step=config.TIME_STEP,
         plans=(),
         styles=(),
-        max_steps_left=0,
     ):
         self.meters, self.styles = list(meters), list(styles)
-        self.max_steps_left = max_steps_left  # 0: no steps-left field (a model saved before it)
         self.max_bar_steps, self.max_bars_left, self.time_step = (
             max_bar_steps,
             max_bars_left,
@@ -112,7 +110,6 @@ class ControlSpace:
         time_step=config.TIME_STEP,
         max_bars_left=config.MAX_BARS_LEFT,
         styles=(),
-        max_steps_left=config.MAX_STEPS_LEFT,
     ):
         """The space of training songs' plans; meters, styles: more to know (the held-out songs').
 
@@ -131,12 +128,11 @@ class ControlSpace:
             time_step,
             [tuple(vars(p).values()) for p in plans],
             styles,
-            max_steps_left,
         )
 
     @classmethod
     def from_dict(cls, d):
-        """A saved space; one saved before styles (or the steps-left field) existed has none."""
+        """A saved space; one saved before styles existed has none."""
         return cls(
             d["meters"],
             d["max_bar_steps"],
@@ -144,7 +140,6 @@ class ControlSpace:
             d["time_step"],
             d["plans"],
             d.get("styles", ()),
-            d.get("max_steps_left", 0),
         )
 
     def as_dict(self):
@@ -155,15 +150,12 @@ class ControlSpace:
             "time_step": self.time_step,
             "plans": [list(vars(p).values()) for p in self.plans],
             "styles": self.styles,
-            "max_steps_left": self.max_steps_left,
         }
 
     def sizes(self):
-        """Index ranges of the fields: meter, mode, position, bars left, then steps left and style
-        where the space has them; the last index of position, bars left and steps left is "none"."""
+        """Index ranges of the fields (four, or five with styles); the last index of position and
+        bars-left is "none"."""
         sizes = [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
-        if self.max_steps_left:
-            sizes.append(self.max_steps_left + 2)
         return sizes + [len(self.styles)] if self.styles else sizes
 
     def bar_steps(self, meter):
@@ -171,8 +163,8 @@ class ControlSpace:
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left(, steps left)(, style)]] for the predicted steps
-        t = start .. stop - 1, as an int64 array [stop - start, len(sizes())].
+        """[[meter, mode, position, bars left(, style)]] for the predicted steps t = start .. stop
+        - 1, as an int64 array [stop - start, 4 or 5].
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
@@ -188,13 +180,8 @@ class ControlSpace:
             rows[:, 3] = self.max_bars_left + 1
         else:  # ceil((length - t) / bar) in integers
             rows[:, 3] = np.clip(-((t - length) // bar), 0, self.max_bars_left)
-        if self.max_steps_left:  # the exact distance to the end, near it: where the cadence falls
-            open_end = bar is None or length is None
-            rows[:, 4] = (
-                self.max_steps_left + 1 if open_end else np.clip(length - t, 0, self.max_steps_left)
-            )
         if self.styles:
-            rows[:, -1] = self.styles.index(plan.style)
+            rows[:, 4] = self.styles.index(plan.style)
         return rows
 
     def song_fields(self, plan, length):

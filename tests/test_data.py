@@ -168,7 +168,7 @@ def test_style_fields_and_a_model_of_one_collection():
     assert space.sizes()[-1] == 2 and space.fields(plans[1], 0, 1).tolist()[0][-1] == 1
     assert ControlSpace.from_dict(space.as_dict()).styles == ["a", "b"]
     single = ControlSpace.from_songs([plans[0]])
-    assert single.styles == [] and len(single.sizes()) == 5 and single.plans[0].style is None
+    assert single.styles == [] and len(single.sizes()) == 4 and single.plans[0].style is None
     with pytest.raises(ValueError, match="trained on one collection and takes no style"):
         single.choose(random.Random(0), style="a")
     # a space saved before styles existed (4-field plans, no "styles") still loads
