@@ -21,6 +21,7 @@ pickup. Generation asks for that length and places the closing `/` there.
 """
 
 import dataclasses
+import functools
 import re
 from dataclasses import dataclass
 from fractions import Fraction
@@ -44,6 +45,7 @@ def parse_meter(text):
     return int(match[1]), int(match[2])
 
 
+@functools.lru_cache(maxsize=256)  # called for every training song's plan when one is drawn
 def bar_steps(meter, time_step=config.TIME_STEP):
     """Steps in one bar of `meter` ("3/4" -> 12 sixteenths), or None for an unknown meter."""
     if meter == UNKNOWN_METER:
