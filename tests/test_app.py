@@ -23,6 +23,7 @@ from music21 import converter, key, meter, note, stream
 from test_structure import write_dataset
 
 import app
+import config
 import render
 import train
 
@@ -196,13 +197,16 @@ def test_only_loopback_goes_unwarned():
 
 
 @pytest.fixture(scope="module")
-def server(model):
+def server():
+    """`python app.py` in the repository with the default pretrained model, as a user starts it
+    (the model the screenshot shows)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    model = config.PRETRAINED_MODEL
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", str(model)],
-        cwd=model.parent,
+        [sys.executable, str(ROOT / "app.py"), "--port", str(port), "--model", model],
+        cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
