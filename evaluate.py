@@ -167,6 +167,22 @@ def prediction_metrics(log_probs, songs, delimiter_index, hold_index):
     return result
 
 
+def last_note_tonic(log_probs, songs, vocabulary):
+    """(The mean probability a model gives a tonic, C or A, at each song's last note onset, as a
+    share of what it gives any note there; the share of the songs whose last note is one): how
+    surely it closes on the tonic where the songs close, read from the songs themselves."""
+    notes = np.array([symbol.isdigit() for symbol in vocabulary])
+    tonic = np.array([s.isdigit() and int(s) % 12 in TONICS for s in vocabulary])
+    given, actual = [], []
+    for lp, song in zip(log_probs, songs):
+        onsets = [k for k, symbol in enumerate(song) if notes[symbol]]
+        if onsets:
+            p = lp[onsets[-1]].exp().numpy()
+            given.append(p[tonic].sum() / p[notes].sum())
+            actual.append(bool(tonic[song[onsets[-1]]]))
+    return float(np.mean(given)), float(np.mean(actual))
+
+
 def witten_bell_log_probs(train_songs, eval_songs, vocab_size, delimiter_index, max_order):
     """Interpolated Witten-Bell n-grams of every order 1..max_order, trained on train_songs.
 
@@ -776,6 +792,9 @@ def main(argv=None):
             model, test_songs, delimiter, device=args.device, controls=fields
         )
         model_metrics[path] = prediction_metrics(log_probs, test_songs, delimiter, hold)
+        model_metrics[path]["last_note_tonic"], last_tonic_share = last_note_tonic(
+            log_probs, test_songs, vocabulary
+        )
         told = fields is not None  # the model read each song's plan: it owes the plan's nats
         model_metrics[path]["nll_with_plan"] = model_metrics[path]["nll"] + (
             plan_nats([plans[i] for i in train_indices], [plans[i] for i in held_out])
@@ -937,6 +956,7 @@ def main(argv=None):
                     "accuracy": m["accuracy"],
                     "onset NLL": m["onset_nll"],
                     "hold NLL": m["hold_nll"],
+                    "P(tonic) at the last note": m.get("last_note_tonic"),
                 }
                 for name, m in list(model_metrics.items())
                 + [
@@ -1028,6 +1048,9 @@ def main(argv=None):
         "plan. 'NLL with its plan' adds, per step, the nats a simple prior fitted on the training "
         "songs' plans spends on the held-out songs' plans (evaluate.plan_nats), so that it "
         "compares with the n-grams, which are told nothing; 'vs best n-gram' compares that figure.",
+        "'P(tonic) at the last note' is the mean probability the model gives the tonic (C or A), "
+        "of all it gives notes, at each held-out song's last note onset, where "
+        f"{last_tonic_share:.0%} of the songs have it: how surely it closes on the tonic.",
         "",
         "`prediction`:",
         "",
@@ -1042,6 +1065,7 @@ def main(argv=None):
             "accuracy": "{:.1%}",
             "onset NLL": three,
             "hold NLL": three,
+            "P(tonic) at the last note": three,
         },
     )
     lines += ["", "n-grams by order (NLL in nats/step), `ngram_orders`:", ""]

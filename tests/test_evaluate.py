@@ -452,3 +452,14 @@ def test_plan_nats_is_a_smoothed_factorised_prior():
     unseen = controls.Plan("6/8", "minor", 2, 8)
     expected = -math.log(1 / 4) - math.log(3 / 4)
     assert evaluate.plan_nats([seen, seen], [unseen]) == pytest.approx(expected)
+
+
+def test_last_note_tonic_reads_each_songs_last_onset():
+    vocabulary = ["/", "60", "62", "69", "_", "r"]
+    songs = [[1, 4, 2, 4, 1, 4, 5], [3, 4, 2, 4, 4]]  # 60 _ 62 _ 60 _ r, and 69 _ 62 _ _
+    uniform = torch.zeros(8, len(vocabulary))
+    peaked = torch.full((6, len(vocabulary)), -30.0)
+    peaked[2, 2] = 0.0  # all of its mass on 62 at its last onset
+    given, share = evaluate.last_note_tonic([uniform, peaked], songs, vocabulary)
+    assert given == pytest.approx((2 / 3 + 0) / 2, abs=1e-6)  # C and A of three notes; then none
+    assert share == 0.5  # the first ends on C, the second on D
