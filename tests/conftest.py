@@ -2,6 +2,7 @@
 
 import json
 import os
+import random
 import sys
 from pathlib import Path
 
@@ -131,3 +132,77 @@ def corpus_scores(tmp_path_factory):
     jobs = [(i, name, data, folder) for i, (name, data) in enumerate(chosen)]
     with Pool(2) as pool:
         return [written for written in pool.map(_write_tune, jobs) if written]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models: with more threads, synchronising them costs more than the arithmetic (far more
+    on a busy machine); a test that changes the setting gets it back."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+BARS = {"2/4": 8, "3/4": 12, "6/8": 12}
+
+
+def write_dataset(folder, num_songs=24, seed=0):
+    """Songs in 2/4, 3/4 and 6/8 of 3 to 5 bars, some with a pickup, major and minor: the files
+    preprocess.py writes."""
+    rng = random.Random(seed)
+    songs, rows = [], []
+    for i in range(num_songs):
+        meter_, mode = list(BARS)[i % 3], "minor" if i % 4 == 0 else "major"
+        bar, bars = BARS[meter_], rng.randint(3, 5)
+        pickup = [0, bar // 2][i % 2]
+        tonic = 69 if mode == "minor" else 60
+        symbols = []
+        while len(symbols) < bars * bar:
+            symbols += [str(tonic + rng.choice([0, 2, 4, 5, 7])), "_"]
+        songs.append(" ".join(symbols[: bars * bar - 2] + [str(tonic), "_"]))
+        rows.append(
+            {
+                "index": i,
+                "source": f"{i}.krn",
+                "collection": "made",
+                "meter": meter_,
+                "meters": meter_,
+                "pickup": pickup,
+                "mode": mode,
+                "key": f"C {mode}",
+                "steps": bars * bar,
+                "bars": bars,
+            }
+        )
+    text = " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)
+    vocabulary = sorted(set(text.split()))
+    artefacts.write_text(folder / "file_dataset", text)
+    artefacts.write_json(folder / "mapping.json", {s: i for i, s in enumerate(vocabulary)})
+    artefacts.write_metadata(folder / "song_metadata.csv", rows)
+    return rows
+
+
+@pytest.fixture(scope="session")
+def structured(tmp_path_factory):
+    """A tiny model of write_dataset's songs (2/4, 3/4 and 6/8, major and minor), trained once for
+    every test file that needs one: (its folder, with model.pth and mapping.json; the songs' rows).
+    """
+    import train
+
+    folder = tmp_path_factory.mktemp("structured")
+    rows = write_dataset(folder)
+    train.train(
+        dataset=folder / "file_dataset",
+        mapping=folder / "mapping.json",
+        model_path=folder / "model.pth",
+        state_path=folder / "state.pth",
+        log_path=folder / "log.csv",
+        plot_path=folder / "curve.png",
+        epochs=2,
+        units=[32],
+        batch_size=8,
+        seq_len=32,
+        device="cpu",
+    )
+    return folder, rows

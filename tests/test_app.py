@@ -20,35 +20,18 @@ import pytest
 from conftest import ROOT
 from fastapi.testclient import TestClient
 from music21 import converter, key, meter, note, stream
-from test_structure import write_dataset
 
 import app
 import config
 import render
-import train
 
 TIMEOUT = 60  # seconds any one request or wait may take, on a busy 2-core machine
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """A tiny model that knows 2/4, 3/4 and 6/8, major and minor (test_structure's songs)."""
-    folder = tmp_path_factory.mktemp("app")
-    write_dataset(folder)
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=folder / "model.pth",
-        state_path=folder / "state.pth",
-        log_path=folder / "log.csv",
-        plot_path=folder / "curve.png",
-        epochs=1,
-        units=[32],
-        batch_size=8,
-        seq_len=32,
-        device="cpu",
-    )
-    return folder / "model.pth"
+def model(structured):
+    """A tiny model that knows 2/4, 3/4 and 6/8, major and minor (conftest's songs)."""
+    return structured[0] / "model.pth"
 
 
 @pytest.fixture(scope="module")

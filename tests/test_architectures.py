@@ -34,14 +34,6 @@ TINY = {
 RUN = {"lr": 0.01, "min_lr": 0.01, "batch_size": 1, "seed": 3, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def files(folder):
     return {
         "model_path": folder / "model.pth",

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from conftest import ROOT
 
 import artefacts
@@ -25,14 +24,6 @@ TINY = {"units": [16], "batch_size": 8, "seq_len": 32, "dropout": 0.0, "device":
 # Two collections that differ in everything the features see: "up" climbs in 2/4 major in
 # eighths, "down" falls in 3/4 minor in quarters.
 COLLECTIONS = {"up": ("2/4", "major", 8, 2), "down": ("3/4", "minor", 12, 4)}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def write_two_collections(folder, songs_each=12, seed=0):

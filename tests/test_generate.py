@@ -42,17 +42,6 @@ def save_checkpoint(path, model, vocabulary=VOCABULARY):
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: with more threads, synchronising them costs more than the arithmetic (far more
-    on a busy machine).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     """A small LSTM overfitted on TINY_SONGS ([/] + song -> song + [/]), so its greedy choices are

@@ -12,47 +12,21 @@ import mido
 import nbformat
 import numpy as np
 import pytest
-import torch
 from conftest import ROOT
 from nbclient import NotebookClient
 from PIL import Image
-from test_structure import write_dataset
 
 import render
-import train
 from encoding import symbol_runs
 from melodygenerator import Melody, MelodyGenerator
 
 RATE = render.SAMPLE_RATE
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(structured):
     """A tiny model of songs in 2/4, 3/4 and 6/8, major and minor, with its mapping."""
-    folder = tmp_path_factory.mktemp("render")
-    write_dataset(folder)
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=folder / "model.pth",
-        state_path=folder / "state.pth",
-        log_path=folder / "log.csv",
-        plot_path=folder / "curve.png",
-        epochs=2,
-        units=[32],
-        batch_size=8,
-        seq_len=32,
-        device="cpu",
-    )
-    return folder
+    return structured[0]
 
 
 def spectrum_peaks(signal, floor_db=-40):

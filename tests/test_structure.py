@@ -10,81 +10,19 @@ import sys
 import mido
 import pytest
 import torch
-from conftest import ROOT
+from conftest import BARS, ROOT
 from music21 import converter, key, meter, stream
 
 import artefacts
-import train
 from controls import ControlSpace, Plan
 from encoding import DELIMITER
 from melodygenerator import Melody, MelodyGenerator
 from model import MelodyLSTM
 
-BARS = {"2/4": 8, "3/4": 12, "6/8": 12}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def write_dataset(folder, num_songs=24, seed=0):
-    """Songs in 2/4, 3/4 and 6/8 of 3 to 5 bars, some with a pickup, major and minor: the files
-    preprocess.py writes."""
-    rng = random.Random(seed)
-    songs, rows = [], []
-    for i in range(num_songs):
-        meter_, mode = list(BARS)[i % 3], "minor" if i % 4 == 0 else "major"
-        bar, bars = BARS[meter_], rng.randint(3, 5)
-        pickup = [0, bar // 2][i % 2]
-        tonic = 69 if mode == "minor" else 60
-        symbols = []
-        while len(symbols) < bars * bar:
-            symbols += [str(tonic + rng.choice([0, 2, 4, 5, 7])), "_"]
-        songs.append(" ".join(symbols[: bars * bar - 2] + [str(tonic), "_"]))
-        rows.append(
-            {
-                "index": i,
-                "source": f"{i}.krn",
-                "collection": "made",
-                "meter": meter_,
-                "meters": meter_,
-                "pickup": pickup,
-                "mode": mode,
-                "key": f"C {mode}",
-                "steps": bars * bar,
-                "bars": bars,
-            }
-        )
-    text = " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)
-    vocabulary = sorted(set(text.split()))
-    artefacts.write_text(folder / "file_dataset", text)
-    artefacts.write_json(folder / "mapping.json", {s: i for i, s in enumerate(vocabulary)})
-    artefacts.write_metadata(folder / "song_metadata.csv", rows)
-    return rows
-
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("structure")
-    rows = write_dataset(folder)
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=folder / "model.pth",
-        state_path=folder / "state.pth",
-        log_path=folder / "log.csv",
-        plot_path=folder / "curve.png",
-        epochs=2,
-        units=[32],
-        batch_size=8,
-        seq_len=32,
-        device="cpu",
-    )
-    return folder, rows
+def trained(structured):
+    return structured
 
 
 @pytest.fixture(scope="module")
