@@ -860,30 +860,26 @@ def main(argv=None):
     asked = {}
     for path in paths if meters else []:
         generator = MelodyGenerator(path, args.mapping, device=args.device)
-        asked[path] = {}
-        for meter in tqdm(meters, desc=f"meters, {path}", leave=False):
-            melodies = generator.generate_melodies(
+
+        def asked_for(generator=generator, **control):  # one control asked, the others drawn
+            return generator.generate_melodies(
                 "",
                 args.num_melodies,
                 num_steps,
-                meter=meter,
                 temperature=args.temperature,
                 top_p=args.top_p,
                 rng=args.seed,
+                **control,
             )
+
+        asked[path] = {}
+        for meter in tqdm(meters, desc=f"meters, {path}", leave=False):
+            melodies = asked_for(meter=meter)
             asked[path][meter] = structure_summary(
                 melodies, [m.plan for m in melodies], controls.bar_steps(meter)
             )
         for mode in tqdm(modes, desc=f"modes, {path}", leave=False):
-            melodies = generator.generate_melodies(
-                "",
-                args.num_melodies,
-                num_steps,
-                mode=mode,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                rng=args.seed,
-            )
+            melodies = asked_for(mode=mode)
             asked[path][mode] = mode_summary(melodies, [m.plan for m in melodies], mode)
     if asked:
         plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
