@@ -334,7 +334,9 @@ class MelodyTransformer(nn.Module):
             keys = k.new_zeros(n, heads, size, self.context)
             values = v.new_zeros(n, heads, self.context, size)
             keys[..., slots], values[:, :, slots] = k[:, :, -keep:].transpose(2, 3), v[:, :, -keep:]
-            rings.append((keys, values))
+            # and as the batched products read them, one matrix per melody and head
+            batched = keys.view(n * heads, size, self.context), values.view(n * heads, -1, size)
+            rings.append((keys, values, *batched))
         return logits[:, -1], {"position": t, "rings": rings, "weights": self._step_weights()}
 
     def _step_weights(self):
@@ -384,8 +386,8 @@ class MelodyTransformer(nn.Module):
         if self.control_sizes:
             rows = torch.cat([rows, controls + weights["offsets"]], 1)
         h = F.embedding_bag(rows, weights["table"], mode="sum")  # [n, width]
-        slot, filled = position % self.context, min(position + 1, self.context)
-        for (norm1, qkv, proj, norm2, up, down), (keys, values) in zip(
+        slot, filled = position % self.context, position + 1
+        for (norm1, qkv, proj, norm2, up, down), (keys, values, batch_keys, batch_values) in zip(
             weights["blocks"], state["rings"]
         ):
             a = torch.addmm(*qkv[:1], F.layer_norm(h, (w,), *norm1), qkv[1])  # [n, 3 width]
@@ -394,13 +396,10 @@ class MelodyTransformer(nn.Module):
             keys[..., slot], values[:, :, slot] = qk[:, heads:], a[:, 2 * w :].view(n, heads, size)
             # One query per melody and head: two batched products (scores, mix) of the filled
             # slots, cheaper at this size than SDPA's kernel set-up.
-            scores = torch.bmm(
-                qk[:, :heads].reshape(n * heads, 1, size),
-                keys.view(n * heads, size, self.context)[..., :filled],
-            )  # [n heads, 1, filled]
-            mixed = torch.bmm(
-                scores.softmax(-1), values.view(n * heads, self.context, size)[:, :filled]
-            )  # [n heads, 1, size]
+            if filled < self.context:
+                batch_keys, batch_values = batch_keys[..., :filled], batch_values[:, :filled]
+            scores = torch.bmm(qk[:, :heads].reshape(n * heads, 1, size), batch_keys)
+            mixed = torch.bmm(scores.softmax(-1), batch_values)  # [n heads, 1, size]
             h = h + torch.addmm(proj[0], mixed.view(n, w), proj[1])
             inner = F.gelu(
                 torch.addmm(up[0], F.layer_norm(h, (w,), *norm2), up[1]), approximate="tanh"
