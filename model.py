@@ -340,26 +340,33 @@ class MelodyTransformer(nn.Module):
         return logits[:, -1], {"position": t, "rings": rings, "weights": self._step_weights()}
 
     def _step_weights(self):
-        """The weights as step() multiplies them: transposed once for torch.addmm, the query rows
-        scaled by 1/sqrt(head size), and one table of symbol and control-field rows (a step's input
-        is one embedding_bag). At one symbol per step, a step is a chain of small products whose
-        fixed costs (nn.Linear's transposes, SDPA's set-up) would be most of its time."""
+        """The weights as step() multiplies them: transposed once for torch.addmm, each norm's
+        scale and shift folded into the product after it, the query rows scaled by 1/sqrt(head
+        size), and one table of symbol and control-field rows (a step's input is one lookup). At
+        one symbol per step, a step is a chain of small products whose fixed costs (nn.Linear's
+        transposes, SDPA's set-up) would be most of its time: each call saved counts."""
         w = self.width
         scale = torch.ones(3 * w, device=self.embed.weight.device)
         scale[:w] = (w // self.heads) ** -0.5
+
+        def after_norm(norm, linear, scale=None):
+            """(bias, weight) of linear(norm(x)) from x's norm without its scale and shift."""
+            weight, bias = linear.weight * norm.weight, linear.bias + linear.weight @ norm.bias
+            if scale is not None:
+                weight, bias = weight * scale[:, None], bias * scale
+            return bias, weight.t().contiguous()
+
         blocks = [
             (
-                (b.norm1.weight, b.norm1.bias),
-                (b.qkv.bias * scale, (b.qkv.weight * scale[:, None]).t().contiguous()),
+                after_norm(b.norm1, b.qkv, scale),
                 (b.proj.bias, b.proj.weight.t().contiguous()),
-                (b.norm2.weight, b.norm2.bias),
-                (b.up.bias, b.up.weight.t().contiguous()),
+                after_norm(b.norm2, b.up),
                 (b.down.bias, b.down.weight.t().contiguous()),
             )
             for b in self.blocks
         ]
         table = torch.cat([self.embed.weight, self.control_embed.weight])
-        head = (self.head.bias, self.head.weight.t().contiguous())
+        head = after_norm(self.norm, self.head)
         return {
             "blocks": blocks,
             "table": table,
@@ -385,12 +392,12 @@ class MelodyTransformer(nn.Module):
         rows = symbols[:, None]
         if self.control_sizes:
             rows = torch.cat([rows, controls + weights["offsets"]], 1)
-        h = F.embedding_bag(rows, weights["table"], mode="sum")  # [n, width]
+        h = F.embedding(rows, weights["table"]).sum(1)  # [n, width]
         slot, filled = position % self.context, position + 1
-        for (norm1, qkv, proj, norm2, up, down), (keys, values, batch_keys, batch_values) in zip(
+        for (qkv, proj, up, down), (keys, values, batch_keys, batch_values) in zip(
             weights["blocks"], state["rings"]
         ):
-            a = torch.addmm(*qkv[:1], F.layer_norm(h, (w,), *norm1), qkv[1])  # [n, 3 width]
+            a = torch.addmm(*qkv[:1], F.layer_norm(h, (w,)), qkv[1])  # [n, 3 width]
             qk = torch.view_as_complex(a[:, : 2 * w].view(n, 2 * heads, size // 2, 2))
             qk = torch.view_as_real(qk * rotation).view(n, 2 * heads, size)  # rotate()'s product
             keys[..., slot], values[:, :, slot] = qk[:, heads:], a[:, 2 * w :].view(n, heads, size)
@@ -401,12 +408,10 @@ class MelodyTransformer(nn.Module):
             scores = torch.bmm(qk[:, :heads].reshape(n * heads, 1, size), batch_keys)
             mixed = torch.bmm(scores.softmax(-1), batch_values)  # [n heads, 1, size]
             h = h + torch.addmm(proj[0], mixed.view(n, w), proj[1])
-            inner = F.gelu(
-                torch.addmm(up[0], F.layer_norm(h, (w,), *norm2), up[1]), approximate="tanh"
-            )
+            inner = F.gelu(torch.addmm(up[0], F.layer_norm(h, (w,)), up[1]), approximate="tanh")
             h = h + torch.addmm(down[0], inner, down[1])
         state["position"] = position + 1
-        h = F.layer_norm(h, (w,), self.norm.weight, self.norm.bias)
+        h = F.layer_norm(h, (w,))
         return torch.addmm(weights["head"][0], h, weights["head"][1]), state
 
 
