@@ -75,6 +75,8 @@ class GenerateRequest(BaseModel):
     bars: int | None = None
     pickup: int | None = None
     style: str | None = None
+    final: int | None = None
+    ambitus: int | None = None
     key: str | None = None
     bpm: float = config.BPM
     random_seed: int | None = None
@@ -164,6 +166,15 @@ def control_specs(generator, limits):
                 {"name": "style", "label": "style", "kind": "select",
                  "options": space.trained_styles(), "default": None, "none": "drawn"}
             )  # fmt: skip
+        if "final" in space.shapes:
+            specs.append(
+                {"name": "final", "label": "final (scale degree)", "kind": "int", "min": 1,
+                 "max": 7, "default": None, "none": "drawn"}
+            )  # fmt: skip
+        specs.append(
+            {"name": "ambitus", "label": "ambitus (semitones, most)", "kind": "int", "min": 0,
+             "max": 48, "default": None, "none": "drawn"}
+        )  # fmt: skip
     specs.append(
         {"name": "random_seed", "label": "random seed", "kind": "int", "min": 0,
          "max": 2**31 - 1, "default": None, "none": "fresh"}
@@ -269,6 +280,8 @@ def generate(models, store, request, limits):
         bars=request.bars,
         pickup=request.pickup,
         style=request.style,
+        final=request.final,
+        ambitus=request.ambitus,
     )
     seed_length = len(request.seed.split() if isinstance(request.seed, str) else request.seed)
     out = []

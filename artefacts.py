@@ -165,6 +165,8 @@ METADATA_COLUMNS = [
     "key",
     "steps",
     "bars",
+    "final",
+    "ambitus",
 ]
 
 
@@ -182,8 +184,9 @@ def metadata_path(path, dataset_path):
 
 
 def load_metadata(path, num_songs=None):
-    """song_metadata.csv -> one dict per song (pickup, steps and bars as ints; bars None where the
-    meter is unknown); checked against the number of songs in file_dataset."""
+    """song_metadata.csv -> one dict per song (pickup, steps, bars, final and ambitus as ints; bars
+    None where the meter is unknown, final and ambitus None for a song without notes or a table
+    written before them); checked against the number of songs in file_dataset."""
     path = Path(path)
     if not path.is_file():
         raise UserError(
@@ -196,6 +199,8 @@ def load_metadata(path, num_songs=None):
         for row in rows:
             row["pickup"], row["steps"] = int(row["pickup"]), int(row["steps"])
             row["bars"] = int(row["bars"]) if row["bars"] else None
+            for name in ("final", "ambitus"):  # absent from a table written before them
+                row[name] = int(row[name]) if row.get(name) else None
             if row["mode"] not in ("major", "minor"):
                 raise ValueError(row["mode"])
     except (KeyError, ValueError, TypeError, UnicodeDecodeError, csv.Error):

@@ -1,9 +1,9 @@
 """Meter, mode, pickup, length and style: what a song's structure is, and what the model is told
 of it.
 
-Every step the model predicts comes with four control fields, small integers any architecture
-can embed beside the symbol it reads (a fifth, the style, where the training songs come from two
-or more collections):
+Every step the model predicts comes with its control fields, small integers any architecture
+can embed beside the symbol it reads (the style only where the training songs come from two or
+more collections):
 
     meter       the song's meter, an index into the checkpoint's list of meters ("3/4", "6/8", ...)
     mode        major or minor (songs are moved to C major or A minor)
@@ -13,6 +13,15 @@ or more collections):
                 closing `/`; capped at MAX_BARS_LEFT
     style       the song's collection (song_metadata.csv `collection`: "erk", "oneills1850", ...),
                 an index into the checkpoint's list of styles; only in a model of several
+    final       the song's last note, in semitones above the tonic (0: it ends on the tonic,
+                7: on the fifth), 12 for none (a song without notes); a model saved before it
+                existed reads none
+
+A plan is drawn from one training song, so the model knows from the first step where the melody
+is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
+the model is not told: generation keeps a melody within it (melodygenerator's candidates). Told
+the ambitus as a field too, a model on erk memorised more (held-out NLL 0.713 against 0.703) and
+kept within it no better.
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
@@ -32,6 +41,40 @@ import config
 
 UNKNOWN_METER = "?"
 MODES = ["major", "minor"]
+TONICS = {"major": 0, "minor": 9}  # songs are moved to C major or A minor (encoding.py)
+# Semitones above the tonic of each scale degree, 1-7: how a final is asked for
+DEGREES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
+# The fields of a song's shape, after the style: their number of values (the next is "none")
+SHAPES = {"final": 12}
+
+
+def final_of(symbols, mode):
+    """A song's final: its last note in semitones above the tonic of `mode` (the song moved to C
+    major or A minor), None for a song without notes."""
+    notes = [int(s) for s in symbols if s.isdigit()]
+    return (notes[-1] - TONICS[mode]) % 12 if notes else None
+
+
+def ambitus_of(symbols):
+    """A song's ambitus: its highest note less its lowest, in semitones; None without notes."""
+    notes = [int(s) for s in symbols if s.isdigit()]
+    return max(notes) - min(notes) if notes else None
+
+
+def keeps(plan, symbols):
+    """Whether a melody keeps the shape of its plan: it closes on the plan's final and stays within
+    its ambitus (True for what the plan leaves open)."""
+    ambitus = ambitus_of(symbols)
+    return (plan.final is None or final_of(symbols, plan.mode) == plan.final) and (
+        plan.ambitus is None or ambitus is None or ambitus <= plan.ambitus
+    )
+
+
+def degree(mode, semitones):
+    """A final as people name it: its scale degree ("5"), or its semitones above the tonic where
+    it is off the scale ("6 semitones")."""
+    scale = DEGREES[mode]
+    return str(scale.index(semitones) + 1) if semitones in scale else f"{semitones} semitones"
 
 
 def parse_meter(text):
@@ -57,19 +100,30 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 
 @dataclass(frozen=True)
 class Plan:
-    """One melody's structure: meter, mode, pickup (steps), length in bars (None: open) and style
-    (the collection it is like; None for a model of one collection)."""
+    """One melody's structure: meter, mode, pickup (steps), length in bars (None: open), style
+    (the collection it is like; None for a model of one collection), final (its last note in
+    semitones above the tonic) and ambitus (its range in semitones); None: not planned."""
 
     meter: str
     mode: str | None
     pickup: int = 0
     bars: int | None = None
     style: str | None = None
+    final: int | None = None
+    ambitus: int | None = None
 
     @classmethod
     def from_row(cls, row):
         """The plan of a real song, from its row of song_metadata.csv (artefacts.load_metadata)."""
-        return cls(row["meter"], row["mode"], row["pickup"], row["bars"], row["collection"] or None)
+        return cls(
+            row["meter"],
+            row["mode"],
+            row["pickup"],
+            row["bars"],
+            row["collection"] or None,
+            row.get("final"),
+            row.get("ambitus"),
+        )
 
 
 PLAN_FIELDS = [f.name for f in dataclasses.fields(Plan)]
@@ -95,8 +149,9 @@ class ControlSpace:
         time_step=config.TIME_STEP,
         plans=(),
         styles=(),
+        shapes=(),
     ):
-        self.meters, self.styles = list(meters), list(styles)
+        self.meters, self.styles, self.shapes = list(meters), list(styles), list(shapes)
         self.max_bar_steps, self.max_bars_left, self.time_step = (
             max_bar_steps,
             max_bars_left,
@@ -116,7 +171,8 @@ class ControlSpace:
         """The space of training songs' plans; meters, styles: more to know (the held-out songs').
 
         The plans' styles become a control field only where there are two or more of them; with
-        one, the plans keep no style.
+        one, the plans keep no style. The final is a field where the plans have one (a song table
+        written before it existed has none).
         """
         meters = sorted({p.meter for p in plans} | set(meters) | {UNKNOWN_METER})
         styles = sorted({p.style for p in plans if p.style} | set(styles))
@@ -130,11 +186,12 @@ class ControlSpace:
             time_step,
             [tuple(vars(p).values()) for p in plans],
             styles,
+            [name for name in SHAPES if any(getattr(p, name) is not None for p in plans)],
         )
 
     @classmethod
     def from_dict(cls, d):
-        """A saved space; one saved before styles existed has none."""
+        """A saved space; one saved before styles or shapes existed has none."""
         return cls(
             d["meters"],
             d["max_bar_steps"],
@@ -142,6 +199,7 @@ class ControlSpace:
             d["time_step"],
             d["plans"],
             d.get("styles", ()),
+            d.get("shapes", ()),
         )
 
     def as_dict(self):
@@ -152,21 +210,23 @@ class ControlSpace:
             "time_step": self.time_step,
             "plans": [list(vars(p).values()) for p in self.plans],
             "styles": self.styles,
+            "shapes": self.shapes,
         }
 
     def sizes(self):
-        """Index ranges of the fields (four, or five with styles); the last index of position and
-        bars-left is "none"."""
+        """Index ranges of the fields (four, then style and final where the model has them); the
+        last index of position, bars-left and final is "none"."""
         sizes = [len(self.meters), len(MODES), self.max_bar_steps + 1, self.max_bars_left + 2]
-        return sizes + [len(self.styles)] if self.styles else sizes
+        shapes = [SHAPES[name] + 1 for name in self.shapes]
+        return sizes + [len(self.styles)] * bool(self.styles) + shapes
 
     def bar_steps(self, meter):
         steps = bar_steps(meter, self.time_step)
         return steps if steps and steps <= self.max_bar_steps else None
 
     def fields(self, plan, start, stop, length=None):
-        """[[meter, mode, position, bars left(, style)]] for the predicted steps t = start .. stop
-        - 1, as an int64 array [stop - start, 4 or 5].
+        """[[meter, mode, position, bars left(, style)(, final)]] for the predicted steps
+        t = start .. stop - 1, as an int64 array [stop - start, fields].
 
         length: the song's steps (a real song's own); None = plan.bars bars, or open.
         """
@@ -184,6 +244,9 @@ class ControlSpace:
             rows[:, 3] = np.clip(-((t - length) // bar), 0, self.max_bars_left)
         if self.styles:
             rows[:, 4] = self.styles.index(plan.style)
+        for column, name in enumerate(self.shapes, len(rows[0]) - len(self.shapes)):
+            value, values = getattr(plan, name), SHAPES[name]
+            rows[:, column] = values if value is None else min(value, values - 1)
         return rows
 
     def song_fields(self, plan, length):
@@ -199,8 +262,23 @@ class ControlSpace:
         """The collections of the training songs, the styles a melody can be asked for."""
         return sorted({p.style for p in self.plans if p.style})
 
-    def check(self, meter=None, mode=None, pickup=None, bars=None, style=None):
-        """Refuse controls this model cannot honour, each with one sentence saying what can be."""
+    def check(
+        self, meter=None, mode=None, pickup=None, bars=None, style=None, final=None, ambitus=None
+    ):
+        """Refuse controls this model cannot honour, each with one sentence saying what can be.
+
+        final is asked as a scale degree, 1 (the tonic) to 7; ambitus in semitones."""
+        if final is not None and (final not in range(1, 8) or isinstance(final, bool)):
+            raise ValueError(f"final must be a scale degree from 1 (the tonic) to 7, not {final!r}")
+        if final is not None and "final" not in self.shapes:
+            raise ValueError(
+                "final: this model was trained before it existed; re-run preprocess.py and "
+                "train.py to use it"
+            )
+        if ambitus is not None and (
+            not isinstance(ambitus, int) or isinstance(ambitus, bool) or ambitus < 0
+        ):
+            raise ValueError(f"ambitus must be a whole number of semitones >= 0, not {ambitus!r}")
         if style is not None:
             known = self.trained_styles()
             if not known:
@@ -232,14 +310,26 @@ class ControlSpace:
                     f"({self.bar_steps(meter)} steps): it must be shorter than a bar"
                 )
 
-    def choose(self, rng, meter=None, mode=None, pickup=None, bars=None, style=None):
+    def choose(
+        self,
+        rng,
+        meter=None,
+        mode=None,
+        pickup=None,
+        bars=None,
+        style=None,
+        final=None,
+        ambitus=None,
+    ):
         """A Plan with the given controls, the unset ones drawn from a training song that agrees.
 
         The draw is from the training songs with a known meter that match every control given,
         else those that match the meter and mode, the mode, the meter, or else all of them, each
-        first among the songs of the style asked: the model picks as it learned.
+        first among the songs of the style asked: the model picks as it learned. A final or an
+        ambitus asked draws among the songs that close on that degree or span that range, where
+        there are any.
         """
-        self.check(meter, mode, pickup, bars, style)
+        self.check(meter, mode, pickup, bars, style, final, ambitus)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
         if pickup is not None:  # a pickup asked for needs a meter whose bar is longer
             pool = [p for p in pool if (self.bar_steps(p.meter) or 0) > pickup]
@@ -248,6 +338,10 @@ class ControlSpace:
                     f"pickup {pickup} steps is a bar or more of every meter this "
                     f"model knows ({', '.join(self.trained_meters())})"
                 )
+        if final is not None:  # songs that close on the degree asked, in their own mode
+            pool = [p for p in pool if p.final == DEGREES[p.mode][final - 1]] or pool
+        if ambitus is not None:
+            pool = [p for p in pool if p.ambitus == ambitus] or pool
         asked = {"meter": meter, "mode": mode, "pickup": pickup, "bars": bars, "style": style}
         for keys in LEVELS:
             wanted = {k: asked[k] for k in keys}
@@ -268,7 +362,22 @@ class ControlSpace:
         bar = self.bar_steps(plan.meter)
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter
             plan = dataclasses.replace(plan, pickup=plan.pickup % bar)
-        return plan
+        if final is not None:
+            plan = dataclasses.replace(plan, final=self.final_semitones(plan.mode, final))
+        return plan if ambitus is None else dataclasses.replace(plan, ambitus=ambitus)
+
+    def final_semitones(self, mode, degree):
+        """The final field of scale degree `degree` in `mode`: refused where no training song of
+        the mode ends there (the model would not know it)."""
+        semitones = DEGREES[mode][degree - 1]
+        seen = {p.final for p in self.plans if p.mode == mode and p.final is not None}
+        if semitones not in seen:
+            known = [str(d + 1) for d, s in enumerate(DEGREES[mode]) if s in seen]
+            raise ValueError(
+                f"final {degree}: no {mode} training song ends on that degree; this model "
+                f"knows {', '.join(known)}"
+            )
+        return semitones
 
 
 def checkpoint_fields(checkpoint, plans, songs):

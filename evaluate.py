@@ -136,6 +136,7 @@ def load_models(paths, mapping, num_songs):
 PLAN_FACTORS = [
     (lambda p: (), lambda p: (p.meter, p.mode, p.pickup)),
     (lambda p: p.meter, lambda p: p.bars),
+    (lambda p: p.mode, lambda p: p.final),
 ]
 
 
@@ -144,11 +145,12 @@ def plan_nats(train_plans, test_plans):
     plans: what a model told each song's plan owes, on top of its NLL, to compare with a model that
     is told nothing (the n-grams).
 
-    The plan is factorised as P(meter, mode, pickup) P(bars | meter), each the training counts
-    with add-one smoothing and one outcome more for all that training never showed; a context
-    training never showed uses the counts of all contexts."""
+    The plan is factorised as P(meter, mode, pickup) P(bars | meter) P(final | mode), each the
+    training counts with add-one smoothing and one outcome more for all that training never
+    showed; a context training never showed uses the counts of all contexts."""
     nats = 0.0
-    for context, outcome in PLAN_FACTORS:
+    told_finals = any(p.final is not None for p in train_plans)  # else the model is not told them
+    for context, outcome in PLAN_FACTORS if told_finals else PLAN_FACTORS[:-1]:
         counts, everywhere = {}, {}
         for plan in train_plans:
             for table in (counts.setdefault(context(plan), {}), everywhere):

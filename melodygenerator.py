@@ -58,16 +58,26 @@ class Melody(list):
     (`plan`, a controls.Plan).
 
     meter ("3/4"), mode ("major"/"minor"; None for a model without controls), pickup (steps before
-    the first barline), bars (its length in bars; None where open) and style (the collection it
-    was made like; None for a model of one collection) read the plan. save_melody writes the score
-    in that meter with that pickup.
+    the first barline), bars (its length in bars; None where open), style (the collection it
+    was made like; None for a model of one collection), final (its planned last note, semitones
+    above the tonic) and ambitus (its planned range, semitones; both None where not planned) read
+    the plan. save_melody writes the score in that
+    meter with that pickup.
     """
 
     def __init__(
-        self, symbols=(), meter=config.TIME_SIGNATURE, mode=None, pickup=0, bars=None, style=None
+        self,
+        symbols=(),
+        meter=config.TIME_SIGNATURE,
+        mode=None,
+        pickup=0,
+        bars=None,
+        style=None,
+        final=None,
+        ambitus=None,
     ):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars, style)
+        self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus)
         self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
         self.opening = 0  # symbols from the seed or primer; the generated ones follow
 
@@ -76,6 +86,8 @@ class Melody(list):
     pickup = property(lambda self: self.plan.pickup)
     bars = property(lambda self: self.plan.bars)
     style = property(lambda self: self.plan.style)
+    final = property(lambda self: self.plan.final)
+    ambitus = property(lambda self: self.plan.ambitus)
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
@@ -238,6 +250,9 @@ class MelodyGenerator:
         style=None,
         primer=None,
         primer_bars=config.PRIMER_BARS,
+        final=None,
+        ambitus=None,
+        candidates=None,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -263,6 +278,15 @@ class MelodyGenerator:
             The melody then ends on the barline of its last bar (unless num_steps cuts it first).
         style: the collection the melody is to be like ("erk"), for a model trained on several
             (MelodyGenerator.styles lists them); None draws it with the rest of the plan.
+        final: the scale degree the melody is to close on, 1 (the tonic) to 7; None draws it with
+            the rest of the plan, as often as the training songs close there.
+        ambitus: the most semitones from the melody's lowest note to its highest (12: within an
+            octave); None draws it with the rest of the plan, as wide as a training song's.
+        candidates: melodies sampled, as one batch, for each one returned (None:
+            config.END_CANDIDATES): the first that closes on its final and stays within its
+            ambitus is returned (else the first), so that the melody keeps its plan. The model is
+            told both, but a sample may stray; this choice makes the melody a sample of the model
+            given that it keeps them (rejection sampling). 1: the melody as sampled.
         primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
             continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
             fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
@@ -284,6 +308,9 @@ class MelodyGenerator:
             style=style,
             primer=primer,
             primer_bars=primer_bars,
+            final=final,
+            ambitus=ambitus,
+            candidates=candidates,
         )[0]
 
     @torch.inference_mode()
@@ -304,6 +331,9 @@ class MelodyGenerator:
         style=None,
         primer=None,
         primer_bars=config.PRIMER_BARS,
+        final=None,
+        ambitus=None,
+        candidates=None,
     ):
         """Sample n melodies from the same seed (or primer) as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
@@ -331,20 +361,29 @@ class MelodyGenerator:
         check_sampling(temperature, top_k, top_p)
         generator = make_generator(rng)
         delimiter = self.index[DELIMITER]
-        plans = self._plans(n, len(seed_indices), generator, meter, mode, bars, pickup, style)
+        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
+        plans = self._plans(n, len(seed_indices), generator, **given, final=final, ambitus=ambitus)
         fields, end = self._controls(plans, len(seed_indices) + num_steps)
+        k = config.END_CANDIDATES if candidates is None else candidates
+        check_count("candidates", k, minimum=1)
+        if end is None or all(p.final is None and p.ambitus is None for p in plans):
+            k = 1  # nothing to keep (a model saved before finals samples as it did)
+        if k > 1:  # each melody's candidates are neighbouring rows, sampled as one batch
+            plans = [plan for plan in plans for _ in range(k)]
+            fields, end = fields.repeat_interleave(k, 0), end.repeat_interleave(k, 0)
+        rows = n * k
         if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
             planned = end < OPEN_END
             all_planned = bool(planned.all())
             planned = planned.to(self.device)
 
-        seed_rows = torch.tensor(seed_indices, dtype=torch.long).repeat(n, 1)  # [n, len(seed)]
+        seed_rows = torch.tensor(seed_indices, dtype=torch.long).repeat(rows, 1)  # [rows, seed]
         tokens = torch.empty(
-            n, num_steps, dtype=torch.long
+            rows, num_steps, dtype=torch.long
         )  # generated symbols; a row's tail after its `/` is ignored
-        finished = torch.zeros(n, dtype=torch.bool)
+        finished = torch.zeros(rows, dtype=torch.bool)
         # a small batch on a CPU samples fastest on one thread (model.sampling_threads)
-        with model.sampling_threads(n, self.device):
+        with model.sampling_threads(rows, self.device):
             logits, state = self._read(seed_rows, max_sequence_length, fields)
             since_rebuild = 0
             for step in range(num_steps):
@@ -391,6 +430,10 @@ class MelodyGenerator:
             melody.opening = len(seed_symbols)
             melody.key = opening.key if opening else None
             melodies.append(melody)
+        # Rejection sampling: each melody is its first candidate that keeps the final and ambitus
+        # of its plan (else its first), a sample of the model given that it keeps its plan.
+        groups = [melodies[g * k : (g + 1) * k] for g in range(n)]
+        return [next((m for m in g if controls.keeps(m.plan, m)), g[0]) for g in groups]
         return melodies
 
     @property
@@ -398,9 +441,9 @@ class MelodyGenerator:
         """The styles (collections) this model can be asked for; [] for a model of one."""
         return self.controls.trained_styles() if self.controls else []
 
-    def _plans(self, n, seed_length, generator, meter, mode, bars, pickup, style):
+    def _plans(self, n, seed_length, generator, **given):
         """Each melody's controls.Plan: the controls given, the others drawn per melody."""
-        given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
+        bars = given["bars"]
         if self.controls is None:
             if any(v is not None for v in given.values()):
                 raise ValueError(
@@ -715,6 +758,13 @@ def main():
         help="sample among the likeliest symbols up to this mass",
     )
     parser.add_argument(
+        "--candidates",
+        type=int,
+        default=config.END_CANDIDATES,
+        help="melodies sampled per melody written, one drawn by how surely the model ends the "
+        "song where its plan does (1: no choice)",
+    )
+    parser.add_argument(
         "--num-melodies", type=int, default=1, help="sampled as one batch; files get _1, _2, ..."
     )
     parser.add_argument(
@@ -763,6 +813,20 @@ def main():
         "%(default)s: drawn from the training songs)",
     )
     parser.add_argument(
+        "--final",
+        type=int,
+        default=None,
+        help="the scale degree to close on, 1 (the tonic) to 7 (default %(default)s: drawn from "
+        "the training songs)",
+    )
+    parser.add_argument(
+        "--ambitus",
+        type=int,
+        default=None,
+        help="the most semitones between the lowest and highest note (default %(default)s: "
+        "drawn from the training songs)",
+    )
+    parser.add_argument(
         "--output",
         nargs="+",
         default=[config.OUTPUT_PATH],
@@ -806,6 +870,9 @@ def main():
             style=args.style,
             primer=args.primer,
             primer_bars=args.primer_bars,
+            final=args.final,
+            ambitus=args.ambitus,
+            candidates=args.candidates,
         )
         for i, melody in enumerate(melodies, start=1):
             new = len(melody) - melody.opening
@@ -813,6 +880,12 @@ def main():
                 f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}"
                 + (f", {melody.bars} bars" if melody.bars else "")
                 + (f", style {melody.style}" if melody.style else "")
+                + (
+                    f", final {controls.degree(melody.mode, melody.final)}, "
+                    f"ambitus {melody.ambitus}"
+                    if melody.final is not None
+                    else ""
+                )
             )
             print(
                 f"melody {i} ({plan}; {new} symbols after the "

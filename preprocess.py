@@ -373,7 +373,8 @@ def preprocess(
 def song_metadata(index, name, collection, result, symbols, time_step=config.TIME_STEP):
     """One row of song_metadata.csv. `meter` is the meter the model is told: the song's, or "?"
     where it has none, changes meter or has one the controls cannot count in 16ths ("3/3", from
-    a damaged file): then pickup is 0 and bars empty."""
+    a damaged file): then pickup is 0 and bars empty. `final` is the last note in semitones above
+    the tonic, `ambitus` the range in semitones (both empty for a song without notes)."""
     steps = len(symbols)
     meters = result["meters"]
     meter = meters[0] if meters and len(set(meters)) == 1 else controls.UNKNOWN_METER
@@ -383,6 +384,8 @@ def song_metadata(index, name, collection, result, symbols, time_step=config.TIM
         meter, bar = controls.UNKNOWN_METER, None
     pickup = round(result["pickup"] / time_step) if bar else 0
     tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
+    mode = "minor" if mode == "minor" else "major"
+    final = controls.final_of(symbols, mode)
     return {
         "index": index,
         "source": name,
@@ -390,10 +393,12 @@ def song_metadata(index, name, collection, result, symbols, time_step=config.TIM
         "meter": meter,
         "meters": " ".join(meters),
         "pickup": pickup,
-        "mode": "minor" if mode == "minor" else "major",
-        "key": f"{tonic} {mode}",
+        "mode": mode,
+        "key": f"{tonic} {result['key'][1]}",
         "steps": steps,
         "bars": round(steps / bar) if bar else "",
+        "final": "" if final is None else final,
+        "ambitus": "" if final is None else controls.ambitus_of(symbols),
     }
 
 

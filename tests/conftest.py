@@ -70,6 +70,8 @@ def write_metadata(path, songs, meter, pickups=None, modes=None):
                 "key": f"C {mode}",
                 "steps": len(symbols),
                 "bars": round(len(symbols) / bar),
+                "final": controls.final_of(symbols, mode),
+                "ambitus": controls.ambitus_of(symbols),
             }
         )
     artefacts.write_metadata(path, rows)
@@ -157,10 +159,10 @@ def write_dataset(folder, num_songs=24, seed=0):
         bar, bars = BARS[meter_], rng.randint(3, 5)
         pickup = [0, bar // 2][i % 2]
         tonic = 69 if mode == "minor" else 60
-        symbols = []
+        symbols, final = [], 7 if i % 5 == 2 else 0  # some close on the fifth
         while len(symbols) < bars * bar:
             symbols += [str(tonic + rng.choice([0, 2, 4, 5, 7])), "_"]
-        songs.append(" ".join(symbols[: bars * bar - 2] + [str(tonic), "_"]))
+        songs.append(" ".join(symbols[: bars * bar - 2] + [str(tonic + final), "_"]))
         rows.append(
             {
                 "index": i,
@@ -173,6 +175,8 @@ def write_dataset(folder, num_songs=24, seed=0):
                 "key": f"C {mode}",
                 "steps": bars * bar,
                 "bars": bars,
+                "final": final,
+                "ambitus": controls.ambitus_of(songs[-1].split()),
             }
         )
     text = " ".join(song + " " + " ".join([DELIMITER] * 4) for song in songs)

@@ -1,5 +1,6 @@
 """evaluate.py: its metrics on hand-made cases with known answers, and the script end to end."""
 
+import dataclasses
 import json
 import math
 import random
@@ -452,6 +453,10 @@ def test_plan_nats_is_a_smoothed_factorised_prior():
     unseen = controls.Plan("6/8", "minor", 2, 8)
     expected = -math.log(1 / 4) - math.log(3 / 4)
     assert evaluate.plan_nats([seen, seen], [unseen]) == pytest.approx(expected)
+    # plans with finals: a third factor, P(final | mode), here (2 + 1) / (2 + 1 + 1) again
+    closing = dataclasses.replace(seen, final=0)
+    three = evaluate.plan_nats([closing, closing], [closing])
+    assert three == pytest.approx(-3 * math.log(3 / 4))
 
 
 def test_last_note_tonic_reads_each_songs_last_onset():

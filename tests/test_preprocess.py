@@ -515,23 +515,31 @@ def test_erk_integration(tmp_path):
 
 
 def test_song_metadata_of_known_songs(fixture_run):
-    """Meter (kern *M), pickup in steps (notes before the first barline), mode, key as written."""
+    """Meter (kern *M), pickup in steps (notes before the first barline), mode, key as written,
+    the final (the last note in semitones above the tonic) and the ambitus (semitones)."""
     summary, out = fixture_run
     rows = artefacts.load_metadata(out / "song_metadata.csv", summary.kept)
-    table = [
-        (r["source"], r["meter"], r["pickup"], r["mode"], r["key"], r["steps"], r["bars"])
-        for r in rows
-    ]
-    assert table == [
-        ("dotted_rests.krn", "4/4", 0, "major", "C major", 32, 2),
-        ("minor.krn", "4/4", 0, "minor", "E minor", 32, 2),
-        ("no_key.krn", "4/4", 0, "major", "G major", 64, 4),  # key from music21's analysis
-        ("ornament.krn", "2/4", 0, "major", "C major", 16, 2),
-        ("sharp_key.krn", "4/4", 0, "major", "D major", 32, 2),
-        ("ties_pickup.krn", "3/4", 2, "major", "F major", 50, 4),  # an eighth before bar 1
-        ("two_parts.krn", "2/4", 0, "major", "G major", 16, 2),
+    columns = ("source", "meter", "pickup", "mode", "key", "steps", "bars", "final", "ambitus")
+    assert [tuple(r[c] for c in columns) for r in rows] == [
+        ("dotted_rests.krn", "4/4", 0, "major", "C major", 32, 2, 0, 5),
+        ("minor.krn", "4/4", 0, "minor", "E minor", 32, 2, 0, 7),
+        ("no_key.krn", "4/4", 0, "major", "G major", 64, 4, 0, 12),  # key: music21's analysis
+        ("ornament.krn", "2/4", 0, "major", "C major", 16, 2, 4, 3),  # it closes on the third
+        ("sharp_key.krn", "4/4", 0, "major", "D major", 32, 2, 0, 12),  # a rest after its last note
+        ("ties_pickup.krn", "3/4", 2, "major", "F major", 50, 4, 0, 12),  # an eighth before bar 1
+        ("two_parts.krn", "2/4", 0, "major", "G major", 16, 2, 0, 5),
     ]
     assert {r["collection"] for r in rows} == {"fixtures"}  # the dataset folder
+
+
+def test_a_song_table_from_before_finals_still_loads(fixture_run, tmp_path):
+    summary, out = fixture_run
+    lines = (out / "song_metadata.csv").read_text().splitlines()
+    assert lines[0].endswith(",final,ambitus") and lines[4].endswith(",4,3")  # ornament.krn: E
+    old = tmp_path / "song_metadata.csv"
+    old.write_text("\n".join(line.rsplit(",", 2)[0] for line in lines) + "\n")
+    rows = artefacts.load_metadata(old, summary.kept)
+    assert {(r["final"], r["ambitus"]) for r in rows} == {(None, None)}
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ from conftest import BARS, ROOT
 from music21 import converter, key, meter, stream
 
 import artefacts
+import controls
 from controls import ControlSpace, Plan
 from encoding import DELIMITER
 from melodygenerator import Melody, MelodyGenerator
@@ -68,6 +69,43 @@ def test_generation_follows_the_plan_asked_for(mg):
         assert len(melody) == 4 * 12  # ends at the end of bar 4, the last bar completing the pickup
 
 
+def test_the_final_is_a_field_of_every_step_asked_as_a_scale_degree(mg):
+    space = ControlSpace.from_songs([Plan("3/4", "major", 0, 2, None, 7), Plan("3/4", "minor")])
+    assert space.sizes() == [2, 2, 13, 34, 13]  # the final: 12 semitones and "none"
+    assert space.fields(space.plans[0], 0, 2)[:, -1].tolist() == [7, 7]
+    assert space.fields(space.plans[1], 0, 1)[:, -1].tolist() == [12]  # no notes: none
+    assert space.choose(random.Random(0), final=5) == Plan("3/4", "major", 0, 2, None, 7)
+    minor = mg.generate_melodies("", 4, 100, mode="minor", final=5, rng=0)
+    assert {m.final for m in minor} == {7}  # E in A minor: 7 semitones above the tonic
+    drawn = {m.final for m in mg.generate_melodies("", 32, 100, rng=0)}
+    assert drawn == {0, 7}  # drawn with the plan, as the songs end
+    old = {k: v for k, v in space.as_dict().items() if k != "shapes"}  # saved before shapes
+    assert ControlSpace.from_dict(old).sizes() == [2, 2, 13, 34]
+    with pytest.raises(ValueError, match="final: this model was trained before it existed"):
+        ControlSpace.from_dict(old).check(final=1)
+    ControlSpace.from_dict(old).check(ambitus=12)  # kept by the choice of candidates: any model
+
+
+def test_a_melody_keeps_its_plan_if_it_closes_on_its_final_within_its_ambitus():
+    plan = Plan("2/4", "major", 0, 1, None, final=0, ambitus=5)
+    assert controls.keeps(plan, "60 _ 64 _ 65 _ 60 _".split())
+    assert not controls.keeps(plan, "60 _ 67 _ 64 _ 60 _".split())  # 7 semitones: too wide
+    assert not controls.keeps(plan, "60 _ 64 _ 65 _ 62 _".split())  # closes on D
+    assert controls.keeps(Plan("2/4", "minor"), "60 _ 67 _".split())  # nothing planned
+    assert controls.keeps(
+        dataclasses.replace(plan, mode="minor", final=7, ambitus=7), "69 _ 76 r".split()
+    )
+
+
+def test_candidates_make_melodies_keep_their_plan(mg):
+    def kept(candidates):  # the tiny model hardly learned where to close
+        melodies = mg.generate_melodies("", 24, 100, rng=0, ambitus=20, candidates=candidates)
+        assert {m.ambitus for m in melodies} == {20}
+        return sum(controls.keeps(m.plan, m) for m in melodies)
+
+    assert kept(8) > kept(1) + 4
+
+
 def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, trained):
     _, rows = trained
     # one collection: the model takes no style, and its plans keep none
@@ -98,6 +136,14 @@ def test_the_tutorial_call_still_works_and_returns_a_list(mg):
         ({"bars": -2}, "bars must be a whole number >= 1"),
         ({"meter": "3/4", "pickup": 12}, r"pickup 12 steps is a bar or more of 3/4 \(12 steps\)"),
         ({"pickup": -1}, "pickup must be a whole number of steps >= 0"),
+        ({"final": 0}, "final must be a scale degree from 1 \\(the tonic\\) to 7, not 0"),
+        ({"final": 8}, "final must be a scale degree from 1"),
+        (
+            {"mode": "major", "final": 2},
+            "final 2: no major training song ends on that degree; this model knows 1, 5",
+        ),
+        ({"ambitus": -1}, "ambitus must be a whole number of semitones >= 0, not -1"),
+        ({"candidates": 0}, "candidates must be"),
     ],
 )
 def test_bad_controls_are_refused_clearly(mg, kwargs, words):
@@ -127,6 +173,7 @@ def generate_from(folder, *flags):
         (["--mode", "dorian"], "mode 'dorian': this model knows major and minor"),
         (["--bars", "0"], "bars must be a whole number >= 1"),
         (["--meter", "2/4", "--pickup", "8"], "pickup 8 steps is a bar or more of 2/4"),
+        (["--final", "9"], "final must be a scale degree from 1 (the tonic) to 7, not 9"),
     ],
 )
 def test_script_refuses_bad_controls_in_one_line_and_writes_nothing(trained, flags, words):
@@ -149,6 +196,8 @@ def test_script_writes_the_meter_asked_for(trained):
         "3",
         "--pickup",
         "2",
+        "--final",
+        "5",
         "--random-seed",
         "3",
         "--output",
@@ -156,6 +205,7 @@ def test_script_writes_the_meter_asked_for(trained):
     )
     assert result.returncode == 0, result.stderr
     assert "(6/8, " in result.stdout and "pickup 2, 3 bars" in result.stdout
+    assert ", final 5, ambitus " in result.stdout
     part = converter.parse(folder / "six.musicxml").parts[0]
     assert part.recurse().getElementsByClass(meter.TimeSignature).first().ratioString == "6/8"
 
