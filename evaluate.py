@@ -883,6 +883,10 @@ def main(argv=None):
         for mode in tqdm(modes, desc=f"modes, {path}", leave=False):
             melodies = asked_for(mode=mode)
             asked[path][mode] = mode_summary(melodies, [m.plan for m in melodies], mode)
+        asked[path]["candidates"] = {  # section 2's melodies, and as sampled without a choice
+            config.END_CANDIDATES: plan_keeping(generated[path]["melodies"]),
+            1: plan_keeping(asked_for(candidates=1)),
+        }
     if asked:
         plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
     # 6. styles: melodies asked for each style against the real songs of each collection
@@ -926,7 +930,10 @@ def main(argv=None):
         if smallest >= args.cv_folds
         else {}
     )
-    structure = structure_tables(paths, meters, modes, real_by_meter, real_modes, asked)
+    real_keeping = plan_keeping(real_symbols, test_plans)  # their own plans: kept by definition
+    structure = structure_tables(
+        paths, meters, modes, real_by_meter, real_modes, asked, real_keeping
+    )
 
     tables = {
         "models": pd.DataFrame(
@@ -1155,7 +1162,24 @@ def main(argv=None):
             tables["modes"],
             {"analysed in that mode": percent, "on a barline": percent, "bars (mean)": "{:.1f}"},
         )
-        lines += ["", "![onset profiles by meter](onsets.png)"]
+        lines += ["", "![onset profiles by meter](onsets.png)", ""]
+        lines += [
+            f"Each melody's plan also has a final (its last note) and an ambitus (from its lowest "
+            f"note to its highest, semitones), drawn from a training song. Generation samples "
+            f"{config.END_CANDIDATES} candidates per melody and keeps the first that closes on "
+            "its final within its ambitus (section 2's melodies); beside them, the melodies as "
+            "sampled with one candidate, and the held-out songs with their own plans, `plans`:",
+            "",
+        ]
+        lines += markdown(
+            tables["plans"],
+            {
+                "keep their plan": percent,
+                "close on the tonic": percent,
+                "ambitus (mean)": "{:.1f}",
+                "ambitus (sd)": "{:.1f}",
+            },
+        )
     lines += ["", "## 5. Can a classifier tell?", ""]
     if classifier:
         lines += classifier_section(tables, args)
@@ -1259,9 +1283,26 @@ def plan_features(melodies, plans):
     )
 
 
-def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked):
+def plan_keeping(melodies, plans=None):
+    """How melodies keep the final and ambitus of their plans (a Melody's own, by default), and
+    where they close and how far they spread."""
+    plans = plans or [m.plan for m in melodies]
+    ambitus = [controls.ambitus_of(m) for m in melodies]
+    ambitus = [a for a in ambitus if a is not None]
+    finals = [controls.final_of(m, p.mode) for m, p in zip(melodies, plans)]
+    return {
+        "count": len(melodies),
+        "keep their plan": np.mean([controls.keeps(p, m) for m, p in zip(melodies, plans)]),
+        "close on the tonic": np.mean([f == 0 for f in finals]),
+        "ambitus (mean)": np.mean(ambitus),
+        "ambitus (sd)": np.std(ambitus),
+    }
+
+
+def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked, real_keeping):
     """Section 4's tables: per meter asked, endings, length and onset profile against the held-out
-    songs of that meter; per mode asked, the share heard in that mode."""
+    songs of that meter; per mode asked, the share heard in that mode; how the melodies keep their
+    plans' final and ambitus, with one candidate per melody and with END_CANDIDATES."""
     if not asked:
         return {}
     meter_rows, mode_rows = [], []
@@ -1303,7 +1344,16 @@ def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked):
                     "bars (mean)": g["bars"],
                 }
             )
-    return {"meters": pd.DataFrame(meter_rows), "modes": pd.DataFrame(mode_rows)}
+    plan_rows = [{"melodies": "held-out songs", **real_keeping}] + [
+        {"melodies": f"{p}, {k} candidate{'s' * (k > 1)}", **asked[p]["candidates"][k]}
+        for p in paths
+        for k in sorted(asked[p]["candidates"])
+    ]
+    return {
+        "meters": pd.DataFrame(meter_rows),
+        "modes": pd.DataFrame(mode_rows),
+        "plans": pd.DataFrame(plan_rows),
+    }
 
 
 def classifier_tables(real, sets, args):

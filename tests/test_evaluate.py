@@ -14,6 +14,7 @@ from conftest import ROOT, TINY_SONGS, write_metadata
 from test_twosample import walk
 
 import artefacts
+import config
 import controls
 import evaluate
 import train
@@ -406,6 +407,10 @@ def test_report_has_the_classifier_test_and_its_results_file(walks, tmp_path):
         ("major", "held-out songs"),
         ("major", f"asked of {model}"),
     ]
+    plans = {r["melodies"]: r for r in results["plans"]}
+    many = f"{model}, {config.END_CANDIDATES} candidates"
+    assert list(plans) == ["held-out songs", f"{model}, 1 candidate", many]
+    assert plans["held-out songs"]["keep their plan"] == 1.0  # their own plans
 
 
 def test_listening_kit_is_reproducible_and_scored(walks, tmp_path):
