@@ -84,8 +84,8 @@ GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end so
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
 SMALL_BATCH = 8  # sampling up to this many melodies on a CPU uses one torch thread (model.py)
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them
-# Melodies sampled per melody returned; the first that keeps its plan's final and ambitus is kept
-# (melodygenerator.generate_melody's candidates)
+# Melodies sampled per melody returned; the one that best fits its plan's final and ambitus is
+# kept (melodygenerator.generate_melody's candidates)
 END_CANDIDATES = 4
 BPM = 120
 TIME_SIGNATURE = "4/4"  # the meter of a melody that has none (a plain list, or an old model)

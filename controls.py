@@ -19,9 +19,9 @@ more collections):
 
 A plan is drawn from one training song, so the model knows from the first step where the melody
 is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
-the model is not told: generation keeps a melody within it (melodygenerator's candidates). Told
-the ambitus as a field too, a model on erk memorised more (held-out NLL 0.713 against 0.703) and
-kept within it no better.
+the model is not told: generation keeps, of several candidates, the one that fits the plan best
+(misfit; melodygenerator's candidates). Told the ambitus as a field too, a model on erk memorised
+more (held-out NLL 0.713 against 0.703) and came no closer to it.
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
@@ -61,12 +61,14 @@ def ambitus_of(symbols):
     return max(notes) - min(notes) if notes else None
 
 
-def keeps(plan, symbols):
-    """Whether a melody keeps the shape of its plan: it closes on the plan's final and stays within
-    its ambitus (True for what the plan leaves open)."""
+def misfit(plan, symbols):
+    """How far a melody is from the shape of its plan, to be minimised: (1 if it does not close on
+    the plan's final else 0, semitones between its ambitus and the plan's); (0, 0) fits, as does
+    what the plan leaves open."""
     ambitus = ambitus_of(symbols)
-    return (plan.final is None or final_of(symbols, plan.mode) == plan.final) and (
-        plan.ambitus is None or ambitus is None or ambitus <= plan.ambitus
+    return (
+        int(plan.final is not None and final_of(symbols, plan.mode) != plan.final),
+        0 if plan.ambitus is None or ambitus is None else abs(ambitus - plan.ambitus),
     )
 
 

@@ -280,13 +280,12 @@ class MelodyGenerator:
             (MelodyGenerator.styles lists them); None draws it with the rest of the plan.
         final: the scale degree the melody is to close on, 1 (the tonic) to 7; None draws it with
             the rest of the plan, as often as the training songs close there.
-        ambitus: the most semitones from the melody's lowest note to its highest (12: within an
-            octave); None draws it with the rest of the plan, as wide as a training song's.
+        ambitus: the semitones from the melody's lowest note to its highest (12: an octave), as
+            near as its candidates come; None draws it with the rest of the plan.
         candidates: melodies sampled, as one batch, for each one returned (None:
-            config.END_CANDIDATES): the first that closes on its final and stays within its
-            ambitus is returned (else the first), so that the melody keeps its plan. The model is
-            told both, but a sample may stray; this choice makes the melody a sample of the model
-            given that it keeps them (rejection sampling). 1: the melody as sampled.
+            config.END_CANDIDATES): the one that fits the plan best is returned, closing on its
+            final (which the model is told, but a sample may stray from) with the ambitus nearest
+            the plan's (which the model is not told). 1: the melody as sampled.
         primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
             continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
             fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
@@ -430,11 +429,7 @@ class MelodyGenerator:
             melody.opening = len(seed_symbols)
             melody.key = opening.key if opening else None
             melodies.append(melody)
-        # Rejection sampling: each melody is its first candidate that keeps the final and ambitus
-        # of its plan (else its first), a sample of the model given that it keeps its plan.
-        groups = [melodies[g * k : (g + 1) * k] for g in range(n)]
-        return [next((m for m in g if controls.keeps(m.plan, m)), g[0]) for g in groups]
-        return melodies
+        return [best_candidate(melodies[g * k : (g + 1) * k]) for g in range(n)]
 
     @property
     def styles(self):
@@ -611,6 +606,12 @@ def check_sampling(temperature, top_k, top_p):
         isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1
     ):
         raise ValueError(f"top_p must be a number with 0 < top_p <= 1, not {top_p!r}")
+
+
+def best_candidate(candidates):
+    """The candidate that fits its plan best (controls.misfit): it closes on the final if any
+    does, and of those the ambitus nearest the plan's; the first of equals."""
+    return min(candidates, key=lambda melody: controls.misfit(melody.plan, melody))
 
 
 def make_generator(rng):

@@ -410,7 +410,8 @@ def test_report_has_the_classifier_test_and_its_results_file(walks, tmp_path):
     plans = {r["melodies"]: r for r in results["plans"]}
     many = f"{model}, {config.END_CANDIDATES} candidates"
     assert list(plans) == ["held-out songs", f"{model}, 1 candidate", many]
-    assert plans["held-out songs"]["keep their plan"] == 1.0  # their own plans
+    held_out = plans["held-out songs"]  # with their own plans
+    assert held_out["close on their final"] == 1.0 and held_out["ambitus off by (mean)"] == 0
 
 
 def test_listening_kit_is_reproducible_and_scored(walks, tmp_path):

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import mido
+import numpy as np
 import pytest
 import torch
 from conftest import BARS, ROOT
@@ -86,24 +87,26 @@ def test_the_final_is_a_field_of_every_step_asked_as_a_scale_degree(mg):
     ControlSpace.from_dict(old).check(ambitus=12)  # kept by the choice of candidates: any model
 
 
-def test_a_melody_keeps_its_plan_if_it_closes_on_its_final_within_its_ambitus():
+def test_misfit_says_how_far_a_melody_is_from_its_plans_final_and_ambitus():
     plan = Plan("2/4", "major", 0, 1, None, final=0, ambitus=5)
-    assert controls.keeps(plan, "60 _ 64 _ 65 _ 60 _".split())
-    assert not controls.keeps(plan, "60 _ 67 _ 64 _ 60 _".split())  # 7 semitones: too wide
-    assert not controls.keeps(plan, "60 _ 64 _ 65 _ 62 _".split())  # closes on D
-    assert controls.keeps(Plan("2/4", "minor"), "60 _ 67 _".split())  # nothing planned
-    assert controls.keeps(
-        dataclasses.replace(plan, mode="minor", final=7, ambitus=7), "69 _ 76 r".split()
-    )
+    assert controls.misfit(plan, "60 _ 64 _ 65 _ 60 _".split()) == (0, 0)
+    assert controls.misfit(plan, "60 _ 67 _ 64 _ 60 _".split()) == (0, 2)  # 7 semitones
+    assert controls.misfit(plan, "60 _ 64 _ 65 _ 62 _".split()) == (1, 0)  # closes on D
+    assert controls.misfit(Plan("2/4", "minor"), "60 _ 67 _".split()) == (0, 0)  # nothing planned
+    minor = dataclasses.replace(plan, mode="minor", final=7, ambitus=7)
+    assert controls.misfit(minor, "69 _ 76 r".split()) == (0, 0)  # E in A minor, then a rest
 
 
-def test_candidates_make_melodies_keep_their_plan(mg):
-    def kept(candidates):  # the tiny model hardly learned where to close
-        melodies = mg.generate_melodies("", 24, 100, rng=0, ambitus=20, candidates=candidates)
-        assert {m.ambitus for m in melodies} == {20}
-        return sum(controls.keeps(m.plan, m) for m in melodies)
+def test_candidates_make_melodies_fit_their_plan(mg):
+    def misfits(candidates):  # the tiny model hardly learned where to close
+        melodies = mg.generate_melodies("", 24, 100, rng=0, ambitus=4, candidates=candidates)
+        assert {m.ambitus for m in melodies} == {4}
+        return np.sum([controls.misfit(m.plan, m) for m in melodies], axis=0)
 
-    assert kept(8) > kept(1) + 4
+    one, eight = misfits(1), misfits(8)
+    assert eight[0] < one[0] - 4 and eight[1] < one[1]  # closer to the final and the ambitus
+    melodies = mg.generate_melodies("", 5, 100, rng=0, candidates=8)
+    assert mg.generate_melodies("", 5, 100, rng=0, candidates=8) == melodies  # still repeatable
 
 
 def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, trained):
