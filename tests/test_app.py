@@ -54,6 +54,8 @@ def test_models_list_the_controls_the_checkpoint_takes(client, model):
     assert {"steps", "num_melodies", "temperature", "top_p", "key", "bars", "pickup"} <= set(
         controls
     )
+    assert (controls["final"]["min"], controls["final"]["max"]) == (1, 7)  # a scale degree
+    assert controls["ambitus"]["none"] == "drawn"
 
 
 def test_page_and_its_assets_are_served_by_the_app(client):
@@ -114,6 +116,8 @@ def test_generate_returns_scores_and_files_that_read_back(client):
         ({"temperature": -1}, 422, "temperature must be a positive number"),
         ({"seed": "60 _ 999 x"}, 422, "not in the model's vocabulary: 999 x"),
         ({"meter": "5/4"}, 422, "meter '5/4': this model never saw it"),
+        ({"final": 9}, 422, "final must be a scale degree from 1 (the tonic) to 7"),
+        ({"mode": "major", "final": 3}, 422, "final 3: no major training song ends on that"),
         ({"key": "H"}, 422, "key must be a tonic"),
         ({"bpm": 0}, 422, "bpm must be a positive number"),
         ({"steps": "many"}, 422, "steps: Input should be a valid integer"),
