@@ -172,7 +172,7 @@ def control_specs(generator, limits):
                  "max": 7, "default": None, "none": "drawn"}
             )  # fmt: skip
         specs.append(
-            {"name": "ambitus", "label": "ambitus (semitones, most)", "kind": "int", "min": 0,
+            {"name": "ambitus", "label": "ambitus (semitones)", "kind": "int", "min": 0,
              "max": 48, "default": None, "none": "drawn"}
         )  # fmt: skip
     specs.append(
