@@ -824,8 +824,8 @@ def main():
         "--ambitus",
         type=int,
         default=None,
-        help="the most semitones between the lowest and highest note (default %(default)s: "
-        "drawn from the training songs)",
+        help="the semitones from the lowest to the highest note, as near as the candidates come "
+        "(default %(default)s: drawn from the training songs)",
     )
     parser.add_argument(
         "--output",
