@@ -65,10 +65,10 @@ def misfit(plan, symbols):
     """How far a melody is from the shape of its plan, to be minimised: (1 if it does not close on
     the plan's final else 0, semitones between its ambitus and the plan's); (0, 0) fits, as does
     what the plan leaves open."""
-    ambitus = ambitus_of(symbols)
+    ambitus = ambitus_of(symbols) or 0  # no notes: no span
     return (
         int(plan.final is not None and final_of(symbols, plan.mode) != plan.final),
-        0 if plan.ambitus is None or ambitus is None else abs(ambitus - plan.ambitus),
+        0 if plan.ambitus is None else abs(ambitus - plan.ambitus),
     )
 
 
@@ -247,8 +247,8 @@ class ControlSpace:
         if self.styles:
             rows[:, 4] = self.styles.index(plan.style)
         for column, name in enumerate(self.shapes, len(rows[0]) - len(self.shapes)):
-            value, values = getattr(plan, name), SHAPES[name]
-            rows[:, column] = values if value is None else min(value, values - 1)
+            value = getattr(plan, name)
+            rows[:, column] = SHAPES[name] if value is None else value
         return rows
 
     def song_fields(self, plan, length):
@@ -270,7 +270,9 @@ class ControlSpace:
         """Refuse controls this model cannot honour, each with one sentence saying what can be.
 
         final is asked as a scale degree, 1 (the tonic) to 7; ambitus in semitones."""
-        if final is not None and (final not in range(1, 8) or isinstance(final, bool)):
+        if final is not None and (
+            not isinstance(final, int) or isinstance(final, bool) or not 1 <= final <= 7
+        ):
             raise ValueError(f"final must be a scale degree from 1 (the tonic) to 7, not {final!r}")
         if final is not None and "final" not in self.shapes:
             raise ValueError(
@@ -328,8 +330,8 @@ class ControlSpace:
         The draw is from the training songs with a known meter that match every control given,
         else those that match the meter and mode, the mode, the meter, or else all of them, each
         first among the songs of the style asked: the model picks as it learned. A final or an
-        ambitus asked draws among the songs that close on that degree or span that range, where
-        there are any.
+        ambitus asked then prefers, among those, the songs that close on that degree or span
+        that range.
         """
         self.check(meter, mode, pickup, bars, style, final, ambitus)
         pool = [p for p in self.plans if self.bar_steps(p.meter)] or self.plans
@@ -340,10 +342,6 @@ class ControlSpace:
                     f"pickup {pickup} steps is a bar or more of every meter this "
                     f"model knows ({', '.join(self.trained_meters())})"
                 )
-        if final is not None:  # songs that close on the degree asked, in their own mode
-            pool = [p for p in pool if p.final == DEGREES[p.mode][final - 1]] or pool
-        if ambitus is not None:
-            pool = [p for p in pool if p.ambitus == ambitus] or pool
         asked = {"meter": meter, "mode": mode, "pickup": pickup, "bars": bars, "style": style}
         for keys in LEVELS:
             wanted = {k: asked[k] for k in keys}
@@ -352,6 +350,10 @@ class ControlSpace:
             ]
             if matches:
                 break
+        if final is not None:  # songs that close on the degree asked, in their own mode
+            matches = [p for p in matches if p.final == DEGREES[p.mode][final - 1]] or matches
+        if ambitus is not None:
+            matches = [p for p in matches if p.ambitus == ambitus] or matches
         drawn = rng.choice(matches) if matches else Plan(UNKNOWN_METER, MODES[0])
         plan = dataclasses.replace(
             drawn,

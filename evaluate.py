@@ -140,17 +140,17 @@ PLAN_FACTORS = [
 ]
 
 
-def plan_nats(train_plans, test_plans):
+def plan_nats(train_plans, test_plans, told_final=True):
     """The nats a simple prior, fitted on the training songs' plans, spends on the held-out songs'
     plans: what a model told each song's plan owes, on top of its NLL, to compare with a model that
     is told nothing (the n-grams).
 
     The plan is factorised as P(meter, mode, pickup) P(bars | meter) P(final | mode), each the
     training counts with add-one smoothing and one outcome more for all that training never
-    showed; a context training never showed uses the counts of all contexts."""
+    showed; a context training never showed uses the counts of all contexts. A model not told the
+    final (told_final False: saved before finals existed) owes nothing for it."""
     nats = 0.0
-    told_finals = any(p.final is not None for p in train_plans)  # else the model is not told them
-    for context, outcome in PLAN_FACTORS if told_finals else PLAN_FACTORS[:-1]:
+    for context, outcome in PLAN_FACTORS if told_final else PLAN_FACTORS[:-1]:
         counts, everywhere = {}, {}
         for plan in train_plans:
             for table in (counts.setdefault(context(plan), {}), everywhere):
@@ -658,6 +658,12 @@ def parse_args(argv):
         help="sample among the likeliest symbols up to this mass (default: %(default)s)",
     )
     parser.add_argument(
+        "--candidates",
+        type=int,
+        default=config.END_CANDIDATES,
+        help="melodies sampled per melody, the best fit to its plan kept (default: %(default)s)",
+    )
+    parser.add_argument(
         "--cv-folds",
         type=int,
         default=config.CV_FOLDS,
@@ -770,7 +776,13 @@ def main(argv=None):
         generator = MelodyGenerator(path, args.mapping, device=args.device)
         try:
             melodies = generator.generate_melodies(
-                "", n, num_steps, temperature=args.temperature, top_p=args.top_p, rng=args.seed
+                "",
+                n,
+                num_steps,
+                temperature=args.temperature,
+                top_p=args.top_p,
+                rng=args.seed,
+                candidates=args.candidates,
             )
         except ValueError as error:
             raise UserError(str(error)) from None
@@ -798,8 +810,9 @@ def main(argv=None):
             log_probs, test_songs, vocabulary
         )
         told = fields is not None  # the model read each song's plan: it owes the plan's nats
+        told_final = told and "final" in checkpoint["controls"].get("shapes", ())
         model_metrics[path]["nll_with_plan"] = model_metrics[path]["nll"] + (
-            plan_nats([plans[i] for i in train_indices], [plans[i] for i in held_out])
+            plan_nats([plans[i] for i in train_indices], [plans[i] for i in held_out], told_final)
             / model_metrics[path]["steps"]
             if told
             else 0.0
@@ -871,7 +884,7 @@ def main(argv=None):
                 temperature=args.temperature,
                 top_p=args.top_p,
                 rng=args.seed,
-                **control,
+                **{"candidates": args.candidates, **control},
             )
 
         asked[path] = {}
@@ -883,10 +896,11 @@ def main(argv=None):
         for mode in tqdm(modes, desc=f"modes, {path}", leave=False):
             melodies = asked_for(mode=mode)
             asked[path][mode] = mode_summary(melodies, [m.plan for m in melodies], mode)
-        asked[path]["candidates"] = {  # section 2's melodies, and as sampled without a choice
-            config.END_CANDIDATES: plan_keeping(generated[path]["melodies"]),
-            1: plan_keeping(asked_for(candidates=1)),
-        }
+        if "final" in generator.controls.shapes:  # section 2's melodies, and as sampled
+            asked[path]["candidates"] = {
+                1: plan_keeping(asked_for(candidates=1)),
+                args.candidates: plan_keeping(generated[path]["melodies"]),
+            }
     if asked:
         plot_onset_profiles(out / "onsets.png", meters, real_by_meter, asked)
     # 6. styles: melodies asked for each style against the real songs of each collection
@@ -1010,6 +1024,8 @@ def main(argv=None):
             str(args.temperature),
             "--top-p",
             str(args.top_p),
+            "--candidates",
+            str(args.candidates),
             "--cv-folds",
             str(args.cv_folds),
             "--bootstrap",
@@ -1162,11 +1178,13 @@ def main(argv=None):
             tables["modes"],
             {"analysed in that mode": percent, "on a barline": percent, "bars (mean)": "{:.1f}"},
         )
-        lines += ["", "![onset profiles by meter](onsets.png)", ""]
+        lines += ["", "![onset profiles by meter](onsets.png)"]
+    if len(tables.get("plans", ())) > 1:  # a model told the final (one saved before it is not)
         lines += [
-            f"Each melody's plan also has a final (its last note) and an ambitus (from its lowest "
-            f"note to its highest, semitones), drawn from a training song. Generation samples "
-            f"{config.END_CANDIDATES} candidates per melody and keeps the one that fits its plan "
+            "",
+            "Each melody's plan also has a final (its last note) and an ambitus (from its lowest "
+            "note to its highest, semitones), drawn from a training song. Generation samples "
+            f"{args.candidates} candidates per melody and keeps the one that fits its plan "
             "best: closing on its final, with the ambitus nearest the plan's (section 2's "
             "melodies); beside them, the melodies as sampled with one candidate, and the "
             "held-out songs with their own plans, `plans`:",
@@ -1351,7 +1369,7 @@ def structure_tables(paths, meters, modes, real_by_meter, real_modes, asked, rea
     plan_rows = [{"melodies": "held-out songs", **real_keeping}] + [
         {"melodies": f"{p}, {k} candidate{'s' * (k > 1)}", **asked[p]["candidates"][k]}
         for p in paths
-        for k in sorted(asked[p]["candidates"])
+        for k in sorted(asked[p].get("candidates", ()))
     ]
     return {
         "meters": pd.DataFrame(meter_rows),

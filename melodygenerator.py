@@ -365,8 +365,14 @@ class MelodyGenerator:
         fields, end = self._controls(plans, len(seed_indices) + num_steps)
         k = config.END_CANDIDATES if candidates is None else candidates
         check_count("candidates", k, minimum=1)
-        if end is None or all(p.final is None and p.ambitus is None for p in plans):
-            k = 1  # nothing to keep (a model saved before finals samples as it did)
+        # A melody is chosen by how it ends, so only one that reaches its planned end is: a
+        # melody cut short by num_steps, or planned by a model saved before plans had shapes,
+        # is sampled once, as before.
+        reached = [] if end is None else (end < len(seed_indices) + num_steps).tolist()
+        shaped = [p.final is not None or p.ambitus is not None for p in plans]
+        chosen = [r and s for r, s in zip(reached, shaped)] or [False] * n
+        if not any(chosen):
+            k = 1
         if k > 1:  # each melody's candidates are neighbouring rows, sampled as one batch
             plans = [plan for plan in plans for _ in range(k)]
             fields, end = fields.repeat_interleave(k, 0), end.repeat_interleave(k, 0)
@@ -429,7 +435,8 @@ class MelodyGenerator:
             melody.opening = len(seed_symbols)
             melody.key = opening.key if opening else None
             melodies.append(melody)
-        return [best_candidate(melodies[g * k : (g + 1) * k]) for g in range(n)]
+        groups = [melodies[g * k : (g + 1) * k] for g in range(n)]
+        return [best_candidate(group) if c else group[0] for group, c in zip(groups, chosen)]
 
     @property
     def styles(self):
@@ -442,8 +449,8 @@ class MelodyGenerator:
         if self.controls is None:
             if any(v is not None for v in given.values()):
                 raise ValueError(
-                    "this model was trained before meter, mode, bars and pickup "
-                    "existed: re-run preprocess.py and train.py to use them"
+                    "this model was trained before meter, mode, bars, pickup, final and "
+                    "ambitus existed: re-run preprocess.py and train.py to use them"
                 )
             return [controls.Plan(config.TIME_SIGNATURE, None)] * n
         self.controls.check(**given)
@@ -762,8 +769,8 @@ def main():
         "--candidates",
         type=int,
         default=config.END_CANDIDATES,
-        help="melodies sampled per melody written, one drawn by how surely the model ends the "
-        "song where its plan does (1: no choice)",
+        help="melodies sampled per melody written, the one that best fits its plan's final and "
+        "ambitus kept (1: the melody as sampled)",
     )
     parser.add_argument(
         "--num-melodies", type=int, default=1, help="sampled as one batch; files get _1, _2, ..."
@@ -882,11 +889,11 @@ def main():
                 + (f", {melody.bars} bars" if melody.bars else "")
                 + (f", style {melody.style}" if melody.style else "")
                 + (
-                    f", final {controls.degree(melody.mode, melody.final)}, "
-                    f"ambitus {melody.ambitus}"
+                    f", final {controls.degree(melody.mode, melody.final)}"
                     if melody.final is not None
                     else ""
                 )
+                + (f", ambitus {melody.ambitus}" if melody.ambitus is not None else "")
             )
             print(
                 f"melody {i} ({plan}; {new} symbols after the "

@@ -383,8 +383,9 @@ def song_metadata(index, name, collection, result, symbols, time_step=config.TIM
     except ValueError:
         meter, bar = controls.UNKNOWN_METER, None
     pickup = round(result["pickup"] / time_step) if bar else 0
-    tonic, mode = result["key"]  # a mode beyond major and minor was moved as major (encoding.py)
-    mode = "minor" if mode == "minor" else "major"
+    tonic, written_mode = result["key"]
+    # a mode beyond major and minor was moved as major (encoding.py)
+    mode = "minor" if written_mode == "minor" else "major"
     final = controls.final_of(symbols, mode)
     return {
         "index": index,
@@ -394,7 +395,7 @@ def song_metadata(index, name, collection, result, symbols, time_step=config.TIM
         "meters": " ".join(meters),
         "pickup": pickup,
         "mode": mode,
-        "key": f"{tonic} {result['key'][1]}",
+        "key": f"{tonic} {written_mode}",
         "steps": steps,
         "bars": round(steps / bar) if bar else "",
         "final": "" if final is None else final,

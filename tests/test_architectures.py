@@ -156,6 +156,9 @@ def test_transformer_cache_steps_give_the_forward_pass_past_its_context(control_
     """read() then step() gives forward()'s logits, also where the window slides (context 7)."""
     torch.manual_seed(0)
     net = model.MelodyTransformer(9, 2, 2, 16, context=7, dropout=0.0, control_sizes=control_sizes)
+    with torch.no_grad():  # trained norms: step() folds their scale and shift into its products
+        for norm in [net.norm] + [n for b in net.blocks for n in (b.norm1, b.norm2)]:
+            norm.weight.uniform_(0.5, 1.5), norm.bias.normal_(0, 0.3)
     net.eval()
     x = torch.randint(0, 9, (3, 30))
     c = torch.stack([torch.randint(0, s, (3, 30)) for s in control_sizes or [1]], -1)

@@ -452,14 +452,16 @@ def test_listening_kit_is_reproducible_and_scored(walks, tmp_path):
 
 def test_plan_nats_is_a_smoothed_factorised_prior():
     seen = controls.Plan("3/4", "major", 4, 8)
-    # two factors, each with two training counts of one outcome: (2 + 1) / (2 + 1 + 1)
-    assert evaluate.plan_nats([seen, seen], [seen]) == pytest.approx(-2 * math.log(3 / 4))
+    # a model not told finals: two factors, each with two training counts of one outcome,
+    # (2 + 1) / (2 + 1 + 1)
+    two = evaluate.plan_nats([seen, seen], [seen], told_final=False)
+    assert two == pytest.approx(-2 * math.log(3 / 4))
     # an unseen meter-mode-pickup gets 1 / 4; bars given a meter never seen count over all
     # meters: 8 bars, 3 / 4
     unseen = controls.Plan("6/8", "minor", 2, 8)
     expected = -math.log(1 / 4) - math.log(3 / 4)
-    assert evaluate.plan_nats([seen, seen], [unseen]) == pytest.approx(expected)
-    # plans with finals: a third factor, P(final | mode), here (2 + 1) / (2 + 1 + 1) again
+    assert evaluate.plan_nats([seen, seen], [unseen], told_final=False) == pytest.approx(expected)
+    # told the final: a third factor, P(final | mode), here (2 + 1) / (2 + 1 + 1) again
     closing = dataclasses.replace(seen, final=0)
     three = evaluate.plan_nats([closing, closing], [closing])
     assert three == pytest.approx(-3 * math.log(3 / 4))

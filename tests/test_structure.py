@@ -107,6 +107,30 @@ def test_candidates_make_melodies_fit_their_plan(mg):
     assert eight[0] < one[0] - 4 and eight[1] < one[1]  # closer to the final and the ambitus
     melodies = mg.generate_melodies("", 5, 100, rng=0, candidates=8)
     assert mg.generate_melodies("", 5, 100, rng=0, candidates=8) == melodies  # still repeatable
+    # the plans are drawn before the candidates: the same rng gives the same plans
+    assert [m.plan for m in melodies] == [m.plan for m in mg.generate_melodies("", 5, 100, rng=0)]
+    # cut short by num_steps, before the planned end: no choice, the melody as sampled
+    cut = mg.generate_melodies("", 5, 6, rng=0, bars=3, candidates=8)
+    assert cut == mg.generate_melodies("", 5, 6, rng=0, bars=3, candidates=1)
+    empty = Plan("2/4", "major", 0, 1, None, final=0, ambitus=12)
+    assert controls.misfit(empty, "r _ _ _".split()) == (1, 12)  # no notes: no better than any
+
+
+def test_a_final_or_ambitus_asked_keeps_the_mode_and_meter_asked():
+    space = ControlSpace.from_songs(
+        [
+            Plan("3/4", "minor", 0, 8, None, final=0, ambitus=7),
+            Plan("6/8", "major", 2, 8, None, final=4, ambitus=3),
+            Plan("6/8", "major", 2, 4, None, final=0, ambitus=12),
+        ]
+    )
+    rng = random.Random(0)
+    for _ in range(10):  # only a major song spans 3 semitones: the minor one is still drawn
+        assert space.choose(rng, mode="minor", ambitus=3) == Plan("3/4", "minor", 0, 8, None, 0, 3)
+        plan = space.choose(rng, meter="6/8", final=1)  # the 6/8 song that closes on the tonic
+        assert (plan.bars, plan.final) == (4, 0)
+    with pytest.raises(ValueError, match="to 7, not 5.0"):
+        space.check(final=5.0)
 
 
 def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, trained):
@@ -233,7 +257,7 @@ def test_a_model_from_before_controls_generates_4_4_and_refuses_controls(tmp_pat
     assert (melody.meter, melody.pickup, melody.bars) == ("4/4", 0, None)
     with pytest.raises(
         ValueError,
-        match="trained before meter, mode, bars and pickup existed: "
+        match="trained before meter, mode, bars, pickup, final and ambitus existed: "
         "re-run preprocess.py and train.py",
     ):
         mg.generate_melody("60 _", 20, meter="3/4")
