@@ -173,7 +173,7 @@ def control_specs(generator, limits):
             )  # fmt: skip
         specs.append(
             {"name": "ambitus", "label": "ambitus (semitones)", "kind": "int", "min": 0,
-             "max": 48, "default": None, "none": "drawn"}
+             "max": config.WEB_MAX_AMBITUS, "default": None, "none": "drawn"}
         )  # fmt: skip
     specs.append(
         {"name": "random_seed", "label": "random seed", "kind": "int", "min": 0,
