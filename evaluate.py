@@ -775,15 +775,7 @@ def main(argv=None):
     def generate(path, n):
         generator = MelodyGenerator(path, args.mapping, device=args.device)
         try:
-            melodies = generator.generate_melodies(
-                "",
-                n,
-                num_steps,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                rng=args.seed,
-                candidates=args.candidates,
-            )
+            melodies = sample_melodies(generator, args, num_steps, n)
         except ValueError as error:
             raise UserError(str(error)) from None
         return generator, melodies
@@ -877,15 +869,7 @@ def main(argv=None):
         generator = MelodyGenerator(path, args.mapping, device=args.device)
 
         def asked_for(generator=generator, **control):  # one control asked, the others drawn
-            return generator.generate_melodies(
-                "",
-                args.num_melodies,
-                num_steps,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                rng=args.seed,
-                **{"candidates": args.candidates, **control},
-            )
+            return sample_melodies(generator, args, num_steps, args.num_melodies, **control)
 
         asked[path] = {}
         for meter in tqdm(meters, desc=f"meters, {path}", leave=False):
@@ -1460,6 +1444,20 @@ def style_references(symbols, plans, held_out):
     return references
 
 
+def sample_melodies(generator, args, num_steps, n, **control):
+    """n melodies from the song start with the report's sampling settings (--temperature, --top-p,
+    --seed, --candidates) and any controls asked."""
+    return generator.generate_melodies(
+        "",
+        n,
+        num_steps,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        rng=args.seed,
+        **{"candidates": args.candidates, **control},
+    )
+
+
 def style_matrix(path, generator, references, args, num_steps, bar_steps):
     """One row per style the model knows: the mean feature overlap (section 2's features) of
     --num-melodies melodies asked for it with the real songs of each collection, and the closest
@@ -1467,15 +1465,7 @@ def style_matrix(path, generator, references, args, num_steps, bar_steps):
     real = {c: feature_histograms(songs, bar_steps) for c, (songs, _) in references.items()}
     rows = []
     for style in tqdm(generator.styles, desc=f"styles, {path}", leave=False):
-        melodies = generator.generate_melodies(
-            "",
-            args.num_melodies,
-            num_steps,
-            temperature=args.temperature,
-            top_p=args.top_p,
-            rng=args.seed,
-            style=style,
-        )
+        melodies = sample_melodies(generator, args, num_steps, args.num_melodies, style=style)
         generated = feature_histograms(melodies, bar_steps)
         row = {"model": path, "style asked": style}
         row |= {c: np.nanmean(list(compare_features(real[c], generated).values())) for c in real}

@@ -61,8 +61,7 @@ class Melody(list):
     the first barline), bars (its length in bars; None where open), style (the collection it
     was made like; None for a model of one collection), final (its planned last note, semitones
     above the tonic) and ambitus (its planned range, semitones; both None where not planned) read
-    the plan. save_melody writes the score in that
-    meter with that pickup.
+    the plan. save_melody writes the score in that meter with that pickup.
     """
 
     def __init__(
