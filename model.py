@@ -189,12 +189,24 @@ class MelodyTransformer(nn.Module):
     oldest entry the next step overwrites. So a generated step costs O(context), the same at step
     1000 as at step 300, and forward() on a long song (scoring, validation) masks attention to the
     same band, giving exactly the logits that generation gives.
+
+    The `heads` query heads share `kv_heads` key-value heads (grouped-query attention; one is
+    multi-query attention): the cache, which each sampled step reads whole, is heads / kv_heads
+    times smaller than with a key-value head per query head.
     """
 
     arch = "transformer"
     SETTINGS = {
         "layers": ("TRANSFORMER_LAYERS", {"type": int, "help": "Transformer blocks"}),
         "heads": ("TRANSFORMER_HEADS", {"type": int, "help": "attention heads per block"}),
+        "kv_heads": (
+            "TRANSFORMER_KV_HEADS",
+            {
+                "type": int,
+                "help": "key-value heads per block, shared by --heads / this query heads each "
+                "(a divisor of --heads; fewer: a smaller sampling cache)",
+            },
+        ),
         "width": ("TRANSFORMER_WIDTH", {"type": int, "help": "model width (embedding size)"}),
         "context": (
             "TRANSFORMER_CONTEXT",
@@ -210,19 +222,31 @@ class MelodyTransformer(nn.Module):
     LEARNING_RATES = ("TRANSFORMER_LEARNING_RATE", "TRANSFORMER_MIN_LEARNING_RATE")
 
     def __init__(
-        self, vocab_size, layers=2, heads=4, width=128, context=256, dropout=0.1, control_sizes=()
+        self,
+        vocab_size,
+        layers=2,
+        heads=4,
+        width=128,
+        context=256,
+        dropout=0.1,
+        control_sizes=(),
+        kv_heads=None,
     ):
         super().__init__()
         if width % heads or (width // heads) % 2:
             raise ValueError(f"width {width} must split into {heads} heads of an even size")
+        kv_heads = heads if kv_heads is None else kv_heads  # checkpoints from before kv_heads
+        if heads % kv_heads:
+            raise ValueError(f"{heads} heads do not share {kv_heads} key-value heads evenly")
         self.vocab_size, self.layers, self.heads, self.width = vocab_size, layers, heads, width
+        self.kv_heads = kv_heads
         self.context, self.dropout_p, self.control_sizes = context, dropout, list(control_sizes)
         self.embed = nn.Embedding(vocab_size, width)
         # One table for all control fields: field k's rows start at offsets[k].
         self.control_embed = nn.Embedding(max(sum(self.control_sizes), 1), width)
         offsets = torch.tensor([0] + self.control_sizes[:-1], dtype=torch.long).cumsum(0)
         self.register_buffer("offsets", offsets, persistent=False)
-        self.blocks = nn.ModuleList(TransformerBlock(width, heads) for _ in range(layers))
+        self.blocks = nn.ModuleList(TransformerBlock(width, heads, kv_heads) for _ in range(layers))
         self.norm = nn.LayerNorm(width)
         self.head = nn.Linear(width, vocab_size)
         self.head.weight = self.embed.weight  # tied: the same row reads and writes a symbol
@@ -239,7 +263,7 @@ class MelodyTransformer(nn.Module):
 
     @classmethod
     def from_settings(cls, vocab_size, control_sizes, s):
-        keys = ("layers", "heads", "width", "context", "dropout")
+        keys = ("layers", "heads", "kv_heads", "width", "context", "dropout")
         return cls(vocab_size, **{k: s[k] for k in keys}, control_sizes=control_sizes)
 
     @staticmethod
@@ -247,6 +271,11 @@ class MelodyTransformer(nn.Module):
         return [
             ("layers", s["layers"] < 1, "1 or more"),
             ("heads", s["heads"] < 1, "1 or more"),
+            (
+                "kv_heads",
+                s["kv_heads"] < 1 or s["heads"] % s["kv_heads"],
+                f"a divisor of --heads ({s['heads']})",
+            ),
             (
                 "width",
                 s["width"] < 2 or s["width"] % max(s["heads"], 1) or s["width"] // s["heads"] % 2,
@@ -274,6 +303,7 @@ class MelodyTransformer(nn.Module):
             "vocab_size": self.vocab_size,
             "layers": self.layers,
             "heads": self.heads,
+            "kv_heads": self.kv_heads,
             "width": self.width,
             "context": self.context,
             "dropout": self.dropout_p,
@@ -297,7 +327,7 @@ class MelodyTransformer(nn.Module):
         return self._run(x, controls)[0]
 
     def _run(self, x, controls):
-        """forward(), also returning each block's keys and values [batch, heads, time, head]."""
+        """forward(), also returning each block's keys and values [batch, kv_heads, time, head]."""
         t = x.shape[1]
         rotation = self._rotation(torch.arange(t, device=x.device))
         mask = None  # plain causal within the context; a sliding band past it
@@ -307,7 +337,7 @@ class MelodyTransformer(nn.Module):
         h = F.dropout(self._input(x, controls), self.dropout_p, self.training)
         cache = []
         for block in self.blocks:
-            q, k, v = block.qkv_heads(h, self.heads, rotation)
+            q, k, v = block.qkv_heads(h, rotation)
             a = F.scaled_dot_product_attention(
                 q,
                 k,
@@ -315,6 +345,7 @@ class MelodyTransformer(nn.Module):
                 attn_mask=mask,
                 is_causal=mask is None,
                 dropout_p=self.dropout_p if self.training else 0.0,
+                enable_gqa=self.kv_heads < self.heads,
             )
             h = block.finish(h, a, self.dropout_p, self.training)
             cache.append((k, v))
@@ -325,17 +356,18 @@ class MelodyTransformer(nn.Module):
         sampling state: the key-value cache, a ring of `context` slots per block (step p in slot
         p % context), and the weights arranged for step()."""
         logits, kv = self._run(x, controls)
-        (n, heads, t, size), keep = kv[0][0].shape, min(x.shape[1], self.context)
+        (n, kv_heads, t, size), keep = kv[0][0].shape, min(x.shape[1], self.context)
         slots = torch.arange(t - keep, t, device=x.device) % self.context
         rings = []
         for k, v in kv:
-            # Keys transposed, [batch, heads, head, slot]: the scores' product then reads them, and
-            # the softmax its scores, contiguously (at 64 melodies, half the time of slot-major).
-            keys = k.new_zeros(n, heads, size, self.context)
-            values = v.new_zeros(n, heads, self.context, size)
+            # Keys transposed, [batch, kv_heads, head, slot]: the scores' product then reads them,
+            # and the softmax its scores, contiguously (64 melodies: half the time of slot-major).
+            keys = k.new_zeros(n, kv_heads, size, self.context)
+            values = v.new_zeros(n, kv_heads, self.context, size)
             keys[..., slots], values[:, :, slots] = k[:, :, -keep:].transpose(2, 3), v[:, :, -keep:]
-            # and as the batched products read them, one matrix per melody and head
-            batched = keys.view(n * heads, size, self.context), values.view(n * heads, -1, size)
+            # and as the batched products read them, one matrix per melody and key-value head
+            rows = n * kv_heads
+            batched = keys.view(rows, size, self.context), values.view(rows, self.context, size)
             rings.append((keys, values, *batched))
         return logits[:, -1], {"position": t, "rings": rings, "weights": self._step_weights()}
 
@@ -346,7 +378,7 @@ class MelodyTransformer(nn.Module):
         one symbol per step, a step is a chain of small products whose fixed costs (nn.Linear's
         transposes, SDPA's set-up) would be most of its time: each call saved counts."""
         w = self.width
-        scale = torch.ones(3 * w, device=self.embed.weight.device)
+        scale = torch.ones(self.blocks[0].qkv.out_features, device=self.embed.weight.device)
         scale[:w] = (w // self.heads) ** -0.5
 
         def after_norm(norm, linear, scale=None):
@@ -380,8 +412,9 @@ class MelodyTransformer(nn.Module):
         """One more symbol per melody [batch]: it attends, through the cache, to the last `context`
         steps; the cache is updated in place. The same computation as forward() at that step."""
         weights, position = state["weights"], state["position"]
-        n, w, heads = symbols.shape[0], self.width, self.heads
+        n, w, heads, kv_heads = symbols.shape[0], self.width, self.heads, self.kv_heads
         size = w // heads
+        rotated = w + kv_heads * size  # the queries and keys
         # The rotations of the next `context` positions, made once every `context` steps.
         first = weights["rotations_from"]
         if not first <= position < first + len(weights["rotations"]):
@@ -398,16 +431,18 @@ class MelodyTransformer(nn.Module):
         for (qkv, proj, up, down), (keys, values, batch_keys, batch_values) in zip(
             weights["blocks"], state["rings"]
         ):
-            a = torch.addmm(*qkv[:1], F.layer_norm(h, (w,)), qkv[1])  # [n, 3 width]
-            qk = torch.view_as_complex(a[:, : 2 * w].view(n, 2 * heads, size // 2, 2))
-            qk = torch.view_as_real(qk * rotation).view(n, 2 * heads, size)  # rotate()'s product
-            keys[..., slot], values[:, :, slot] = qk[:, heads:], a[:, 2 * w :].view(n, heads, size)
-            # One query per melody and head: two batched products (scores, mix) of the filled
-            # slots, cheaper at this size than SDPA's kernel set-up.
+            a = torch.addmm(*qkv[:1], F.layer_norm(h, (w,)), qkv[1])  # [n, qkv]
+            qk = torch.view_as_complex(a[:, :rotated].view(n, heads + kv_heads, size // 2, 2))
+            qk = torch.view_as_real(qk * rotation).view(n, heads + kv_heads, size)  # rotate()'s
+            keys[..., slot] = qk[:, heads:]
+            values[:, :, slot] = a[:, rotated:].view(n, kv_heads, size)
+            # The queries of a melody's key-value head together: two batched products (scores,
+            # mix) of the filled slots, cheaper at this size than SDPA's kernel set-up.
             if filled < self.context:
                 batch_keys, batch_values = batch_keys[..., :filled], batch_values[:, :filled]
-            scores = torch.bmm(qk[:, :heads].reshape(n * heads, 1, size), batch_keys)
-            mixed = torch.bmm(scores.softmax(-1), batch_values)  # [n heads, 1, size]
+            queries = qk[:, :heads].reshape(n * kv_heads, heads // kv_heads, size)
+            scores = torch.bmm(queries, batch_keys)
+            mixed = torch.bmm(scores.softmax(-1), batch_values)  # [n kv_heads, group, size]
             h = h + torch.addmm(proj[0], mixed.view(n, w), proj[1])
             inner = F.gelu(torch.addmm(up[0], F.layer_norm(h, (w,)), up[1]), approximate="tanh")
             h = h + torch.addmm(down[0], inner, down[1])
@@ -417,16 +452,22 @@ class MelodyTransformer(nn.Module):
 
 
 class TransformerBlock(nn.Module):
-    def __init__(self, width, heads):
+    def __init__(self, width, heads, kv_heads):
         super().__init__()
+        self.heads, self.kv_heads = heads, kv_heads
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        self.qkv, self.proj = nn.Linear(width, 3 * width), nn.Linear(width, width)
+        # queries, then keys and values of kv_heads heads each (query head i reads kv head
+        # i // (heads / kv_heads), as SDPA's enable_gqa pairs them)
+        self.qkv = nn.Linear(width, width + 2 * kv_heads * (width // heads))
+        self.proj = nn.Linear(width, width)
         self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)
 
-    def qkv_heads(self, h, heads, rotation):
-        """Queries, keys and values [batch, heads, time, head], queries and keys rotated."""
-        b, t, w = h.shape
-        q, k, v = self.qkv(self.norm1(h)).view(b, t, 3, heads, w // heads).permute(2, 0, 3, 1, 4)
+    def qkv_heads(self, h, rotation):
+        """Queries [batch, heads, time, head], keys and values [batch, kv_heads, time, head],
+        queries and keys rotated."""
+        b, t, _ = h.shape
+        parts = self.qkv(self.norm1(h)).view(b, t, self.heads + 2 * self.kv_heads, -1)
+        q, k, v = parts.transpose(1, 2).split([self.heads, self.kv_heads, self.kv_heads], 1)
         return rotate(q, rotation), rotate(k, rotation), v
 
     def finish(self, h, attended, dropout, training):

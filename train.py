@@ -1,7 +1,7 @@
 """Train the melody model on file_dataset + mapping.json and keep the best epoch in model.pth.
 
     python train.py [--epochs 50] [--units 256 256] [--device cpu] [--max-minutes 5] [--resume]
-    python train.py --arch transformer [--layers 4 --heads 4 --width 128 --context 256]
+    python train.py --arch transformer [--layers 4 --heads 8 --kv-heads 1 --width 128 --context 256]
     torchrun --nproc_per_node=N train.py ...   # DistributedDataParallel over N processes
     python train.py --data NAME       # data/NAME/ from `preprocess.py --name NAME` -> runs/NAME/
 
@@ -425,8 +425,11 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other
     changes.
     """
-    # a run from before the schedule had a constant rate; from before the registry, an LSTM
+    # a run from before the schedule had a constant rate; from before the registry, an LSTM;
+    # a Transformer from before kv_heads, a key-value head per query head
     saved = {"min_lr": saved["lr"], "arch": "lstm", **saved}
+    if saved["arch"] == "transformer":
+        saved = {"kv_heads": saved["heads"], **saved}
     for name in run_settings(saved["arch"]):
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(
@@ -496,8 +499,8 @@ def train(
     tutorial's names in the current folder).
 
     arch: "lstm" (config ARCH) or "transformer"; model_settings: that architecture's own settings
-    (model.py's SETTINGS: units and dropout for an LSTM; layers, heads, width, context, dropout,
-    weight_decay, warmup for a Transformer); another architecture's setting is refused.
+    (model.py's SETTINGS: units and dropout for an LSTM; layers, heads, kv_heads, width, context,
+    dropout, weight_decay, warmup for a Transformer); another architecture's setting is refused.
     Settings left as None come from config (EPOCHS, BATCH_SIZE, LEARNING_RATE, MIN_LEARNING_RATE,
     TRAINING_WINDOW, SEED, VALIDATION_SPLIT, PATIENCE, and the architecture's) or, with
     resume=True, from the run being resumed.

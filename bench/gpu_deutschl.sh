@@ -6,9 +6,9 @@
 #
 # 1. preprocess all of deutschl (DEUTSCHL, default ../shared/deutschl, else shared/deutschl);
 # 2. train, on the same song split (train.py's --seed 42), an LSTM 512x2 and a Transformer
-#    (6 layers, width 256, 8 heads: the plain recipe of ../shared/notes/measurements.md, with
-#    rotary positions and a context of 1,280 steps, longer than the longest song), each for up to
-#    MINUTES minutes of training (--max-minutes);
+#    (6 layers, width 256, 8 heads, each with its own keys and values: the plain recipe of
+#    ../shared/notes/measurements.md, with rotary positions and a context of 1,280 steps, longer
+#    than the longest song), each for up to MINUTES minutes of training (--max-minutes);
 # 3. evaluate both in one report (evaluate.py --model lstm --model transformer);
 # 4. time one torchrun run (DistributedDataParallel, nccl) of the Transformer: --nproc_per_node
 #    NPROC (default: the GPUs torch sees);
@@ -45,14 +45,15 @@ step lstm python train.py --data deutschl --arch lstm --units 512 512 --dropout 
   --epochs 200 --lr 0.002 --min-lr 0.0002 --device cuda --max-minutes "$MINUTES" \
   --out-dir runs/deutschl-lstm
 step transformer python train.py --data deutschl --arch transformer --layers 6 --width 256 \
-  --heads 8 --context 1280 --dropout 0.2 --batch-size 32 --lr 0.0006 --min-lr 0.00006 \
-  --warmup 300 --weight-decay 0.1 --epochs 200 --device cuda --max-minutes "$MINUTES" \
+  --heads 8 --kv-heads 8 --context 1280 --dropout 0.2 --batch-size 32 --lr 0.0006 \
+  --min-lr 0.00006 --warmup 300 --weight-decay 0.1 --epochs 200 --device cuda \
+  --max-minutes "$MINUTES" \
   --out-dir runs/deutschl-transformer
 step evaluate python evaluate.py --model runs/deutschl-lstm/model.pth \
   --model runs/deutschl-transformer/model.pth --device cuda --out "$OUT/evaluation"
 # torchrun takes `--log` for an abbreviation of its own --log-dir: name the run's folder instead
 step torchrun torchrun --standalone --nproc_per_node="$NPROC" train.py --data deutschl \
-  --arch transformer --layers 6 --width 256 --heads 8 --context 1280 --dropout 0.2 \
+  --arch transformer --layers 6 --width 256 --heads 8 --kv-heads 8 --context 1280 --dropout 0.2 \
   --batch-size 32 --lr 0.0006 --warmup 300 --epochs 5 --device cuda \
   --out-dir runs/deutschl-torchrun
 step sampling python bench/run.py --sampling-only --data data/deutschl --out "$OUT"

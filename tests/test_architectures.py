@@ -122,6 +122,19 @@ def test_resume_and_the_same_seed_give_the_same_model(trained, tmp_path):
         assert torch.equal(a[name], b[name]) and torch.equal(a[name], c[name]), name
 
 
+def test_a_transformer_run_from_before_kv_heads_resumes_with_a_kv_head_per_head(
+    tiny_artefacts, tmp_path
+):
+    heads = TINY["transformer"]["heads"]
+    run(tiny_artefacts, tmp_path, "transformer", epochs=1, kv_heads=heads)
+    state_path = tmp_path / "train_state.pth"
+    state = artefacts.load_torch(state_path)
+    del state["settings"]["kv_heads"]  # as saved before the setting existed
+    artefacts.save_torch(state_path, state)
+    run(tiny_artefacts, tmp_path, "transformer", epochs=2, resume=True)
+    assert artefacts.load_torch(state_path)["settings"]["kv_heads"] == heads
+
+
 def test_another_architectures_setting_is_refused_in_one_line(tiny_artefacts, tmp_path):
     with pytest.raises(UserError, match="--units is a setting of --arch lstm, not of transformer"):
         run(tiny_artefacts, tmp_path, "transformer", units=[8])
@@ -151,11 +164,16 @@ def test_old_lstm_checkpoints_generate_exactly_as_before():
         assert [list(m) for m in batch] == expected["batch"]
 
 
-@pytest.mark.parametrize("control_sizes", [(), (3, 2, 13, 34)])
-def test_transformer_cache_steps_give_the_forward_pass_past_its_context(control_sizes):
-    """read() then step() gives forward()'s logits, also where the window slides (context 7)."""
+@pytest.mark.parametrize(
+    "control_sizes, kv_heads", [((), 4), ((3, 2, 13, 34), 4), ((), 1), ((5,), 2)]
+)
+def test_transformer_cache_steps_give_the_forward_pass_past_its_context(control_sizes, kv_heads):
+    """read() then step() gives forward()'s logits, also where the window slides (context 7),
+    with a key-value head per query head or shared by several."""
     torch.manual_seed(0)
-    net = model.MelodyTransformer(9, 2, 2, 16, context=7, dropout=0.0, control_sizes=control_sizes)
+    net = model.MelodyTransformer(
+        9, 2, 4, 16, context=7, dropout=0.0, control_sizes=control_sizes, kv_heads=kv_heads
+    )
     with torch.no_grad():  # trained norms: step() folds their scale and shift into its products
         for norm in [net.norm] + [n for b in net.blocks for n in (b.norm1, b.norm2)]:
             norm.weight.uniform_(0.5, 1.5), norm.bias.normal_(0, 0.3)
