@@ -49,7 +49,7 @@ DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693)
 # epoch-1 NLL (1.009 vs 1.002). 8 query heads sharing one key-value head (multi-query attention)
 # reached the NLL of 4 heads with their own (0.705 and 0.717 against 0.709 and 0.715 after 8
 # epochs, two seeds) with an eighth of the sampling cache: 64 melodies sample 1.8x faster.
-# On a GPU, the recipe: bench/gpu_deutschl.sh (6 layers, width 256, 8 heads).
+# On a GPU, the recipe: bench/gpu_deutschl.sh (6 layers, width 256, 8 heads, --kv-heads 8).
 TRANSFORMER_LAYERS = 2
 TRANSFORMER_HEADS = 8
 TRANSFORMER_KV_HEADS = 1  # key-value heads, each shared by TRANSFORMER_HEADS / this query heads

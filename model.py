@@ -198,13 +198,14 @@ class MelodyTransformer(nn.Module):
     arch = "transformer"
     SETTINGS = {
         "layers": ("TRANSFORMER_LAYERS", {"type": int, "help": "Transformer blocks"}),
-        "heads": ("TRANSFORMER_HEADS", {"type": int, "help": "attention heads per block"}),
+        "heads": ("TRANSFORMER_HEADS", {"type": int, "help": "query heads per block"}),
         "kv_heads": (
             "TRANSFORMER_KV_HEADS",
             {
                 "type": int,
-                "help": "key-value heads per block, shared by --heads / this query heads each "
-                "(a divisor of --heads; fewer: a smaller sampling cache)",
+                "help": "key-value heads per block, each shared by --heads / --kv-heads query "
+                "heads: a divisor of --heads (1: multi-query, = --heads: multi-head attention); "
+                "fewer, a smaller sampling cache",
             },
         ),
         "width": ("TRANSFORMER_WIDTH", {"type": int, "help": "model width (embedding size)"}),
@@ -236,8 +237,8 @@ class MelodyTransformer(nn.Module):
         if width % heads or (width // heads) % 2:
             raise ValueError(f"width {width} must split into {heads} heads of an even size")
         kv_heads = heads if kv_heads is None else kv_heads  # checkpoints from before kv_heads
-        if heads % kv_heads:
-            raise ValueError(f"{heads} heads do not share {kv_heads} key-value heads evenly")
+        if kv_heads < 1 or heads % kv_heads:
+            raise ValueError(f"kv_heads {kv_heads} must be a divisor of heads ({heads})")
         self.vocab_size, self.layers, self.heads, self.width = vocab_size, layers, heads, width
         self.kv_heads = kv_heads
         self.context, self.dropout_p, self.control_sizes = context, dropout, list(control_sizes)
@@ -273,12 +274,13 @@ class MelodyTransformer(nn.Module):
             ("heads", s["heads"] < 1, "1 or more"),
             (
                 "kv_heads",
-                s["kv_heads"] < 1 or s["heads"] % s["kv_heads"],
+                s["heads"] >= 1 and (s["kv_heads"] < 1 or s["heads"] % s["kv_heads"]),
                 f"a divisor of --heads ({s['heads']})",
             ),
             (
                 "width",
-                s["width"] < 2 or s["width"] % max(s["heads"], 1) or s["width"] // s["heads"] % 2,
+                s["heads"] >= 1
+                and (s["width"] < 2 or s["width"] % s["heads"] or s["width"] // s["heads"] % 2),
                 f"a multiple of 2 x --heads ({s['heads']})",
             ),
             ("context", s["context"] < 1, "1 or more"),
@@ -335,17 +337,19 @@ class MelodyTransformer(nn.Module):
             distance = torch.arange(t, device=x.device)[:, None] - torch.arange(t, device=x.device)
             mask = (distance >= 0) & (distance < self.context)
         h = F.dropout(self._input(x, controls), self.dropout_p, self.training)
+        group = self.heads // self.kv_heads
         cache = []
         for block in self.blocks:
             q, k, v = block.qkv_heads(h, rotation)
+            # each key-value head repeated for its group of query heads: every SDPA kernel (and
+            # torch before 2.5, which has no enable_gqa) takes that
             a = F.scaled_dot_product_attention(
                 q,
-                k,
-                v,
+                k.repeat_interleave(group, 1) if group > 1 else k,
+                v.repeat_interleave(group, 1) if group > 1 else v,
                 attn_mask=mask,
                 is_causal=mask is None,
                 dropout_p=self.dropout_p if self.training else 0.0,
-                enable_gqa=self.kv_heads < self.heads,
             )
             h = block.finish(h, a, self.dropout_p, self.training)
             cache.append((k, v))
@@ -456,8 +460,8 @@ class TransformerBlock(nn.Module):
         super().__init__()
         self.heads, self.kv_heads = heads, kv_heads
         self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
-        # queries, then keys and values of kv_heads heads each (query head i reads kv head
-        # i // (heads / kv_heads), as SDPA's enable_gqa pairs them)
+        # queries, then keys and values of kv_heads heads each (query head i reads key-value head
+        # i // (heads / kv_heads))
         self.qkv = nn.Linear(width, width + 2 * kv_heads * (width // heads))
         self.proj = nn.Linear(width, width)
         self.up, self.down = nn.Linear(width, 4 * width), nn.Linear(4 * width, width)

@@ -135,6 +135,13 @@ def test_a_transformer_run_from_before_kv_heads_resumes_with_a_kv_head_per_head(
     assert artefacts.load_torch(state_path)["settings"]["kv_heads"] == heads
 
 
+def test_key_value_heads_must_divide_the_query_heads(tiny_artefacts, tmp_path):
+    with pytest.raises(UserError, match=r"^--kv-heads 3: must be a divisor of --heads \(2\)$"):
+        run(tiny_artefacts, tmp_path, "transformer", kv_heads=3)
+    with pytest.raises(ValueError, match=r"kv_heads 0 must be a divisor of heads \(2\)"):
+        model.MelodyTransformer(9, heads=2, width=16, kv_heads=0)
+
+
 def test_another_architectures_setting_is_refused_in_one_line(tiny_artefacts, tmp_path):
     with pytest.raises(UserError, match="--units is a setting of --arch lstm, not of transformer"):
         run(tiny_artefacts, tmp_path, "transformer", units=[8])
@@ -152,10 +159,12 @@ def test_another_architectures_setting_is_refused_in_one_line(tiny_artefacts, tm
     assert not (tiny_artefacts / "model.pth").exists()
 
 
-def test_old_lstm_checkpoints_generate_exactly_as_before():
-    """Checkpoints and melodies made by the code before the registry (fixtures/make_lstm_golden.py),
-    with and without control fields."""
-    golden = json.loads((FIXTURES / "lstm-golden.json").read_text())
+@pytest.mark.parametrize("golden_file", ["lstm-golden.json", "transformer-golden.json"])
+def test_old_checkpoints_generate_exactly_as_before(golden_file):
+    """Checkpoints and melodies made by older code: LSTMs from before the registry, with and
+    without control fields (fixtures/make_lstm_golden.py), and a Transformer from before key-value
+    heads (fixtures/make_transformer_golden.py), whose melodies outrun its context."""
+    golden = json.loads((FIXTURES / golden_file).read_text())
     for name, expected in golden.items():
         mg = MelodyGenerator(FIXTURES / f"{name}.pth", mapping_path=None)
         assert mg.generate_melody("60 _", 40, rng=3) == expected["one"]
