@@ -4,6 +4,12 @@
 #   bash bench/gpu_deutschl.sh                 # MINUTES=3 per model: about 12 minutes in all
 #   MINUTES=10 bash bench/gpu_deutschl.sh      # the issue's budget: 10 minutes of training each
 #
+# Before a GPU session, a smoke run of every step on the CPU with a few songs (about 2 minutes;
+# run it in a scratch clone: it writes data/deutschl and runs/deutschl-*):
+#
+#   DEVICE=cpu MINUTES=0.1 DEUTSCHL=<a folder of ~20 .krn> OUT=/tmp/gpu-smoke \
+#     bash bench/gpu_deutschl.sh
+#
 # 1. preprocess all of deutschl (DEUTSCHL, default ../shared/deutschl, else shared/deutschl);
 # 2. train, on the same song split (train.py's --seed 42), an LSTM 512x2 and a Transformer
 #    (6 layers, width 256, 8 heads, each with its own keys and values: the plain recipe of
@@ -21,7 +27,8 @@ cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-3}
 DEUTSCHL=${DEUTSCHL:-../shared/deutschl}
 [ -d "$DEUTSCHL" ] || DEUTSCHL=shared/deutschl
-OUT=bench/results/gpu-$(date +%F)
+DEVICE=${DEVICE:-cuda}
+OUT=${OUT:-bench/results/gpu-$(date +%F)}
 NPROC=${NPROC:-$(python -c "import torch; print(max(torch.cuda.device_count(), 1))")}
 mkdir -p "$OUT"
 SUMMARY=$OUT/summary.txt
@@ -37,24 +44,25 @@ step() {  # step NAME COMMAND...: run it, log it, record its wall time
   grep -E "^(best epoch|training on|wrote)" "$OUT/$name.log" | tee -a "$SUMMARY" || true
 }
 
-python -c "import torch; print(torch.__version__, torch.cuda.get_device_name(0))" | tee -a "$SUMMARY"
+python -c "import torch; print(torch.__version__, torch.cuda.is_available() and
+  torch.cuda.get_device_name(0))" | tee -a "$SUMMARY"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee -a "$SUMMARY" || true
 
 step preprocess python preprocess.py --dataset "$DEUTSCHL" --name deutschl
 step lstm python train.py --data deutschl --arch lstm --units 512 512 --dropout 0.3 \
-  --epochs 200 --lr 0.002 --min-lr 0.0002 --device cuda --max-minutes "$MINUTES" \
+  --epochs 200 --lr 0.002 --min-lr 0.0002 --device "$DEVICE" --max-minutes "$MINUTES" \
   --out-dir runs/deutschl-lstm
 step transformer python train.py --data deutschl --arch transformer --layers 6 --width 256 \
   --heads 8 --kv-heads 8 --context 1280 --dropout 0.2 --batch-size 32 --lr 0.0006 \
-  --min-lr 0.00006 --warmup 300 --weight-decay 0.1 --epochs 200 --device cuda \
+  --min-lr 0.00006 --warmup 300 --weight-decay 0.1 --epochs 200 --device "$DEVICE" \
   --max-minutes "$MINUTES" \
   --out-dir runs/deutschl-transformer
 step evaluate python evaluate.py --model runs/deutschl-lstm/model.pth \
-  --model runs/deutschl-transformer/model.pth --device cuda --out "$OUT/evaluation"
+  --model runs/deutschl-transformer/model.pth --device "$DEVICE" --out "$OUT/evaluation"
 # torchrun takes `--log` for an abbreviation of its own --log-dir: name the run's folder instead
 step torchrun torchrun --standalone --nproc_per_node="$NPROC" train.py --data deutschl \
   --arch transformer --layers 6 --width 256 --heads 8 --kv-heads 8 --context 1280 --dropout 0.2 \
-  --batch-size 32 --lr 0.0006 --warmup 300 --epochs 5 --device cuda \
+  --batch-size 32 --lr 0.0006 --warmup 300 --epochs 5 --device "$DEVICE" \
   --out-dir runs/deutschl-torchrun
 step sampling python bench/run.py --sampling-only --data data/deutschl --out "$OUT"
 
