@@ -39,7 +39,11 @@ step() {  # step NAME COMMAND...: run it, log it, record its wall time
   shift
   echo "== $name: $*" | tee -a "$SUMMARY"
   local start=$SECONDS
-  "$@" >"$OUT/$name.log" 2>&1 || { echo "$name failed: see $OUT/$name.log" | tee -a "$SUMMARY"; tail -5 "$OUT/$name.log"; exit 1; }
+  if ! "$@" >"$OUT/$name.log" 2>&1; then
+    echo "$name failed: see $OUT/$name.log" | tee -a "$SUMMARY"
+    tail -5 "$OUT/$name.log"
+    exit 1
+  fi
   echo "   $((SECONDS - start)) s" | tee -a "$SUMMARY"
   grep -E "^(best epoch|training on|wrote)" "$OUT/$name.log" | tee -a "$SUMMARY" || true
 }
