@@ -42,7 +42,7 @@ MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many (
 ARCH = "lstm"  # train.py --arch: "lstm" or "transformer" (model.ARCHITECTURES)
 # LSTM (train.py --units, --dropout)
 NUM_UNITS = [256]  # one LSTM layer per entry
-DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693)
+DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693, before finals)
 # Transformer (train.py --layers, --heads, --kv-heads, --width, --context, --dropout,
 # --weight-decay, --warmup). CPU defaults, measured on erk (README, Transformer): 2 layers of width
 # 128 train an epoch in 37 s and sample 2.5x faster than 4 layers, which took 100 s for the same
@@ -52,7 +52,7 @@ DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693)
 # On a GPU, the recipe: bench/gpu_deutschl.sh (6 layers, width 256, 8 heads, --kv-heads 8).
 TRANSFORMER_LAYERS = 2
 TRANSFORMER_HEADS = 8
-TRANSFORMER_KV_HEADS = 1  # key-value heads, each shared by TRANSFORMER_HEADS / this query heads
+TRANSFORMER_KV_HEADS = 1  # each shared by TRANSFORMER_HEADS // TRANSFORMER_KV_HEADS query heads
 TRANSFORMER_WIDTH = 128
 TRANSFORMER_CONTEXT = 256  # steps each step attends to; the window slides past it
 TRANSFORMER_DROPOUT = 0.1

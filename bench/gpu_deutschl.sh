@@ -20,13 +20,19 @@
 #    NPROC (default: the GPUs torch sees);
 # 5. sampling speed per architecture on this machine's CPU (bench/run.py --sampling-only).
 #
-# Everything goes to bench/results/gpu-<date>/: each command's log, its wall time (summary.txt)
-# and the models' training logs and evaluation report. Nothing here downloads anything.
+# Everything goes to $OUT (default bench/results/gpu-<date>/): each command's log, its wall time
+# (summary.txt) and the models' training logs and evaluation report. Nothing here downloads
+# anything. DEUTSCHL and OUT given relative are read from the folder the script is run from.
 set -euo pipefail
+[ -z "${DEUTSCHL:-}" ] || DEUTSCHL=$(realpath -m "$DEUTSCHL")
+[ -z "${OUT:-}" ] || OUT=$(realpath -m "$OUT")
 cd "$(dirname "$0")/.."
 MINUTES=${MINUTES:-3}
-DEUTSCHL=${DEUTSCHL:-../shared/deutschl}
-[ -d "$DEUTSCHL" ] || DEUTSCHL=shared/deutschl
+if [ -z "${DEUTSCHL:-}" ]; then  # unset: beside the repo, else in it
+  DEUTSCHL=../shared/deutschl
+  [ -d "$DEUTSCHL" ] || DEUTSCHL=shared/deutschl
+fi
+[ -d "$DEUTSCHL" ] || { echo "DEUTSCHL=$DEUTSCHL: no such folder of .krn songs" >&2; exit 1; }
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-bench/results/gpu-$(date +%F)}
 NPROC=${NPROC:-$(python -c "import torch; print(max(torch.cuda.device_count(), 1))")}

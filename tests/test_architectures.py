@@ -140,6 +140,8 @@ def test_key_value_heads_must_divide_the_query_heads(tiny_artefacts, tmp_path):
         run(tiny_artefacts, tmp_path, "transformer", kv_heads=3)
     with pytest.raises(ValueError, match=r"kv_heads 0 must be a divisor of heads \(2\)"):
         model.MelodyTransformer(9, heads=2, width=16, kv_heads=0)
+    with pytest.raises(UserError, match=r"^--heads 0: must be 1 or more$"):
+        run(tiny_artefacts, tmp_path, "transformer", heads=0)
 
 
 def test_another_architectures_setting_is_refused_in_one_line(tiny_artefacts, tmp_path):
@@ -194,6 +196,8 @@ def test_transformer_cache_steps_give_the_forward_pass_past_its_context(control_
         full = net(x, c if control_sizes else None)
         for start in (4, 20):  # a read inside and past the context
             logits, state = net.read(x[:, :start], c[:, :start] if control_sizes else None)
+            keys, values = state["rings"][0][:2]  # cached once per key-value head, not query head
+            assert keys.shape == (3, kv_heads, 4, 7) and values.shape == (3, kv_heads, 7, 4)
             steps = [logits]
             for t in range(start, 30):
                 logits, state = net.step(x[:, t], fields(t), state)
