@@ -27,9 +27,9 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, ValidationError
 from starlette.exceptions import HTTPException  # the router's 404 and 405 too
 
-import artefacts
 import config
-from encoding import DELIMITER, HOLD, REST
+from melody import artefacts
+from melody.encoding import DELIMITER, HOLD, REST
 from melodygenerator import (
     MelodyGenerator,
     check_count,

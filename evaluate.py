@@ -44,16 +44,13 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-import artefacts
 import config
-import controls
-import encoding
-import listening
-import twosample
-from artefacts import UserError
-from encoding import DELIMITER, HOLD, REST, symbol_runs
+from melody import artefacts, controls, encoding
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER, HOLD, REST, symbol_runs
+from melody.evaluation import listening, twosample
+from melody.models import load, score, song_log_probs
 from melodygenerator import Melody, MelodyGenerator
-from model import load, score, song_log_probs
 
 BAR_QUARTERS = (
     4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 steps of a 16th)

@@ -34,13 +34,11 @@ import torch
 from music21 import key as m21key
 from music21 import meter
 
-import artefacts
 import config
-import controls
-import model
-import render
-from artefacts import UserError
-from encoding import DELIMITER, HOLD
+from melody import artefacts, controls, render
+from melody import models as model
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER, HOLD
 
 OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
 MUSICXML_SUFFIXES = (".musicxml", ".xml", ".mxl")
@@ -138,7 +136,7 @@ def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP):
     preprocess.py reads songs (readers.read_file; the first tune of an ABC file), moved to C major
     / A minor and encoded. An unreadable, empty or polyphonic file is a ValueError saying so."""
     import preprocess  # here: its readers import music21, which generation alone need not wait for
-    import readers
+    from melody import readers
 
     check_count("primer_bars", bars, minimum=1)
     name, result = readers.read_file(path)[0]

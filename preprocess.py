@@ -39,12 +39,9 @@ from typing import NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-import artefacts
 import config
-import controls
-import encoding
-import readers
-from artefacts import (
+from melody import artefacts, controls, encoding, readers
+from melody.artefacts import (
     UserError,
     atomic_path,
     load_mapping,
@@ -53,15 +50,15 @@ from artefacts import (
     write_metadata,
     write_text,
 )
-from encoding import (
+from melody.encoding import (
     DELIMITER,
     encode_events,
     events_from_stream,
     transpose_events,
     transposition_semitones,
 )
-from readers import corpus
-from readers.common import music21_parse, song_key
+from melody.readers import corpus
+from melody.readers.common import music21_parse, song_key
 
 # Bump when a reader's output changes: cached parses of older versions are dropped.
 PARSER_VERSION = 4

@@ -51,13 +51,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-import artefacts
 import config
-import controls
-import model as models
-from artefacts import UserError
-from encoding import DELIMITER
-from model import score, song_log_probs
+from melody import artefacts, controls
+from melody import models
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER
+from melody.models import score, song_log_probs
 
 PADDING = -100  # target of padded steps: cross_entropy's ignore_index, so they carry no loss
 LOG_COLUMNS = ["epoch", "train_loss", "val_loss", "val_accuracy", "seconds", "elapsed_seconds"]

@@ -56,12 +56,14 @@ sys.path.insert(0, str(ROOT / "bench"))
 import reference  # noqa: E402
 import torch  # noqa: E402
 
-import artefacts  # noqa: E402
 import config  # noqa: E402
-import controls  # noqa: E402
-import model  # noqa: E402
-from encoding import DELIMITER  # noqa: E402
-from model import score, song_log_probs  # noqa: E402
+from melody import (
+    artefacts,  # noqa: E402
+    controls,  # noqa: E402
+)
+from melody import models as model  # noqa: E402
+from melody.encoding import DELIMITER  # noqa: E402
+from melody.models import score, song_log_probs  # noqa: E402
 
 RESULTS_DIR = ROOT / "bench" / "results"
 README = ROOT / "README.md"

@@ -20,10 +20,12 @@ sys.path.insert(0, str(ROOT))
 FIXTURES = Path(__file__).parent / "fixtures"
 SHARED_DEUTSCHL = ROOT.parent / "shared" / "deutschl"
 
-import artefacts  # noqa: E402
-import controls  # noqa: E402
-import encoding  # noqa: E402
-from encoding import DELIMITER  # noqa: E402
+from melody import (
+    artefacts,  # noqa: E402
+    controls,  # noqa: E402
+    encoding,  # noqa: E402
+)
+from melody.encoding import DELIMITER  # noqa: E402
 
 # Three short songs in C major / A minor, already encoded (a rising scale, a falling one, an
 # arpeggio with a rest), each 3 bars of 2/4.
@@ -90,7 +92,7 @@ def _write_tune(job):
     """One ABC tune of music21's corpus -> a .musicxml (or .mxl) and a .mid file, with what music21
     reads in the tune and in the MIDI file (None where music21 cannot write it, or the tune has
     durations the encoding drops)."""
-    from readers import common
+    from melody.readers import common
 
     index, name, data, folder = job
     song = common.music21_parse(text=data.decode("latin-1"), fmt="abc")
@@ -123,7 +125,7 @@ def corpus_scores(tmp_path_factory):
     the reader tests (and any test that needs real MusicXML or MIDI files)."""
     from multiprocessing import Pool
 
-    from readers import abc, corpus
+    from melody.readers import abc, corpus
 
     folder = tmp_path_factory.mktemp("corpus_scores")
     _, files = corpus.files("music21:essenFolksong")

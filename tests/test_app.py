@@ -23,7 +23,7 @@ from music21 import converter, key, meter, note, stream
 
 import app
 import config
-import render
+from melody import render
 
 TIMEOUT = 60  # seconds any one request or wait may take, on a busy 2-core machine
 

@@ -11,12 +11,11 @@ import pytest
 import torch
 from conftest import FIXTURES, ROOT, TINY_SONGS
 
-import artefacts
-import controls
-import model
 import train
-from artefacts import UserError
-from encoding import DELIMITER
+from melody import artefacts, controls
+from melody import models as model
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER
 from melodygenerator import MelodyGenerator
 
 # Tiny settings per architecture: enough to overfit three songs in a few seconds.

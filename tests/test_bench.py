@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import reference  # noqa: E402
 
 import preprocess  # noqa: E402
-from model import MelodyLSTM, score, song_log_probs  # noqa: E402
+from melody.models import MelodyLSTM, score, song_log_probs  # noqa: E402
 
 # Songs without ties, each exercising a step both pipelines must take the same way.
 UNTIED_SONGS = {

@@ -12,12 +12,12 @@ import sys
 import pytest
 from conftest import ROOT
 
-import artefacts
 import config
 import evaluate
 import train
-from controls import ControlSpace, Plan
-from encoding import DELIMITER
+from melody import artefacts
+from melody.controls import ControlSpace, Plan
+from melody.encoding import DELIMITER
 from melodygenerator import MelodyGenerator
 
 TINY = {"units": [16], "batch_size": 8, "seq_len": 32, "dropout": 0.0, "device": "cpu"}

@@ -8,10 +8,10 @@ import sys
 import pytest
 from conftest import FIXTURES, ROOT
 
-import artefacts
 import config
 import preprocess
-from artefacts import UserError
+from melody import artefacts
+from melody.artefacts import UserError
 
 ABC = "X:1\nT:up\nM:3/4\nL:1/8\nK:G\nG2 AB c2|d4 B2|c2 A2 F2|G6|]\n"
 
@@ -61,7 +61,7 @@ def test_a_folder_of_mixed_formats_skips_garbage_with_its_reason(mixed, tmp_path
 def test_a_song_that_takes_too_long_to_read_is_skipped_and_not_cached(mixed, tmp_path, monkeypatch):
     import time
 
-    from readers import abc
+    from melody.readers import abc
 
     monkeypatch.setattr(abc, "parse", lambda path, data: time.sleep(30))
     out = tmp_path / "out"
@@ -136,7 +136,7 @@ def test_a_corpus_glob_takes_one_set_of_files():
 
 
 def test_a_small_corpus_preprocesses_offline(tmp_path, monkeypatch):
-    from readers import corpus
+    from melody.readers import corpus
 
     real = corpus.files
     monkeypatch.setattr(  # the first five of ryansMammoth's files: all of it takes a while

@@ -13,14 +13,13 @@ import torch
 from conftest import ROOT, TINY_SONGS, write_metadata
 from test_twosample import walk
 
-import artefacts
 import config
-import controls
 import evaluate
 import train
-from artefacts import UserError
-from encoding import DELIMITER, HOLD
-from model import MelodyLSTM, load, song_log_probs
+from melody import artefacts, controls
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER, HOLD
+from melody.models import MelodyLSTM, load, song_log_probs
 
 
 def tiny_songs(path):

@@ -9,9 +9,8 @@ import mido
 import pytest
 from conftest import FIXTURES
 
-import artefacts
 import preprocess
-import readers
+from melody import artefacts, readers
 
 FILES_PER_FORMAT = 1000
 

@@ -13,11 +13,11 @@ import torch
 from conftest import ROOT, TINY_SONGS
 from music21 import converter
 
-import artefacts
-from artefacts import UserError
-from encoding import DELIMITER, encode_events, events_from_stream
+from melody import artefacts
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER, encode_events, events_from_stream
+from melody.models import MelodyLSTM
 from melodygenerator import MelodyGenerator, parse_key
-from model import MelodyLSTM
 
 VOCABULARY = sorted(set(" ".join(TINY_SONGS).split()) | {DELIMITER})
 

@@ -4,8 +4,8 @@ import csv
 
 import pytest
 
-import listening
-from artefacts import UserError
+from melody.artefacts import UserError
+from melody.evaluation import listening
 
 
 def test_cut_ends_on_a_whole_note():

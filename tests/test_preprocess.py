@@ -18,13 +18,12 @@ import pytest
 from conftest import FIXTURES, ROOT, shared_dataset
 from music21 import interval, key, pitch
 
-import artefacts
 import config
-import encoding
 import preprocess
-from artefacts import UserError
-from encoding import events_from_stream, transpose_events, transposition_semitones
-from readers import common, kern
+from melody import artefacts, encoding
+from melody.artefacts import UserError
+from melody.encoding import events_from_stream, transpose_events, transposition_semitones
+from melody.readers import common, kern
 
 HOLDS = lambda n: " ".join(["_"] * n)  # noqa: E731
 

@@ -8,9 +8,8 @@ import mido
 import music21.stream
 import pytest
 
-import encoding
-import readers
-from readers import abc, common, corpus, midi
+from melody import encoding, readers
+from melody.readers import abc, common, corpus, midi
 
 MAKE_BEAMS = music21.stream.Stream.makeBeams
 

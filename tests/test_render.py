@@ -16,8 +16,8 @@ from conftest import ROOT
 from nbclient import NotebookClient
 from PIL import Image
 
-import render
-from encoding import symbol_runs
+from melody import render
+from melody.encoding import symbol_runs
 from melodygenerator import Melody, MelodyGenerator
 
 RATE = render.SAMPLE_RATE

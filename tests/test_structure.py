@@ -14,12 +14,11 @@ import torch
 from conftest import BARS, ROOT
 from music21 import converter, key, meter, stream
 
-import artefacts
-import controls
-from controls import ControlSpace, Plan
-from encoding import DELIMITER
+from melody import artefacts, controls
+from melody.controls import ControlSpace, Plan
+from melody.encoding import DELIMITER
+from melody.models import MelodyLSTM
 from melodygenerator import Melody, MelodyGenerator
-from model import MelodyLSTM
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,11 @@ import pytest
 import torch
 from conftest import ROOT, write_metadata
 
-import artefacts
-import controls
 import train
-from artefacts import UserError
-from encoding import DELIMITER
-from model import MelodyLSTM, score, song_log_probs
+from melody import artefacts, controls
+from melody.artefacts import UserError
+from melody.encoding import DELIMITER
+from melody.models import MelodyLSTM, score, song_log_probs
 
 TINY = {"units": [64], "dropout": 0.0, "lr": 0.01, "batch_size": 1, "seq_len": 32, "device": "cpu"}
 

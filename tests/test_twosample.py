@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-import twosample
+from melody.evaluation import twosample
 
 
 def walk(rng, leaps, lengths):

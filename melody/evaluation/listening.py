@@ -15,9 +15,9 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import binomtest
 
-import artefacts
-from artefacts import UserError
-from encoding import HOLD
+from melody import artefacts
+from melody.artefacts import UserError
+from melody.encoding import HOLD
 
 LISTENER = "listener"
 KEY = "key.csv"

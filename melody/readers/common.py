@@ -9,7 +9,7 @@ optional "detail": a reader never raises on a bad file.
 import contextlib
 import io
 
-import encoding
+from melody import encoding
 
 
 def music21_parse(path=None, text=None, fmt="humdrum"):

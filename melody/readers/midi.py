@@ -29,7 +29,7 @@ import bisect
 import io
 
 import config
-from readers import common
+from melody.readers import common
 
 SUFFIXES = (".mid", ".midi")
 DRUM_CHANNEL = 9  # channel 10, counted from 1

@@ -8,7 +8,7 @@ import io
 import re
 import zipfile
 
-from readers import common
+from melody.readers import common
 
 SUFFIXES = (".musicxml", ".xml", ".mxl")
 

@@ -10,7 +10,7 @@ _MODULES.
 
 from pathlib import Path
 
-from readers import abc, kern, midi, musicxml
+from melody.readers import abc, kern, midi, musicxml
 
 _MODULES = (kern, abc, musicxml, midi)
 READERS = {suffix: module for module in _MODULES for suffix in module.SUFFIXES}

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 import config
-from encoding import symbol_runs, transposition_semitones
+from melody.encoding import symbol_runs, transposition_semitones
 
 LOWEST_TREBLE_MEAN = 55  # a melody whose mean pitch is below G3 reads better in the bass clef
 

@@ -19,8 +19,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import config
-from artefacts import UserError
-from encoding import symbol_runs
+from melody.artefacts import UserError
+from melody.encoding import symbol_runs
 
 INTERVAL_CLIP = 7  # intervals beyond a fifth share the end columns: leaps that wide are rare
 # A note's length in steps -> its class: [1, 2, 3, 4, 5-6, 7-8, 9-12, 13+]

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import config
-from encoding import DELIMITER
+from melody.encoding import DELIMITER
 
 CHECKPOINT_FORMAT = (
     "melody-lstm/1"  # checkpoints say what wrote them, so a foreign .pth is refused clearly

@@ -7,7 +7,7 @@ essenFolksong files), so each tune is parsed with the header before it.
 import contextlib
 import re
 
-from readers import common
+from melody.readers import common
 
 SUFFIXES = (".abc",)
 

@@ -12,8 +12,8 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
-import encoding
-from readers import common
+from melody import encoding
+from melody.readers import common
 
 SUFFIXES = (".krn",)
 

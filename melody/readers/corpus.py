@@ -32,7 +32,7 @@ def files(dataset, pattern=None):
     """
     from music21 import common
 
-    import readers
+    from melody import readers
 
     name, _, subset = str(dataset).removeprefix(PREFIX).partition("/")
     pattern = subset or pattern  # music21:essenFolksong/han*: the files of one set
