@@ -12,6 +12,7 @@ import config
 import preprocess
 from melody import artefacts
 from melody.artefacts import UserError
+from melody.sources import find_sources
 
 ABC = "X:1\nT:up\nM:3/4\nL:1/8\nK:G\nG2 AB c2|d4 B2|c2 A2 F2|G6|]\n"
 
@@ -101,14 +102,12 @@ def test_name_writes_every_artefact_into_data_name(mixed, tmp_path):
 
 
 def test_corpus_sources_name_their_collections():
-    sources, label = preprocess._sources("music21:essenFolksong")
+    sources, label = find_sources("music21:essenFolksong")
     assert label == "music21:essenFolksong" and len(sources) > 8000
     assert {"erk", "han", "boehme", "irl", "lot", "lux"} <= {s.collection for s in sources}
-    assert {s.collection for s in preprocess._sources("music21:ryansMammoth")[0]} == {
-        "ryansMammoth"
-    }
+    assert {s.collection for s in find_sources("music21:ryansMammoth")[0]} == {"ryansMammoth"}
     with pytest.raises(UserError, match="unknown corpus 'music21:bachh'"):
-        preprocess._sources("music21:bachh")
+        find_sources("music21:bachh")
 
 
 def test_several_datasets_join_into_one_each_with_its_collections(mixed, tmp_path):
@@ -127,12 +126,12 @@ def test_several_datasets_join_into_one_each_with_its_collections(mixed, tmp_pat
 
 
 def test_a_corpus_glob_takes_one_set_of_files():
-    sources, label = preprocess._sources(["music21:essenFolksong/han*", "music21:bach"])
+    sources, label = find_sources(["music21:essenFolksong/han*", "music21:bach"])
     assert label == "music21:essenFolksong/han* + music21:bach"
     collections = [s.collection for s in sources]
     assert set(collections) == {"han", "bach"} and collections.index("bach") > 1000
     with pytest.raises(UserError, match="no file of music21's essenFolksong corpus matches"):
-        preprocess._sources("music21:essenFolksong/nothing*")
+        find_sources("music21:essenFolksong/nothing*")
 
 
 def test_a_small_corpus_preprocesses_offline(tmp_path, monkeypatch):

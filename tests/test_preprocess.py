@@ -20,7 +20,7 @@ from music21 import interval, key, pitch
 
 import config
 import preprocess
-from melody import artefacts, encoding
+from melody import artefacts, dataset, encoding, sources
 from melody.artefacts import UserError
 from melody.encoding import events_from_stream, transpose_events, transposition_semitones
 from melody.readers import common, kern
@@ -243,10 +243,8 @@ def test_cache_reuses_parses_and_reparses_changed_files(tmp_path, monkeypatch):
     data = copy_fixtures(tmp_path / "data")
     first = run(data, tmp_path / "out")
     calls = []
-    real_parse_job = preprocess._parse_job
-    monkeypatch.setattr(
-        preprocess, "_parse_job", lambda job: calls.append(job) or real_parse_job(job)
-    )
+    real_parse_job = dataset._parse_job
+    monkeypatch.setattr(dataset, "_parse_job", lambda job: calls.append(job) or real_parse_job(job))
     second = run(data, tmp_path / "out")
     assert (
         calls == []
@@ -317,9 +315,7 @@ def test_without_deutschl_it_uses_music21s_erk_songs(tmp_path, monkeypatch, caps
     tunes = preprocess.fallback_tunes()
     assert len(tunes) > 1000 and all(tune.data.lstrip().startswith(b"X:") for tune in tunes[:50])
     assert {tune.collection for tune in tunes} == {"erk"} and tunes[0].name == "erk10.abc X:1"
-    monkeypatch.setattr(
-        preprocess, "fallback_tunes", lambda: tunes[:4]
-    )  # parsing all takes minutes
+    monkeypatch.setattr(sources, "fallback_tunes", lambda: tunes[:4])  # parsing all takes a while
     monkeypatch.chdir(tmp_path)
     summary = preprocess.preprocess(workers=2)  # config.DATASET_PATH, absent here
     assert "python preprocess.py --download" in capsys.readouterr().out
