@@ -1,5 +1,5 @@
-"""app.py: the JSON API (FastAPI's TestClient), a real uvicorn server under 20 concurrent requests
-and a 50 MB upload, and the page driven by headless Chromium."""
+"""The web app (app.py, melody/webapp.py): the JSON API (FastAPI's TestClient), a real uvicorn
+server under 20 concurrent requests and a 50 MB upload, and the page driven by headless Chromium."""
 
 import io
 import json
@@ -21,9 +21,8 @@ from conftest import ROOT
 from fastapi.testclient import TestClient
 from music21 import converter, key, meter, note, stream
 
-import app
 import config
-from melody import render
+from melody import readers, render, webapp
 
 TIMEOUT = 60  # seconds any one request or wait may take, on a busy 2-core machine
 
@@ -37,7 +36,7 @@ def model(structured):
 @pytest.fixture(scope="module")
 def client(model):
     # root: the model's folder, so that a model.pth lying in the worktree is not offered
-    with TestClient(app.create_app(model, root=model.parent)) as client:
+    with TestClient(webapp.create_app(model, root=model.parent)) as client:
         yield client
 
 
@@ -56,6 +55,13 @@ def test_models_list_the_controls_the_checkpoint_takes(client, model):
     )
     assert (controls["final"]["min"], controls["final"]["max"]) == (1, 7)  # a scale degree
     assert controls["ambitus"]["none"] == "drawn"
+
+
+def test_the_page_accepts_the_primer_files_the_server_reads(client):
+    """The file input's accept comes from GET /api/models, which lists the readers' suffixes."""
+    assert client.get("/api/models").json()["primer_suffixes"] == list(readers.READERS)
+    assert "accept=" not in client.get("/").text
+    assert "primer_suffixes" in client.get("/static/app.js").text
 
 
 def test_page_and_its_assets_are_served_by_the_app(client):
@@ -175,8 +181,8 @@ def test_bad_uploads_are_refused(client, name, data, status, words):
 
 
 def test_only_loopback_goes_unwarned():
-    assert "not loopback" in app.exposed_warning("0.0.0.0")
-    assert {"127.0.0.1", "localhost", "::1"} == app.LOOPBACK
+    assert "not loopback" in webapp.exposed_warning("0.0.0.0")
+    assert {"127.0.0.1", "localhost", "::1"} == webapp.LOOPBACK
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +301,9 @@ def test_page_generates_shows_plays_and_downloads_in_chromium(server, tmp_path):
         wait = WebDriverWait(driver, TIMEOUT)
         driver.get(server)
         wait.until(lambda d: d.find_element(By.ID, "message").text == "ready")
+        listed = json.load(urllib.request.urlopen(server + "/api/models", timeout=TIMEOUT))
+        accept = driver.find_element(By.ID, "primer").get_attribute("accept")
+        assert accept.split(",") == listed["primer_suffixes"]
         driver.find_element(By.CSS_SELECTOR, "#keyboard [data-midi='60']").click()
         assert driver.find_element(By.ID, "seed").get_attribute("value") == "60 _ _ _"
         driver.find_element(By.NAME, "meter").send_keys("3/4")

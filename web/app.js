@@ -1,5 +1,6 @@
-// The page: controls drawn from the model's own list (GET /api/models), POST /api/generate,
-// each melody shown as its score with its audio and downloads, and this session's history.
+// The page: controls drawn from the model's own list (GET /api/models, which also names the primer
+// files the server reads), POST /api/generate, each melody shown as its score with its audio and
+// downloads, and this session's history.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -238,7 +239,9 @@ async function start() {
   $("clear-seed").addEventListener("click", () => { $("seed").value = ""; });
   $("primer").addEventListener("change", uploadPrimer);
   try {
-    models = (await api("/api/models")).models;
+    const listed = await api("/api/models");
+    models = listed.models;
+    $("primer").accept = listed.primer_suffixes.join(",");  // the server's readers say which
   } catch (error) {
     say(error.message, true);
     return;
