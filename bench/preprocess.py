@@ -1,13 +1,13 @@
 """Preprocessing figures per dataset: files, songs kept, vocabulary, steps, cold and warm seconds.
 
-    python bench/preprocess.py                        # the README's datasets
+    python bench/preprocess.py                        # the datasets in DATASETS
     python bench/preprocess.py music21:bach ../shared/deutschl/erk
 
 Each dataset runs as `python preprocess.py --dataset D --name bench` in an empty scratch folder
 (cold: no cache), then again there (warm: every parse from the cache); the wall time of the whole
 command, interpreter start and imports included. The counts come from the data/bench/ it writes.
 Prints a markdown table, with the machine and its load average before and after; a run of the
-README's datasets (no arguments) also writes it to bench/results/<date>-preprocess.md and .json.
+default datasets (no arguments) also writes it to bench/results/<date>-preprocess.md and .json.
 """
 
 import datetime

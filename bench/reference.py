@@ -10,9 +10,9 @@ preprocess.py / train.py / melodygenerator.py), step by step, without optimising
   song, a file_dataset with SEQUENCE_LENGTH "/" after each song, and mapping.json.
 - training: windows of SEQUENCE_LENGTH steps with stride 1 over the whole int-encoded
   file_dataset (delimiters included), one target per window, every window one-hot as float32 and
-  materialised for the whole dataset in numpy (3.5 GB for erk); LSTM(256) -> last output ->
-  dropout 0.2 -> linear (softmax in the loss, as sparse categorical cross-entropy); Adam 1e-3;
-  batch 64; windows shuffled every epoch (as Keras fit does).
+  materialised for the whole dataset in numpy; LSTM(256) -> last output -> dropout 0.2 ->
+  linear (softmax in the loss, as sparse categorical cross-entropy); Adam 1e-3; batch 64; windows
+  shuffled every epoch (as Keras fit does).
 - generation: the seed after SEQUENCE_LENGTH "/", then for every new step the last
   SEQUENCE_LENGTH symbols one-hot encoded and run through the whole model; sampling with the
   tutorial's temperature formula; stops at "/".

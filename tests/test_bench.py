@@ -16,7 +16,7 @@ from conftest import ROOT, shared_dataset
 sys.path.insert(0, str(ROOT / "bench"))
 import reference  # noqa: E402
 
-import preprocess  # noqa: E402
+from melody import dataset as preprocess  # noqa: E402
 from melody.models import MelodyLSTM, score, song_log_probs  # noqa: E402
 
 # Songs without ties, each exercising a step both pipelines must take the same way.
