@@ -16,7 +16,7 @@ from melody import artefacts, controls
 from melody import models as model
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER
-from melodygenerator import MelodyGenerator
+from melody.generation import MelodyGenerator
 
 # Tiny settings per architecture: enough to overfit three songs in a few seconds.
 TINY = {

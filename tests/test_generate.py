@@ -16,8 +16,9 @@ from music21 import converter
 from melody import artefacts
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER, encode_events, events_from_stream
+from melody.generation import MelodyGenerator
 from melody.models import MelodyLSTM
-from melodygenerator import MelodyGenerator, parse_key
+from melody.outputs import parse_key
 
 VOCABULARY = sorted(set(" ".join(TINY_SONGS).split()) | {DELIMITER})
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from melody import render
 from melody.encoding import symbol_runs
-from melodygenerator import Melody, MelodyGenerator
+from melody.generation import Melody, MelodyGenerator
 
 RATE = render.SAMPLE_RATE
 

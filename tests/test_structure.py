@@ -17,8 +17,8 @@ from music21 import converter, key, meter, stream
 from melody import artefacts, controls
 from melody.controls import ControlSpace, Plan
 from melody.encoding import DELIMITER
+from melody.generation import Melody, MelodyGenerator
 from melody.models import MelodyLSTM
-from melodygenerator import Melody, MelodyGenerator
 
 
 @pytest.fixture(scope="module")

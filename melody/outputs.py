@@ -1,0 +1,127 @@
+"""Writing a melody to a file of the kind its name's suffix says: MIDI, MusicXML, a score picture
+(SVG, PNG) or sound (WAV), in a key, a meter and a tempo."""
+
+import os
+import re
+from pathlib import Path
+
+from music21 import key as m21key
+from music21 import meter
+
+import config
+from melody import artefacts, controls, render
+from melody.readers import midi, musicxml
+from melody.sampling import is_positive_number
+
+SUFFIX_FORMATS = {  # file kinds that a name's suffix decides; any other name takes `format`
+    **dict.fromkeys(musicxml.SUFFIXES, "musicxml"),
+    ".svg": "svg",
+    ".png": "png",
+    ".wav": "wav",
+}
+
+
+def check_score_settings(step_duration, bpm, time_signature):
+    """None leaves bpm or the time signature out of the file; anything else must make sense."""
+    if not is_positive_number(step_duration):
+        raise ValueError(
+            f"step_duration must be a positive number of quarter lengths, not {step_duration!r}"
+        )
+    if bpm is not None and not is_positive_number(bpm):
+        raise ValueError(f"bpm must be a positive number of beats per minute, not {bpm!r}")
+    if time_signature is not None:
+        try:
+            meter.TimeSignature(time_signature)
+        except Exception:  # music21 raises its own exception types for a malformed signature
+            raise ValueError(
+                f"time signature {time_signature!r} is not like '4/4' or '6/8'"
+            ) from None
+
+
+def score_meter(meter):
+    """The meter a score is written in: a melody's own, or 4/4 where it has none ("?" or None)."""
+    return config.TIME_SIGNATURE if meter in (None, controls.UNKNOWN_METER) else meter
+
+
+def default_key(mode):
+    """The key the model writes in: A minor for a minor melody, else C major."""
+    return m21key.Key("a" if mode == "minor" else "C")
+
+
+def parse_key(name):
+    """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
+    match = re.fullmatch(
+        r"\s*([A-Ga-g])([#b-]*)(?:\s+(major|minor))?\s*", str(name), flags=re.IGNORECASE
+    )
+    if not match:
+        raise ValueError(
+            f"key {name!r} is not a key like 'G', 'e' (minor), 'F# minor' or 'Bb major'"
+        )
+    letter, accidentals, mode = match.groups()
+    mode = mode.lower() if mode else ("major" if letter.isupper() else "minor")
+    return m21key.Key(letter.upper() + accidentals.replace("b", "-"), mode)
+
+
+def file_kind(file_name, format):
+    """The path to write and its kind ("midi", "musicxml", "svg", "png" or "wav"): the suffix's,
+    else `format`; format="musicxml" with a MIDI name writes <name>.musicxml."""
+    path = Path(file_name)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIX_FORMATS and format not in ("midi", "musicxml"):
+        raise ValueError(
+            f"format must be 'midi' or 'musicxml' (or a file name ending in .svg, .png or "
+            f".wav), not {format!r}"
+        )
+    fmt = SUFFIX_FORMATS.get(suffix, format)
+    if fmt == "musicxml" and suffix in midi.SUFFIXES:
+        path = path.with_suffix(".musicxml")
+    return path, fmt
+
+
+def write_melody(melody, step_duration, format, file_name, bpm, key, time_signature, pickup):
+    """MelodyGenerator.save_melody's work, step_duration given; returns the path written."""
+    symbols = melody.split() if isinstance(melody, str) else list(melody)
+    time_signature = score_meter(time_signature or getattr(melody, "meter", None))
+    pickup = getattr(melody, "pickup", 0) if pickup is None else pickup
+    check_score_settings(step_duration, bpm, time_signature)
+    path, fmt = file_kind(file_name, format)
+    key = key if key is not None else getattr(melody, "key", None)
+    target_key = parse_key(key) if key is not None else default_key(getattr(melody, "mode", None))
+    if fmt == "wav":
+        transpose = render.key_interval(target_key).semitones
+        artefacts.write_bytes(
+            path, render.wav_bytes(symbols, step_duration, bpm or config.BPM, transpose)
+        )
+        return path
+    score = render.melody_score(
+        symbols,
+        step_duration,
+        time_signature,
+        pickup,
+        target_key,
+        None if fmt in ("svg", "png") else bpm,  # a picture needs no tempo
+        title=path.stem,
+    )
+    write_score(score, path, fmt, pickup, step_duration)
+    return path
+
+
+def write_score(score, path, fmt, pickup, step_duration):
+    """A music21 score -> path, as fmt ("svg", "png", "midi" or "musicxml")."""
+    if fmt == "svg":
+        artefacts.write_text(path, render.svg(score))
+        return
+    if fmt == "png":
+        artefacts.write_bytes(path, render.png(render.svg(score)))
+        return
+    if fmt == "midi":
+        score = render.midi_stream(score, pickup, step_duration)
+    with artefacts.atomic_path(path) as tmp:
+        # music21 picks compression (.mxl) from the file name, so write under the real suffix
+        # first.
+        named_tmp = tmp.with_name(tmp.name + path.suffix)
+        try:
+            score.write(fmt, fp=named_tmp)
+            os.replace(named_tmp, tmp)
+        finally:
+            named_tmp.unlink(missing_ok=True)

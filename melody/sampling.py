@@ -1,0 +1,188 @@
+"""Sampling a batch of melodies one symbol at a time, and choosing among each melody's candidates.
+
+Sampling gives the model the context it was trained with: one `/` (the song start), the seed, then
+one sampled symbol at a time with the model's sampling state carried along (models: an LSTM's
+state, a Transformer's key-value cache), so each step costs one small call however long the melody
+already is.
+"""
+
+import math
+import numbers
+
+import torch
+
+import config
+from melody import controls
+from melody import models as model
+from melody.encoding import DELIMITER, HOLD
+
+OPEN_END = 2**62  # the `/` step of a melody with no planned length: never reached
+
+
+def check_count(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, not {value!r}")
+
+
+def is_positive_number(value):
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def check_sampling(temperature, top_k, top_p):
+    """Refuse sampling settings that have no meaning, with a sentence saying what is allowed."""
+    if not is_positive_number(temperature):
+        raise ValueError(
+            "temperature must be a positive number (1 samples the model as trained), not "
+            f"{temperature!r}"
+        )
+    if top_k is not None:
+        check_count("top_k", top_k, minimum=1)
+    if top_p is not None and (
+        isinstance(top_p, bool) or not isinstance(top_p, numbers.Real) or not 0 < top_p <= 1
+    ):
+        raise ValueError(f"top_p must be a number with 0 < top_p <= 1, not {top_p!r}")
+
+
+def make_generator(rng):
+    """None -> torch's global RNG; an int -> a fresh CPU generator seeded with it; a torch.Generator
+    as is.
+    """
+    if rng is None or isinstance(rng, torch.Generator):
+        return rng
+    if isinstance(rng, bool) or not isinstance(rng, numbers.Integral) or rng < 0:
+        raise ValueError(f"rng must be None, a whole number >= 0 or a torch.Generator, not {rng!r}")
+    return torch.Generator().manual_seed(int(rng))
+
+
+def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """One symbol index per row of logits [n, vocab]: temperature, then top-k, then top-p, then a
+    draw on the CPU.
+    """
+    # softmax(log p / T) == softmax(logits / T): log p is the logits shifted by a constant per row.
+    scores = logits.float().cpu() / temperature
+    if top_k is not None and top_k < scores.shape[-1]:
+        kth = scores.topk(top_k, dim=-1).values[:, -1:]
+        scores = scores.masked_fill(scores < kth, float("-inf"))
+    if top_p is not None and top_p < 1:
+        sorted_probs, order = torch.softmax(scores, dim=-1).sort(dim=-1, descending=True)
+        before = sorted_probs.cumsum(dim=-1) - sorted_probs  # mass of the likelier symbols
+        drop = torch.zeros_like(scores, dtype=torch.bool).scatter(-1, order, before >= top_p)
+        scores = scores.masked_fill(drop, float("-inf"))
+    # Gumbel-max: the argmax of scores minus log(Exp(1)) noise is a draw from softmax(scores), in
+    # fewer small operations per step than torch.multinomial.
+    noise = torch.empty_like(scores).exponential_(generator=generator).log_()
+    return (scores - noise).argmax(dim=-1)
+
+
+def read(net, rows, delimiter, device, max_sequence_length, fields=None):
+    """A fresh state from `/` + the rows' last max_sequence_length symbols (all of them for
+    None), with the control fields of the steps they predict.
+
+    Returns the logits for the next symbol [n, vocab] and the model's sampling state.
+    """
+    first = 0
+    if max_sequence_length is not None:
+        first = rows.shape[1] - min(rows.shape[1], max_sequence_length)
+    rows = rows[:, first:]
+    start = torch.full((rows.shape[0], 1), delimiter, dtype=torch.long)
+    window = None if fields is None else fields[:, first : first + rows.shape[1] + 1]
+    return net.read(torch.cat([start, rows], 1).to(device), window)
+
+
+def sample_symbols(
+    net,
+    seed_rows,
+    num_steps,
+    fields,
+    end,
+    *,
+    index,
+    device,
+    max_sequence_length,
+    temperature,
+    top_k,
+    top_p,
+    generator,
+):
+    """Up to num_steps symbol indices sampled after each of seed_rows [rows, seed], as
+    [rows, steps taken]; a row's tail after its `/` is to be ignored.
+
+    fields: the control fields of each row's steps, end: the step of each row's `/` (both None for
+    a model without controls); index: symbol -> index; max_sequence_length, temperature, top_k,
+    top_p: as MelodyGenerator.generate_melody takes them.
+    """
+    delimiter = index[DELIMITER]
+    rows, seed_length = seed_rows.shape
+    if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
+        planned = end < OPEN_END
+        all_planned = bool(planned.all())
+        planned = planned.to(device)
+    tokens = torch.empty(rows, num_steps, dtype=torch.long)
+    finished = torch.zeros(rows, dtype=torch.bool)
+    # a small batch on a CPU samples fastest on one thread (models.sampling_threads)
+    with model.sampling_threads(rows, device):
+        logits, state = read(net, seed_rows, delimiter, device, max_sequence_length, fields)
+        since_rebuild = 0
+        for step in range(num_steps):
+            t = seed_length + step  # the step being sampled, counted from the song start
+            if end is not None:  # `/` falls at a planned last barline, and only there
+                # logits are fresh each step: safe to edit in place
+                logits[planned if not all_planned else slice(None), delimiter] = float("-inf")
+            if t == 0 and HOLD in index:  # nothing to hold yet: a song starts with an onset
+                logits[:, index[HOLD]] = float("-inf")
+            next_symbols = sample(logits, temperature, top_k, top_p, generator)
+            if end is not None:
+                next_symbols = torch.where(end == t, delimiter, next_symbols)
+            tokens[:, step] = next_symbols
+            finished |= next_symbols == delimiter
+            if finished.all() or step == num_steps - 1:
+                num_steps = step + 1
+                break
+            since_rebuild += 1
+            if (
+                max_sequence_length
+                and since_rebuild >= max_sequence_length
+                and seed_length + step + 1 > max_sequence_length
+            ):
+                rows_so_far = torch.cat([seed_rows, tokens[:, : step + 1]], 1)
+                logits, state = read(
+                    net, rows_so_far, delimiter, device, max_sequence_length, fields
+                )
+                since_rebuild = 0
+            else:
+                step_fields = None if fields is None else fields[:, t + 1]
+                logits, state = net.step(next_symbols.to(device), step_fields, state)
+    return tokens[:, :num_steps]
+
+
+def candidates_to_sample(candidates, plans, end, stop):
+    """How many candidates to sample per melody (candidates; None: config.END_CANDIDATES), and
+    which melodies choose among theirs: those with a planned final or ambitus whose planned end
+    (end) falls before stop, the step where sampling is cut off."""
+    k = config.END_CANDIDATES if candidates is None else candidates
+    check_count("candidates", k, minimum=1)
+    # A melody is chosen by how it ends, so only one that reaches its planned end is: a melody
+    # cut short by num_steps, or planned by a model saved before plans had shapes, is sampled
+    # once.
+    reached = [] if end is None else (end < stop).tolist()
+    shaped = [p.final is not None or p.ambitus is not None for p in plans]
+    chosen = [r and s for r, s in zip(reached, shaped)] or [False] * len(plans)
+    return (k if any(chosen) else 1), chosen
+
+
+def best_candidate(candidates):
+    """The candidate that fits its plan best (controls.misfit): it closes on the final if any
+    does, and of those the ambitus nearest the plan's; the first of equals."""
+    return min(candidates, key=lambda melody: controls.misfit(melody.plan, melody))
+
+
+def choose(melodies, k, chosen):
+    """One melody per group of k neighbouring candidates: the best fit where chosen, else the
+    first."""
+    groups = [melodies[g * k : (g + 1) * k] for g in range(len(chosen))]
+    return [best_candidate(group) if c else group[0] for group, c in zip(groups, chosen)]
