@@ -14,13 +14,10 @@ from pathlib import Path
 import config
 from melody import artefacts, readers
 from melody.encoding import DELIMITER, HOLD, REST
-from melodygenerator import (
-    MelodyGenerator,
-    check_count,
-    check_score_settings,
-    parse_key,
-    read_primer,
-)
+from melody.generation import MelodyGenerator
+from melody.outputs import check_score_settings, parse_key
+from melody.primer import read_primer
+from melody.sampling import check_count
 
 # The page's key choice: a tonic; the melody's own mode makes it G major or G minor.
 KEY_CHOICES = ["C", "G", "D", "A", "E", "B", "F#", "C#", "F", "Bb", "Eb", "Ab", "Db", "Gb"]
