@@ -19,6 +19,20 @@ import train
 from melody import artefacts, controls
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER, HOLD
+from melody.evaluation.features import (
+    FEATURES,
+    compare_features,
+    feature_histograms,
+    melody_features,
+)
+from melody.evaluation.memorisation import VerbatimIndex, longest_run, memorisation, suffix_array
+from melody.evaluation.prediction import (
+    last_note_tonic,
+    ngram_baselines,
+    plan_nats,
+    prediction_metrics,
+    witten_bell_log_probs,
+)
 from melody.models import MelodyLSTM, load, song_log_probs
 
 
@@ -66,7 +80,7 @@ def test_uniform_model_scores_log_vocabulary_size(tiny_artefacts):
     with torch.no_grad():  # zero head: equal logits for every symbol, whatever the input
         model.head.weight.zero_()
         model.head.bias.zero_()
-    result = evaluate.prediction_metrics(
+    result = prediction_metrics(
         song_log_probs(model, songs, mapping[DELIMITER]), songs, mapping[DELIMITER], mapping[HOLD]
     )
     size = len(mapping)
@@ -83,7 +97,7 @@ A, B, END = 0, 1, 2  # a three-symbol vocabulary; END is the delimiter
 def witten_bell(train_songs, eval_songs, max_order):
     return {
         order: torch.cat(lp).exp().numpy()
-        for order, lp in evaluate.witten_bell_log_probs(train_songs, eval_songs, 3, END, max_order)
+        for order, lp in witten_bell_log_probs(train_songs, eval_songs, 3, END, max_order)
     }
 
 
@@ -116,7 +130,7 @@ def test_ngram_order_is_chosen_on_training_songs_alone():
     motif = [A, A, B, A, B, B, A]  # long repeated contexts: higher orders predict better
     train_songs = [motif * rng.randint(2, 4) for _ in range(20)]
     results = [
-        evaluate.ngram_baselines(train_songs, test, 3, END, B, max_order=6, seed=3)
+        ngram_baselines(train_songs, test, 3, END, B, max_order=6, seed=3)
         for test in ([motif * 3], [[B] * 9])
     ]
     assert results[0]["chosen"] == results[1]["chosen"] > 2
@@ -131,7 +145,7 @@ def test_ngram_order_is_chosen_on_training_songs_alone():
 
 def test_melody_features_on_a_hand_made_melody():
     melody = "_ r 60 _ _ _ 62 _ 71 _ _ _ _ _ _ _ r _ 69 _ _ _ 61 _".split()
-    features = evaluate.melody_features(melody, bar_steps=16)
+    features = melody_features(melody, bar_steps=16)
     assert features["pitch class"] == [0, 2, 11, 9, 1]
     assert features["interval (semitones)"] == [2, 9, -2, -8]
     assert features["note length (steps)"] == [4, 2, 8, 4, 2]
@@ -141,8 +155,8 @@ def test_melody_features_on_a_hand_made_melody():
     assert features["in-scale share"] == pytest.approx(4 / 5)  # 61 (C#) is outside C major
     assert features["length (steps)"] == 24
     assert features["ends on tonic"] == 0.0  # ends on C#
-    assert evaluate.melody_features("64 _ 57 _".split(), 16)["ends on tonic"] == 1.0  # A
-    empty = evaluate.melody_features([], 16)
+    assert melody_features("64 _ 57 _".split(), 16)["ends on tonic"] == 1.0  # A
+    empty = melody_features([], 16)
     assert (
         empty["length (steps)"] == 0
         and empty["pitch range (semitones)"] is None
@@ -152,14 +166,14 @@ def test_melody_features_on_a_hand_made_melody():
 
 def test_songs_compared_with_themselves_overlap_fully():
     songs = [s.split() for s in TINY_SONGS]
-    histograms = evaluate.feature_histograms(songs, 16)
-    assert evaluate.compare_features(histograms, evaluate.feature_histograms(songs, 16)) == {
-        name: pytest.approx(1.0) for name in evaluate.FEATURES
+    histograms = feature_histograms(songs, 16)
+    assert compare_features(histograms, feature_histograms(songs, 16)) == {
+        name: pytest.approx(1.0) for name in FEATURES
     }
-    other = evaluate.feature_histograms(
+    other = feature_histograms(
         ["48 _ _ _ _ _ _ _ r _ 49 _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _".split()], 16
     )
-    overlaps = evaluate.compare_features(histograms, other)
+    overlaps = compare_features(histograms, other)
     assert overlaps["ends on tonic"] == 0.0  # the three songs end on C, C and A; this one on C#
     assert all(0 <= v < 1 for v in overlaps.values())
 
@@ -169,21 +183,21 @@ def test_songs_compared_with_themselves_overlap_fully():
 
 def test_suffix_array_sorts_the_suffixes():
     data = bytes(random.Random(1).choice([0, 1, 2, 7]) for _ in range(500))
-    assert evaluate.suffix_array(data).tolist() == sorted(range(len(data)), key=lambda i: data[i:])
+    assert suffix_array(data).tolist() == sorted(range(len(data)), key=lambda i: data[i:])
 
 
 def test_copied_melody_is_flagged_as_memorised():
     training = [[3, 4, 5, 4, 3, 6, 6, 6], [5, 5, 4, 3, 3, 7, 5, 4, 3, 4]]
-    index = evaluate.VerbatimIndex(training, separator=0)
-    copied = evaluate.memorisation([training[1]], index, window=4)
+    index = VerbatimIndex(training, separator=0)
+    copied = memorisation([training[1]], index, window=4)
     assert (
         copied["window_share"] == 1.0 and copied["melody_share"] == 1.0 and copied["runs"] == [10]
     )
-    novel = evaluate.memorisation([[7, 7, 6, 5, 7, 7, 6, 5]], index, window=4)
+    novel = memorisation([[7, 7, 6, 5, 7, 7, 6, 5]], index, window=4)
     assert novel["window_share"] == 0.0 and novel["melody_share"] == 0.0 and novel["runs"] == [1]
     # a run inside new material; runs do not cross from one training song into the next
-    assert evaluate.longest_run(bytes([7, 7, 4, 3, 6, 6, 6, 7, 7]), index) == 5
-    assert evaluate.longest_run(bytes([6, 6, 6, 5, 5, 4]), index) == 3
+    assert longest_run(bytes([7, 7, 4, 3, 6, 6, 6, 7, 7]), index) == 5
+    assert longest_run(bytes([6, 6, 6, 5, 5, 4]), index) == 3
 
 
 # ----------------------------------------------------------------------------- the script
@@ -221,7 +235,7 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     fields = controls.checkpoint_fields(checkpoint, plans, held_out)
     model = load(checkpoint)
     log_probs = song_log_probs(model, held_out, mapping[DELIMITER], controls=fields)
-    assert evaluate.prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])[
+    assert prediction_metrics(log_probs, held_out, mapping[DELIMITER], mapping[HOLD])[
         "nll"
     ] == pytest.approx(checkpoint["val_loss"], rel=1e-5)
 
@@ -453,16 +467,16 @@ def test_plan_nats_is_a_smoothed_factorised_prior():
     seen = controls.Plan("3/4", "major", 4, 8)
     # a model not told finals: two factors, each with two training counts of one outcome,
     # (2 + 1) / (2 + 1 + 1)
-    two = evaluate.plan_nats([seen, seen], [seen], told_final=False)
+    two = plan_nats([seen, seen], [seen], told_final=False)
     assert two == pytest.approx(-2 * math.log(3 / 4))
     # an unseen meter-mode-pickup gets 1 / 4; bars given a meter never seen count over all
     # meters: 8 bars, 3 / 4
     unseen = controls.Plan("6/8", "minor", 2, 8)
     expected = -math.log(1 / 4) - math.log(3 / 4)
-    assert evaluate.plan_nats([seen, seen], [unseen], told_final=False) == pytest.approx(expected)
+    assert plan_nats([seen, seen], [unseen], told_final=False) == pytest.approx(expected)
     # told the final: a third factor, P(final | mode), here (2 + 1) / (2 + 1 + 1) again
     closing = dataclasses.replace(seen, final=0)
-    three = evaluate.plan_nats([closing, closing], [closing])
+    three = plan_nats([closing, closing], [closing])
     assert three == pytest.approx(-3 * math.log(3 / 4))
 
 
@@ -472,6 +486,6 @@ def test_last_note_tonic_reads_each_songs_last_onset():
     uniform = torch.zeros(8, len(vocabulary))
     peaked = torch.full((6, len(vocabulary)), -30.0)
     peaked[2, 2] = 0.0  # all of its mass on 62 at its last onset
-    given, share = evaluate.last_note_tonic([uniform, peaked], songs, vocabulary)
+    given, share = last_note_tonic([uniform, peaked], songs, vocabulary)
     assert given == pytest.approx((2 / 3 + 0) / 2, abs=1e-6)  # C and A of three notes; then none
     assert share == 0.5  # the first ends on C, the second on D

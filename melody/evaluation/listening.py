@@ -1,7 +1,9 @@
 """A blind listening test: can people tell generated melodies from real ones?
 
-    write_kit(folder, real, generated, save, seed)   # evaluate.py --listening-test N
-    score(folder, sheets) -> DataFrame                # evaluate.py --score-listening DIR SHEET ...
+    write_kit(folder, real, generated, save, seed)    # a kit of given melodies
+    score(folder, sheets) -> DataFrame                 # filled-in answer sheets against its key
+    write_test(args, path, real, held_out, generate)  # evaluate.py --listening-test N
+    print_score(folder, sheets)                        # evaluate.py --score-listening DIR SHEET ...
 
 The kit folder holds listener/ (what a listener gets: the melodies named by number only, and an
 answer sheet) and key.csv beside it (what each number is), which a listener never sees.
@@ -15,9 +17,11 @@ from pathlib import Path
 import pandas as pd
 from scipy.stats import binomtest
 
+import config
 from melody import artefacts
 from melody.artefacts import UserError
 from melody.encoding import HOLD
+from melody.evaluation.common import markdown
 
 LISTENER = "listener"
 KEY = "key.csv"
@@ -158,3 +162,45 @@ def score(folder, sheets):
     if len(answers) > 1:
         rows.append(row("all sheets", pd.concat(answers)))
     return pd.DataFrame(rows)
+
+
+def write_test(args, path, real_symbols, held_out, generate):
+    """evaluate.py --listening-test: the kit of write_kit in OUT/listening, of --listening-test
+    held-out songs drawn with the seed, and as many generated melodies of at least
+    LISTENING_MIN_STEPS steps (the model's first ones of twice as many, so that a melody too short
+    to judge is replaced). generate(path, n) -> (its MelodyGenerator, n melodies)."""
+    n = args.listening_test
+    if n > len(real_symbols):
+        raise UserError(
+            f"--listening-test {n} asks for more real melodies than the {len(real_symbols)} "
+            "held-out songs"
+        )
+    print(f"generating {2 * n} melodies with {path} ...")
+    generator, melodies = generate(path, 2 * n)
+    long_enough = [j for j, m in enumerate(melodies) if len(m) >= config.LISTENING_MIN_STEPS]
+    if len(long_enough) < n:
+        raise UserError(
+            f"only {len(long_enough)} of {2 * n} generated melodies last "
+            f"{config.LISTENING_MIN_STEPS} steps or more: ask for fewer with --listening-test"
+        )
+    chosen = sorted(random.Random(args.seed).sample(range(len(real_symbols)), n))
+    folder = Path(args.out) / "listening"
+    write_kit(
+        folder,
+        {f"held-out song {held_out[i]}": real_symbols[i] for i in chosen},
+        {f"generated {j}": melodies[j] for j in long_enough[:n]},
+        lambda symbols, file: generator.save_melody(symbols, file_name=file),
+        args.seed,
+    )
+    print(
+        f"{long_enough[n - 1] + 1 - n} generated melodies under {config.LISTENING_MIN_STEPS} steps "
+        f"left out; wrote {folder}: give listeners {folder / LISTENER}, keep "
+        f"{folder / KEY} apart; score with: python evaluate.py --score-listening "
+        f"{folder} SHEET.csv ..."
+    )
+
+
+def print_score(folder, sheets):
+    """evaluate.py --score-listening: score's table on the console."""
+    formats = {"accuracy": "{:.1%}", "p-value": "{:.4g}", "generated taken for real": "{:.1%}"}
+    print("\n".join(markdown(score(folder, sheets), formats)))

@@ -1,0 +1,2 @@
+"""Evaluation of trained models and their melodies, one module per analysis; report.py ties them
+into evaluate.py's report."""
