@@ -28,6 +28,7 @@ import torch
 import config
 from melody import artefacts
 from melody.artefacts import UserError
+from melody.cli import add_sampling_flags
 from melody.evaluation import report
 
 
@@ -42,7 +43,7 @@ def parse_args(argv):
         "listening test."
     )
     add_report_flags(parser)
-    add_sampling_flags(parser)
+    add_sampling_flags(parser, ["--temperature", "--top-p", "--candidates"])
     add_test_flags(parser)
     args = parser.parse_args(argv)
     if args.num_melodies < 1 or args.max_order < 1 or not args.temperature > 0:
@@ -105,28 +106,6 @@ def add_report_flags(parser):
         type=int,
         default=config.MAX_NGRAM_ORDER,
         help="highest n-gram order tried (default: %(default)s)",
-    )
-
-
-def add_sampling_flags(parser):
-    """How the melodies are sampled (the flags melodygenerator.py has too)."""
-    parser.add_argument(
-        "--temperature",
-        type=float,
-        default=config.TEMPERATURE,
-        help="sampling temperature (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--top-p",
-        type=float,
-        default=config.TOP_P,
-        help="sample among the likeliest symbols up to this mass (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--candidates",
-        type=int,
-        default=config.END_CANDIDATES,
-        help="melodies sampled per melody, the best fit to its plan kept (default: %(default)s)",
     )
 
 

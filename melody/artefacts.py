@@ -2,7 +2,8 @@
 in.
 
 preprocess.py -> music_dataset/<i>, file_dataset, mapping.json
-train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume)
+train.py      -> model.pth (best epoch: all that sampling needs), train_state.pth (for --resume);
+                 what they hold: checkpoints.py
 """
 
 import csv
@@ -16,11 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import config
+from melody import checkpoints
 from melody.encoding import DELIMITER
 
-CHECKPOINT_FORMAT = (
-    "melody-lstm/1"  # checkpoints say what wrote them, so a foreign .pth is refused clearly
-)
+# the format name train.py and the tests write until they call checkpoints.model_checkpoint
+CHECKPOINT_FORMAT = checkpoints.LEGACY_FORMAT
 
 
 class UserError(Exception):
@@ -86,7 +87,8 @@ def save_torch(path, obj):
 
 
 def load_torch(path, what="model"):
-    """torch.load with weights_only=True; a missing, corrupt or foreign file is a UserError."""
+    """torch.load with weights_only=True, then checkpoints.upgrade: any checkpoint train.py ever
+    wrote, in the current form; a missing, corrupt, foreign or incomplete file is a UserError."""
     import torch
 
     path = Path(path)
@@ -98,11 +100,16 @@ def load_torch(path, what="model"):
         raise UserError(
             f"{path} is not a readable {what} checkpoint ({type(error).__name__}): re-run train.py"
         ) from None
-    if not isinstance(obj, dict) or obj.get("format") != CHECKPOINT_FORMAT:
+    try:
+        return checkpoints.upgrade(obj)
+    except checkpoints.UnknownFormat:
         raise UserError(
             f"{path} is not a checkpoint written by this project's train.py: re-run train.py"
-        )
-    return obj
+        ) from None
+    except (KeyError, TypeError) as error:
+        raise UserError(
+            f"{path} is not a complete {what} checkpoint ({type(error).__name__}): re-run train.py"
+        ) from None
 
 
 def load_mapping(path=config.MAPPING_PATH):

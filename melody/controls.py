@@ -14,19 +14,19 @@ more collections):
     style       the song's collection (song_metadata.csv `collection`: "erk", "oneills1850", ...),
                 an index into the checkpoint's list of styles; only in a model of several
     final       the song's last note, in semitones above the tonic (0: it ends on the tonic,
-                7: on the fifth), 12 for none (a song without notes); a model saved before it
-                existed reads none
+                7: on the fifth), 12 for none (a song without notes); only in a model whose
+                space lists it among its shapes
 
 A plan is drawn from one training song, so the model knows from the first step where the melody
 is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
 the model is not told: generation keeps, of several candidates, the one that fits the plan best
-(misfit; melodygenerator's candidates). Told the ambitus as a field too, a model on erk memorised
-more (held-out NLL 0.713 against 0.703) and came no closer to it.
+(misfit; melodygenerator's candidates). It is no field: told it, a model memorised its training
+songs more and came no closer to the ambitus asked.
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
-barline of their meter with the last bar completing the pickup (measurements.md: 99% of erk's
-single-meter songs), so a song of `bars` bars lasts exactly bars * bar_steps steps, whatever its
-pickup. Generation asks for that length and places the closing `/` there.
+barline of their meter with the last bar completing the pickup (nearly all single-meter songs),
+so a song of `bars` bars lasts exactly bars * bar_steps steps, whatever its pickup. Generation
+asks for that length and places the closing `/` there.
 """
 
 import dataclasses
@@ -193,15 +193,15 @@ class ControlSpace:
 
     @classmethod
     def from_dict(cls, d):
-        """A saved space; one saved before styles or shapes existed has none."""
+        """A saved space (as_dict), as a checkpoint holds it (checkpoints.upgrade)."""
         return cls(
             d["meters"],
             d["max_bar_steps"],
             d["max_bars_left"],
             d["time_step"],
             d["plans"],
-            d.get("styles", ()),
-            d.get("shapes", ()),
+            d["styles"],
+            d["shapes"],
         )
 
     def as_dict(self):
@@ -384,10 +384,16 @@ class ControlSpace:
         return semitones
 
 
+def checkpoint_space(checkpoint):
+    """The ControlSpace of a checkpoint's model; None for a model that reads symbols alone (its
+    checkpoint holds none)."""
+    return ControlSpace.from_dict(checkpoint["controls"]) if "controls" in checkpoint else None
+
+
 def checkpoint_fields(checkpoint, plans, songs):
     """The control rows that a checkpoint's model reads for whole songs of these plans, as
-    model.song_log_probs takes them; None for a model saved before controls existed."""
-    if "controls" not in checkpoint:
+    model.song_log_probs takes them; None for a model that reads symbols alone."""
+    space = checkpoint_space(checkpoint)
+    if space is None:
         return None
-    space = ControlSpace.from_dict(checkpoint["controls"])
     return [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
