@@ -393,10 +393,10 @@ def test_bad_primers_get_one_clear_line(mg_two, two, tmp_path):
 def test_the_web_app_offers_the_styles_of_a_model_that_has_them(two):
     from fastapi.testclient import TestClient
 
-    import app
+    from melody import webapp
 
     model = two / config.RUNS_DIR / "two" / config.MODEL_PATH
-    with TestClient(app.create_app(model, root=model.parent)) as client:
+    with TestClient(webapp.create_app(model, root=model.parent)) as client:
         listed = client.get("/api/models").json()["models"][0]["controls"]
         assert {c["name"]: c for c in listed}["style"]["options"] == ["down", "up"]
         made = client.post("/api/generate", json={"style": "up", "steps": 32, "random_seed": 1})
