@@ -39,17 +39,13 @@ PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)
 MAX_BARS_LEFT = 32  # the model is told the bars still to come up to this many ("32 or more")
-ARCH = "lstm"  # train.py --arch: "lstm" or "transformer" (model.ARCHITECTURES)
+ARCH = "lstm"  # train.py --arch: "lstm" or "transformer" (melody.models.ARCHITECTURES)
 # LSTM (train.py --units, --dropout)
 NUM_UNITS = [256]  # one LSTM layer per entry
-DROPOUT = 0.3  # 0.2 overfit erk by epoch 50 (held-out NLL 0.701 against 0.693, before finals)
+DROPOUT = 0.3  # less overfits erk (docs/training.md)
 # Transformer (train.py --layers, --heads, --kv-heads, --width, --context, --dropout,
-# --weight-decay, --warmup). CPU defaults, measured on erk (README, Transformer): 2 layers of width
-# 128 train an epoch in 37 s and sample 2.5x faster than 4 layers, which took 100 s for the same
-# epoch-1 NLL (1.009 vs 1.002). 8 query heads sharing one key-value head (multi-query attention)
-# reached the NLL of 4 heads with their own (0.705 and 0.717 against 0.709 and 0.715 after 8
-# epochs, two seeds) with an eighth of the sampling cache: 64 melodies sample 1.8x faster.
-# On a GPU, the recipe: bench/gpu_deutschl.sh (6 layers, width 256, 8 heads, --kv-heads 8).
+# --weight-decay, --warmup): sized for a CPU (docs/training.md says how these were chosen); a GPU
+# recipe is in bench/gpu_deutschl.sh.
 TRANSFORMER_LAYERS = 2
 TRANSFORMER_HEADS = 8
 TRANSFORMER_KV_HEADS = 1  # each shared by TRANSFORMER_HEADS // TRANSFORMER_KV_HEADS query heads
@@ -67,7 +63,7 @@ BATCH_SIZE = 16  # training windows per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never
-# LSTM gradients spike now and then; on erk, 20 epochs reached 0.96 nats/step with it, 1.12 without
+# LSTM gradients spike now and then: clipping keeps one spike from undoing an epoch
 GRAD_CLIP_NORM = 1.0
 SEED = 42
 MODEL_PATH = "model.pth"  # best epoch: everything sampling needs
