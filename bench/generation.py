@@ -7,7 +7,7 @@ import torch
 from timing import show, timed
 
 import config
-from melody import artefacts, controls
+from melody import artefacts, checkpoints, controls
 from melody import models as model
 from melody.encoding import DELIMITER
 from melody.generation import MelodyGenerator
@@ -24,11 +24,11 @@ def untrained_models(mapping, data_dir):
     space = controls.ControlSpace.from_songs([controls.Plan.from_row(r) for r in rows])
     lstm = model.build("lstm", len(mapping), space.sizes(), model.default_settings("lstm"))
     checkpoint = {
-        "format": artefacts.CHECKPOINT_FORMAT,
+        "format": checkpoints.MODEL_FORMAT,
         "hyperparameters": lstm.hyperparameters(),
         "model_state": lstm.state_dict(),
         "vocabulary": sorted(mapping, key=mapping.get),
-        "sequence_length": config.SEQUENCE_LENGTH,
+        "training_window": config.SEQUENCE_LENGTH,
         "time_step": config.TIME_STEP,
         "controls": space.as_dict(),
     }

@@ -10,7 +10,7 @@ from generation import NO_STOP_BIAS
 from timing import timed
 
 import config
-from melody import artefacts, controls
+from melody import artefacts, checkpoints, controls
 from melody import models as model
 from melody.encoding import DELIMITER
 from melody.generation import MelodyGenerator
@@ -26,7 +26,7 @@ def sampling_checkpoint(arch, mapping, data_dir):
     with torch.no_grad():
         net.head.bias[mapping[DELIMITER]] -= NO_STOP_BIAS
     return {
-        "format": artefacts.CHECKPOINT_FORMAT,
+        "format": checkpoints.MODEL_FORMAT,
         "arch": arch,
         "hyperparameters": net.hyperparameters(),
         "model_state": net.state_dict(),

@@ -20,9 +20,6 @@ import config
 from melody import checkpoints
 from melody.encoding import DELIMITER
 
-# the format name train.py and the tests write until they call checkpoints.model_checkpoint
-CHECKPOINT_FORMAT = checkpoints.LEGACY_FORMAT
-
 
 class UserError(Exception):
     """A problem the user can fix: scripts print its one sentence instead of a traceback."""

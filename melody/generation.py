@@ -101,9 +101,8 @@ class MelodyGenerator:
         must agree with it.
 
         model_path: the default (model.pth) falls back to the pretrained model where it is missing.
-        mapping_path: "auto" is the mapping the checkpoint names (mapping.json for a model from
-            before checkpoints named it), and none for the pretrained model fallen back to; None
-            checks none.
+        mapping_path: "auto" is the mapping the checkpoint names, and none for the pretrained
+            model fallen back to; None checks none.
         device: "cpu" is fastest for a few melodies; a GPU pays off for large batches.
         """
         resolved = default_model(model_path)
@@ -118,12 +117,8 @@ class MelodyGenerator:
             self.model = model.load(checkpoint).to(self.device)
             self.vocabulary = list(checkpoint["vocabulary"])
             self.time_step = float(checkpoint["time_step"])
-            # None: a model trained before controls existed; it writes 4/4 and takes none
-            self.controls = (
-                controls.ControlSpace.from_dict(checkpoint["controls"])
-                if "controls" in checkpoint
-                else None
-            )
+            # None: a model that reads symbols alone; it writes 4/4 and takes no controls
+            self.controls = controls.checkpoint_space(checkpoint)
         except (KeyError, TypeError, RuntimeError, ValueError) as error:
             raise UserError(
                 f"{model_path} does not hold a complete model ({type(error).__name__}): "
@@ -133,7 +128,7 @@ class MelodyGenerator:
             raise UserError(f"{model_path} has an inconsistent vocabulary: re-run train.py")
         self.index = {symbol: i for i, symbol in enumerate(self.vocabulary)}
         if mapping_path == "auto":
-            mapping_path = None if pretrained else checkpoint.get("mapping", config.MAPPING_PATH)
+            mapping_path = None if pretrained else checkpoint["mapping"]
         if mapping_path is not None and Path(mapping_path).is_file():
             self._check_mapping(Path(model_path), Path(mapping_path))
 

@@ -75,11 +75,6 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other
     changes.
     """
-    # a run from before the schedule had a constant rate; from before the registry, an LSTM;
-    # a Transformer from before kv_heads, a key-value head per query head
-    saved = {"min_lr": saved["lr"], "arch": "lstm", **saved}
-    if saved["arch"] == "transformer":
-        saved = {"kv_heads": saved["heads"], **saved}
     for name in run_settings(saved["arch"]):
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(

@@ -25,7 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 import config
-from melody import artefacts, controls, devices, models
+from melody import artefacts, checkpoints, controls, devices, models
 from melody.artefacts import UserError
 from melody.batches import PADDING, training_data
 from melody.encoding import DELIMITER
@@ -497,25 +497,24 @@ def record(run, epoch, train_loss, nll, accuracy, seconds):
 
 def best_checkpoint(run, epoch, nll, accuracy):
     """model.pth: all that sampling needs."""
-    return {
-        "format": artefacts.CHECKPOINT_FORMAT,
-        "arch": run.settings["arch"],
-        "hyperparameters": run.model.hyperparameters(),
-        "model_state": cpu_state_dict(run.model),
-        "vocabulary": run.corpus.vocabulary,
-        "sequence_length": run.settings.get("seq_len"),
-        "time_step": config.TIME_STEP,
-        "epoch": epoch,
-        "val_loss": nll,
-        "val_accuracy": accuracy,
-        "val_songs": run.val_songs,
-        "seed": run.settings["seed"],
+    return checkpoints.model_checkpoint(
+        arch=run.settings["arch"],
+        hyperparameters=run.model.hyperparameters(),
+        model_state=cpu_state_dict(run.model),
+        vocabulary=run.corpus.vocabulary,
+        training_window=run.settings.get("seq_len"),  # None: a model trained on whole songs
+        time_step=config.TIME_STEP,
+        epoch=epoch,
+        val_loss=nll,
+        val_accuracy=accuracy,
+        val_songs=run.val_songs,
+        seed=run.settings["seed"],
         # where the songs came from, so evaluate.py and melodygenerator.py find them
-        "dataset": str(run.paths["dataset"]),
-        "mapping": str(run.paths["mapping"]),
-        "metadata": str(run.corpus.metadata),
-        "controls": run.space.as_dict(),
-    }
+        dataset=str(run.paths["dataset"]),
+        mapping=str(run.paths["mapping"]),
+        metadata=str(run.corpus.metadata),
+        controls=run.space.as_dict(),
+    )
 
 
 def save_epoch(run, improved):
@@ -528,18 +527,17 @@ def save_epoch(run, improved):
     # model.pth first, then the state: a kill between the two is undone by --resume (resume_run)
     artefacts.save_torch(
         run.paths["state_path"],
-        {
-            "format": artefacts.CHECKPOINT_FORMAT,
-            "settings": run.settings,
-            "data_digest": run.corpus.digest,
-            "model_state": cpu_state_dict(run.model),
-            "optimizer_state": run.optimizer.state_dict(),
-            "scaler_state": run.scaler.state_dict(),
-            "rng_states": devices.rng_states(run.device),
-            "history": run.history,
-            "best_checkpoint": run.best,
-            "epochs_since_best": run.since_best,
-        },
+        checkpoints.training_state(
+            settings=run.settings,
+            data_digest=run.corpus.digest,
+            model_state=cpu_state_dict(run.model),
+            optimizer_state=run.optimizer.state_dict(),
+            scaler_state=run.scaler.state_dict(),
+            rng_states=devices.rng_states(run.device),
+            history=run.history,
+            best_checkpoint=run.best,
+            epochs_since_best=run.since_best,
+        ),
     )
     write_log(run.paths["log_path"], run.history)
 

@@ -162,11 +162,6 @@ def test_style_fields_and_a_model_of_one_collection():
     assert single.styles == [] and len(single.sizes()) == 4 and single.plans[0].style is None
     with pytest.raises(ValueError, match="trained on one collection and takes no style"):
         single.choose(random.Random(0), style="a")
-    # a space saved before styles existed (4-field plans, no "styles") still loads
-    old = single.as_dict()
-    del old["styles"]
-    old["plans"] = [p[:4] for p in old["plans"]]
-    assert ControlSpace.from_dict(old).choose(random.Random(0)) == Plan("2/4", "major", 0, 4)
 
 
 def test_a_model_of_one_collection_refuses_style_in_one_line(tiny_artefacts, tmp_path):

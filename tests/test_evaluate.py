@@ -16,7 +16,7 @@ from test_twosample import walk
 import config
 import evaluate
 import train
-from melody import artefacts, controls
+from melody import artefacts, checkpoints, controls
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER, HOLD
 from melody.evaluation.features import (
@@ -45,7 +45,7 @@ def save_checkpoint(path, model, mapping, val_songs):
     artefacts.save_torch(
         path,
         {
-            "format": artefacts.CHECKPOINT_FORMAT,
+            "format": checkpoints.LEGACY_FORMAT,
             "hyperparameters": model.hyperparameters(),
             "model_state": model.state_dict(),
             "vocabulary": sorted(mapping, key=mapping.get),

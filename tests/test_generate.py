@@ -13,7 +13,7 @@ import torch
 from conftest import ROOT, TINY_SONGS
 from music21 import converter
 
-from melody import artefacts
+from melody import artefacts, checkpoints
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER, encode_events, events_from_stream
 from melody.generation import MelodyGenerator
@@ -27,7 +27,7 @@ def save_checkpoint(path, model, vocabulary=VOCABULARY):
     artefacts.save_torch(
         path,
         {
-            "format": artefacts.CHECKPOINT_FORMAT,
+            "format": checkpoints.LEGACY_FORMAT,
             "hyperparameters": model.hyperparameters(),
             "model_state": model.state_dict(),
             "vocabulary": vocabulary,

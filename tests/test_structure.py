@@ -14,7 +14,7 @@ import torch
 from conftest import BARS, ROOT
 from music21 import converter, key, meter, stream
 
-from melody import artefacts, controls
+from melody import artefacts, checkpoints, controls
 from melody.controls import ControlSpace, Plan
 from melody.encoding import DELIMITER
 from melody.generation import Melody, MelodyGenerator
@@ -79,11 +79,6 @@ def test_the_final_is_a_field_of_every_step_asked_as_a_scale_degree(mg):
     assert {m.final for m in minor} == {7}  # E in A minor: 7 semitones above the tonic
     drawn = {m.final for m in mg.generate_melodies("", 32, 100, rng=0)}
     assert drawn == {0, 7}  # drawn with the plan, as the songs end
-    old = {k: v for k, v in space.as_dict().items() if k != "shapes"}  # saved before shapes
-    assert ControlSpace.from_dict(old).sizes() == [2, 2, 13, 34]
-    with pytest.raises(ValueError, match="final: this model was trained before it existed"):
-        ControlSpace.from_dict(old).check(final=1)
-    ControlSpace.from_dict(old).check(ambitus=12)  # kept by the choice of candidates: any model
 
 
 def test_misfit_says_how_far_a_melody_is_from_its_plans_final_and_ambitus():
@@ -242,7 +237,7 @@ def test_a_model_from_before_controls_generates_4_4_and_refuses_controls(tmp_pat
     artefacts.save_torch(
         tmp_path / "old.pth",
         {
-            "format": artefacts.CHECKPOINT_FORMAT,
+            "format": checkpoints.LEGACY_FORMAT,
             "hyperparameters": {"vocab_size": len(vocabulary), "num_units": [8], "dropout": 0.0},
             "model_state": model.state_dict(),
             "vocabulary": vocabulary,

@@ -101,7 +101,7 @@ def test_overfits_tiny_dataset_and_checkpoint_rescores_to_its_val_loss(tiny_arte
     assert checkpoint["epoch"] == summary["best_epoch"]
     assert checkpoint["val_loss"] == min(row["val_loss"] for row in state["history"])
     assert checkpoint["dataset"] == str(tiny_artefacts / "file_dataset")
-    assert checkpoint["sequence_length"] == 32 and checkpoint["seed"] == 42
+    assert checkpoint["training_window"] == 32 and checkpoint["seed"] == 42
     validation = [songs[i] for i in checkpoint["val_songs"]]
     assert set(checkpoint["val_songs"]).isdisjoint(artefacts.split_songs(len(songs))[0])
     model = MelodyLSTM.from_checkpoint(checkpoint)

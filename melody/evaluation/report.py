@@ -63,13 +63,12 @@ def evaluate(args):
 
 def resolve_data(args, first_model):
     """Fill in --dataset, --mapping, --metadata and --out where unset: the files the first model
-    names as its training data (a model from before checkpoints named them: the tutorial's files
-    in the repo root), and evaluation/ beside the model."""
+    names as its training data, and evaluation/ beside the model."""
     checkpoint = artefacts.load_torch(first_model)
     if args.dataset is None:
-        args.dataset = checkpoint.get("dataset", config.SINGLE_FILE_DATASET)
-        args.mapping = args.mapping or checkpoint.get("mapping")
-        args.metadata = args.metadata or checkpoint.get("metadata")
+        args.dataset = checkpoint["dataset"]
+        args.mapping = args.mapping or checkpoint["mapping"]
+        args.metadata = args.metadata or checkpoint["metadata"]
     args.mapping = args.mapping or str(Path(args.dataset).parent / config.MAPPING_PATH)
     args.out = args.out or str(Path(first_model).parent / config.EVALUATION_DIR)
 
@@ -231,10 +230,10 @@ def models_frame(run):
             {
                 "model": p,
                 "epoch": c.get("epoch"),
-                "architecture": c.get("arch", "lstm"),
+                "architecture": c["arch"],
                 "hyperparameters": c["hyperparameters"],
                 "training seed": c.get("seed"),
-                "trained on": c.get("dataset"),
+                "trained on": c["dataset"],
                 "val_loss in checkpoint": c.get("val_loss"),
             }
             for p, c in zip(run.paths, run.checkpoints)

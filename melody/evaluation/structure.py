@@ -17,11 +17,12 @@ from melody.evaluation.common import Section, markdown, overlap, percent, save_f
 def section(run):
     """Ask each model for each meter the held-out songs have often enough and it knows, and for
     each mode they have; compare with the held-out songs of that meter or mode."""
+    spaces = [controls.checkpoint_space(c) for c in run.checkpoints]
     meters = [
         m
         for m in config.EVAL_METERS
         if sum(p.meter == m for p in run.test_plans) >= 5
-        and all(m in c.get("controls", {}).get("meters", []) for c in run.checkpoints)
+        and all(space is not None and m in space.meters for space in spaces)
     ]
     if not meters:
         return Section()
