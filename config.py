@@ -35,6 +35,15 @@ MAPPING_PATH = "mapping.json"
 SONG_METADATA = "song_metadata.csv"  # per song of file_dataset: meter, pickup, mode, key, source
 CACHE_DIR = ".cache"
 PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes on a damaged file)
+# Bounds on one song before music21 sees it (folk songs are a few kB and a few hundred notes):
+# a file past them is skipped with its reason, so no file can fill the memory
+MAX_SONG_BYTES = 4 * 1024 * 1024  # a song's bytes, an .mxl's score counted unzipped
+MAX_FILE_BYTES = 64 * 1024 * 1024  # a file's (an ABC file may hold thousands of tunes)
+MAX_SONG_NOTES = 20_000  # notes and rests in a song
+MAX_SONG_QUARTERS = 16_384  # quarter notes from its start to its end (1,024 bars of 4/4)
+MAX_HELD_BARS = 8  # a longer note or silence in a MIDI file marks a damaged file, not a song
+PARSE_MEMORY_BYTES = 2 * 1024**3  # address space of the process that reads a primer
+STALE_TEMP_SECONDS = 3600  # a temporary file this old beside an artefact is an interrupted run's
 
 # Model and training
 SEQUENCE_LENGTH = 64  # `/` symbols between songs in file_dataset (the tutorial's window)
@@ -87,6 +96,8 @@ TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of
 # Melodies sampled per melody returned; the one that best fits its plan's final and ambitus is
 # kept (melodygenerator.generate_melody's candidates)
 END_CANDIDATES = 4
+# Samples of a gap in a melody that regenerate weighs by how well the bars after it follow
+EDIT_CANDIDATES = 64
 BPM = 120
 TIME_SIGNATURE = "4/4"  # the meter of a melody that has none (a plain list, or an old model)
 EVALUATION_DIR = "evaluation"
@@ -99,6 +110,22 @@ BOOTSTRAP_RESAMPLES = 1000  # resamples of the melodies for the AUC's 95% interv
 PERMUTATION_REPEATS = 5  # permutations per feature family for its importance
 TOP_FEATURES = 5  # feature families and single features the report names per comparison
 LISTENING_MIN_STEPS = 16  # shorter generated melodies (a bar of 4/4) are too short to judge by ear
+SURPRISAL_SONGS = 3  # held-out songs evaluate.py draws with each note's bits under the score
+# bench/idyom.py: bits per note beside IDyOM's (Pearce 2005), 10-fold cross-validation on Essen
+# sets; small models and few epochs, sized for a few hundred songs on a CPU
+IDYOM_DEUTSCHL = "../shared/deutschl"  # the Essen deutschl folders (kinder, fink, ...)
+IDYOM_SETS = ["kinder", "fink"]
+IDYOM_FOLDS = 10
+IDYOM_WORK = "runs/idyom"  # preprocessed songs, each fold's data and model
+IDYOM_UNITS = [128]  # the LSTM's: small, for a few hundred training songs
+IDYOM_DROPOUT = 0.3
+IDYOM_BATCH_SIZE = 8  # small batches of short windows: enough updates from a few hundred songs
+IDYOM_WINDOW = 64
+IDYOM_LEARNING_RATE = 0.003  # the LSTM's, along a cosine to a tenth of it
+IDYOM_EPOCHS = 25
+IDYOM_PRETRAIN_EPOCHS = 5  # on deutschl outside the sets, before each fold's fine-tuning
+IDYOM_FINETUNE_EPOCHS = 5  # at a third of IDYOM_LEARNING_RATE
+IDYOM_KEYS = 24  # the written keys a song is moved from: 12 tonics x major/minor
 
 # Web app (app.py): loopback by default; each limit is refused with a 4xx and a sentence
 WEB_HOST = "127.0.0.1"
@@ -112,4 +139,13 @@ WEB_MAX_UPLOAD_BYTES = 2 * 1024 * 1024  # a primer file (folk-song MIDI files ar
 WEB_MAX_JSON_BYTES = 64 * 1024  # a request's controls
 WEB_PRIMER_BARS = 2  # bars of an uploaded primer that become the seed
 WEB_WORKERS = 2  # generations at once (threads): more only queue for the same CPU cores
-WEB_KEPT_MELODIES = 512  # melodies whose files stay downloadable (oldest forgotten first)
+WEB_STORE_BYTES = 8 * 1024 * 1024  # melodies kept downloadable, by size (oldest forgotten first)
+WEB_MIN_BPM = 20  # the tempo control's range, quarter notes per minute
+WEB_MAX_BPM = 400
+WEB_MAX_BARS = 64  # most bars a request may ask for (their steps must fit under WEB_MAX_STEPS)
+WEB_MAX_TEMPERATURE = 5.0  # hotter samples only noise
+WEB_MAX_SEED_SYMBOLS = 1024  # every symbol of a seed is run through the model, holding a worker
+WEB_MAX_SOUND_SECONDS = 600  # longest WAV a melody may make (its samples are held in memory)
+WEB_MAX_NESTING = 8  # JSON nested deeper is refused before it is parsed
+WEB_SCORE_WIDTH = 945  # the score's width in CSS pixels unless the page says its own
+WEB_PARSE_TIMEOUT = 2  # seconds an uploaded primer may take to read (a folk song is quick)

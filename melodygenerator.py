@@ -1,9 +1,10 @@
-"""Sample new melodies from a trained model and write them as MIDI, MusicXML, a score picture
-(SVG, PNG) or sound (WAV).
+"""Sample new melodies from a trained model, or sample chosen bars of a song again (--edit), and
+write them as MIDI, MusicXML, a score picture (SVG, PNG), sound (WAV), ABC or kern.
 
     python melodygenerator.py --seed "55 _ _ _ 60 _" --temperature 0.8 --num-melodies 4 --key G
     python melodygenerator.py --output song.mid song.wav song.png
     python melodygenerator.py --primer tune.mid --primer-bars 2    # continues a file's first bars
+    python melodygenerator.py --edit tune.abc --regenerate 3-4 --output new.abc new.svg
 
 or in a notebook:
 
@@ -21,6 +22,7 @@ import argparse
 import config
 from melody import artefacts
 from melody.cli import add_control_flags, add_sampling_flags
+from melody.editing import run as edit
 from melody.generation import (  # noqa: F401  (re-exported: callers of melodygenerator.NAME)
     Melody,
     MelodyGenerator,
@@ -65,10 +67,37 @@ def _input_flags(parser):
     )
 
 
+def _edit_flags(parser):
+    """Editing a song file instead of sampling a new melody (melody/editing.py)."""
+    parser.add_argument(
+        "--edit",
+        metavar="FILE",
+        help="edit this song (MIDI, MusicXML, kern or ABC) instead of sampling a new one, in its "
+        "meter, pickup and key: with --regenerate, --keep-rhythm or both",
+    )
+    parser.add_argument(
+        "--regenerate",
+        metavar="BARS",
+        help="with --edit: the bars to sample again, e.g. 3-4 or 1-2,7 (the pickup is bar 0)",
+    )
+    parser.add_argument(
+        "--keep-rhythm",
+        action="store_true",
+        help="with --edit: new pitches over the same rhythm (in the --regenerate bars; else all)",
+    )
+    parser.add_argument(
+        "--edit-candidates",
+        type=int,
+        default=config.EDIT_CANDIDATES,
+        help="with --edit: samples of each run of bars, weighed by how likely the bars after "
+        "them are",
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(
-        description="Sample melodies from model.pth and write them as MIDI, MusicXML, SVG, PNG "
-        "or WAV.",
+        description="Sample melodies from model.pth, or edit a song's bars (--edit), and write "
+        "them as MIDI, MusicXML, SVG, PNG, WAV, ABC or kern.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _input_flags(parser)
@@ -97,7 +126,7 @@ def main():
         nargs="+",
         default=[config.OUTPUT_PATH],
         help="files to write, each of the kind its suffix says (.mid, .musicxml, .svg, .png, "
-        ".wav; another suffix takes --format); with several melodies generated_1.mid, "
+        ".wav, .abc, .krn; another suffix takes --format); with several melodies generated_1.mid, "
         "generated_2.mid, ...",
     )
     parser.add_argument(
@@ -109,7 +138,9 @@ def main():
     parser.add_argument(
         "--device", default="cpu", help="cpu is fastest for a few melodies; cuda for large batches"
     )
-    run(parser.parse_args())
+    _edit_flags(parser)
+    args = parser.parse_args()
+    (edit if args.edit else run)(args)
 
 
 if __name__ == "__main__":

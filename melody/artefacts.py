@@ -7,12 +7,17 @@ train.py      -> model.pth (best epoch: all that sampling needs), train_state.pt
 """
 
 import csv
+import errno
+import glob
+import hashlib
 import io
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -26,8 +31,8 @@ class UserError(Exception):
 
 
 def run_script(main):
-    """Run a script's main(), turning a UserError (or Ctrl-C) into one line on stderr and exit
-    status 1.
+    """Run a script's main(), turning a UserError, a full disk (or Ctrl-C) into one line on
+    stderr and exit status 1.
     """
     try:
         main()
@@ -37,6 +42,30 @@ def run_script(main):
     except KeyboardInterrupt:
         print("interrupted: nothing half-written was left behind", file=sys.stderr)
         sys.exit(130)
+    except Exception as error:
+        full = disk_full(error)
+        if full is None:
+            raise
+        print(f"error: {full}", file=sys.stderr)
+        sys.exit(1)
+
+
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def disk_full(error):
+    """The one line to print for an error caused by a full disk (or quota), wherever in its
+    chain of causes the OSError is (torch and csv wrap it), else None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in _DISK_FULL:
+            where = f" writing {error.filename}" if error.filename else ""
+            return f"no space left on the disk{where}: free some space and run again"
+        if "No space left on device" in str(error):
+            return "no space left on the disk: free some space and run again"
+        error = error.__cause__ or error.__context__
+    return None
 
 
 _UMASK = os.umask(0)
@@ -48,6 +77,7 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; rename it onto `path` only when the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     os.chmod(
@@ -59,6 +89,23 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def remove_stale_temporaries(path, older_than=config.STALE_TEMP_SECONDS):
+    """Delete the temporary files and folders (`.NAME.*.tmp`) an interrupted run left beside
+    `path`; younger ones may be a running process's, and stay."""
+    path = Path(path)
+    now = time.time()
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        try:
+            if now - leftover.lstat().st_mtime < older_than:
+                continue
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
+        except OSError:
+            pass  # another run removed it first, or it is not ours to remove
 
 
 def write_text(path, text):
@@ -171,7 +218,27 @@ METADATA_COLUMNS = [
     "bars",
     "final",
     "ambitus",
+    "digest",
 ]
+
+
+def song_digest(symbols):
+    """A song's fingerprint in song_metadata.csv, so a table is never read with another run's
+    file_dataset (check_table)."""
+    return hashlib.sha256(" ".join(symbols).encode()).hexdigest()[:16]
+
+
+def check_table(rows, songs, mapping, path):
+    """Refuse a song table whose rows do not describe these songs (ints, as load_songs gives
+    them): a table and file_dataset from different runs of preprocess.py."""
+    symbols = sorted(mapping, key=mapping.get)
+    for index, (row, song) in enumerate(zip(rows, songs)):
+        digest = row.get("digest")
+        if digest and digest != song_digest(symbols[i] for i in song):
+            raise UserError(
+                f"{path} row {index} ({row['source']}) does not describe song {index} of the "
+                "dataset: the two are from different runs of preprocess.py; run it again"
+            )
 
 
 def write_metadata(path, rows):

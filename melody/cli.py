@@ -82,6 +82,12 @@ CONTROL_FLAGS = {  # flag -> argparse settings
         help=f"the semitones from the lowest to the highest note, as near as the candidates come "
         f"{DRAWN}",
     ),
+    "--form": dict(
+        default=None,
+        help="phrases that come back, a letter each: AABB (A again), ABA'C (A': A's opening, a "
+        "new close), AA~ (A's rhythm, other notes), AABB/4 (4 bars per phrase) (default "
+        "%(default)s: none asked)",
+    ),
 }
 
 PARAMETERS = {"steps": "num_steps"}  # a flag's generate_melodies keyword, where it differs
@@ -95,7 +101,7 @@ def add_sampling_flags(parser, names=tuple(SAMPLING_FLAGS)):
 
 def add_control_flags(parser, names=tuple(CONTROL_FLAGS)):
     """Add the control flags named (default: all of CONTROL_FLAGS: meter, mode, bars, pickup,
-    style, final, ambitus) to parser, in that order; returns {flag: its argparse action}."""
+    style, final, ambitus, form) to parser, in that order; returns {flag: its argparse action}."""
     return {name: parser.add_argument(name, **CONTROL_FLAGS[name]) for name in names}
 
 

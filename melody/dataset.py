@@ -30,7 +30,7 @@ from melody.encoding import DELIMITER, encode_events, transpose_events, transpos
 from melody.sources import download, download_source, find_sources
 
 # Bump when a reader's output changes: cached parses of older versions are dropped.
-PARSER_VERSION = 4
+PARSER_VERSION = 5
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,7 +45,7 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
-TIMED_OUT = "took too long to read"  # not cached: it depends on the machine's load
+TIMED_OUT = readers.TIMED_OUT  # not cached: it depends on the machine's load
 
 
 def _parse_job(job):
@@ -289,6 +289,7 @@ def song_metadata(index, name, collection, result, symbols, time_step=config.TIM
         "bars": round(steps / bar) if bar else "",
         "final": "" if final is None else final,
         "ambitus": "" if final is None else controls.ambitus_of(symbols),
+        "digest": artefacts.song_digest(symbols),
     }
 
 
@@ -332,6 +333,7 @@ def _holds_songs(folder, songs):
 
 def _replace_song_folder(save_dir, songs):
     """Write songs to a temporary folder beside save_dir, then swap it in."""
+    artefacts.remove_stale_temporaries(save_dir)
     new_dir = Path(
         tempfile.mkdtemp(dir=save_dir.parent, prefix=f".{save_dir.name}.", suffix=".tmp")
     )

@@ -18,6 +18,7 @@ import torch
 
 import config
 from melody import artefacts, controls, outputs, render, sampling
+from melody import form as forms
 from melody import models as model
 from melody.artefacts import UserError
 from melody.cli import control_settings, flag_errors, sampling_settings
@@ -52,6 +53,7 @@ class Melody(list):
         self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus)
         self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
         self.opening = 0  # symbols from the seed or primer; the generated ones follow
+        self.form = None  # the form asked (form.py's notation), None where none was
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)
@@ -166,6 +168,7 @@ class MelodyGenerator:
         final=None,
         ambitus=None,
         candidates=None,
+        form=None,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -199,6 +202,7 @@ class MelodyGenerator:
             config.END_CANDIDATES): the one that fits the plan best is returned, closing on its
             final (which the model is told, but a sample may stray from) with the ambitus nearest
             the plan's (which the model is not told). 1: the melody as sampled.
+        form: the phrases that come back, a letter each: "AABB", "AA'BA~/4" (melody/form.py).
         primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
             continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
             fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
@@ -223,6 +227,7 @@ class MelodyGenerator:
             final=final,
             ambitus=ambitus,
             candidates=candidates,
+            form=form,
         )[0]
 
     @torch.inference_mode()
@@ -246,6 +251,7 @@ class MelodyGenerator:
         final=None,
         ambitus=None,
         candidates=None,
+        form=None,
     ):
         """Sample n melodies from the same seed (or primer) as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
@@ -266,7 +272,9 @@ class MelodyGenerator:
         sampling.check_sampling(temperature, top_k, top_p)
         generator = sampling.make_generator(rng)
         given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
+        form = None if form is None else forms.parse_form(form)
         plans = self._plans(n, len(seed_indices), generator, **given, final=final, ambitus=ambitus)
+        plans = self._fit_form(form, plans, bars, len(seed_indices))
         stop = len(seed_indices) + num_steps
         fields, end = self._controls(plans, stop)
         k, chosen = sampling.candidates_to_sample(candidates, plans, end, stop)
@@ -287,8 +295,11 @@ class MelodyGenerator:
             top_k=top_k,
             top_p=top_p,
             generator=generator,
+            copying=self._copying(form, plans, seed_rows, num_steps),
         )
         melodies = self._melodies(seed_indices, tokens, plans, opening)
+        for melody in melodies:
+            melody.form = form and form.text
         return sampling.choose(melodies, k, chosen)
 
     @property
@@ -322,6 +333,35 @@ class MelodyGenerator:
                 plan = dataclasses.replace(plan, bars=seed_length // bar + 1)
             plans.append(plan)
         return plans
+
+    def _fit_form(self, form, plans, bars, seed_length):
+        """Each plan with the bars its form needs (form: a form.Form, or None: plans as they
+        are); a form that does not fit the bars asked, or the seed, is a ValueError."""
+        if form is None:
+            return plans
+        if self.controls is None:
+            raise ValueError(
+                f"form {form.text!r} needs bars, and this model was trained before bars existed: "
+                "re-run preprocess.py and train.py to use it"
+            )
+        fitted = []
+        for plan in plans:
+            bar = self.controls.bar_steps(plan.meter)
+            plan = dataclasses.replace(plan, bars=form.fit(bars, bar)[0])
+            if plan.bars * bar <= seed_length:
+                raise ValueError(
+                    f"form {form.text!r}: the seed ({seed_length} steps) fills its {plan.bars} "
+                    f"bars of {plan.meter} already: ask for more bars"
+                )
+            fitted.append(plan)
+        return fitted
+
+    def _copying(self, form, plans, seed_rows, num_steps):
+        """The sampling.Copying that makes each row follow the form, or None without one."""
+        if form is None:
+            return None
+        copies = [form.copies(p.bars, self.controls.bar_steps(p.meter), p.pickup) for p in plans]
+        return sampling.Copying(copies, seed_rows, num_steps, self.index)
 
     def _controls(self, plans, steps):
         """The control fields of steps 0..steps [n, steps + 1, fields], and the step at which each
@@ -398,6 +438,33 @@ class MelodyGenerator:
             melody, step_duration, format, file_name, bpm, key, time_signature, pickup
         )
 
+    def regenerate(
+        self,
+        melody,
+        bars=None,
+        keep=None,
+        rng=None,
+        candidates=None,
+        temperature=1.0,
+        top_k=None,
+        top_p=None,
+    ):
+        """A new Melody with the bars asked sampled again, every other bar kept exactly, and the
+        melody's meter, mode, pickup, length, style and key (melody/editing.py says how).
+
+        bars: bar numbers as the score numbers them (the pickup is bar 0, the first full bar bar
+            1), e.g. [3, 4]; None: all of them. A bar outside the melody is a ValueError.
+        keep: None, or "rhythm": new pitches over the same onsets, holds and rests.
+        candidates: samples of each run of bars, weighed by how likely the model finds the kept
+            bars after them (None: config.EDIT_CANDIDATES); rng, temperature, top_k, top_p: as
+            generate_melody takes them.
+        """
+        from melody import editing  # editing builds on this module
+
+        return editing.regenerate(
+            self, melody, bars, keep, rng, candidates, temperature, top_k, top_p
+        )
+
 
 def run(args):
     """`python melodygenerator.py`: sample args.num_melodies melodies and write each to every
@@ -452,4 +519,5 @@ def describe_plan(melody):
             else ""
         )
         + (f", ambitus {melody.ambitus}" if melody.ambitus is not None else "")
+        + (f", form {melody.form}" if melody.form else "")
     )

@@ -9,7 +9,7 @@ from music21 import key as m21key
 from music21 import meter
 
 import config
-from melody import artefacts, controls, render
+from melody import artefacts, controls, render, writers
 from melody.readers import midi, musicxml
 from melody.sampling import is_positive_number
 
@@ -18,6 +18,7 @@ SUFFIX_FORMATS = {  # file kinds that a name's suffix decides; any other name ta
     ".svg": "svg",
     ".png": "png",
     ".wav": "wav",
+    **writers.SUFFIX_FORMATS,  # ABC and kern
 }
 
 
@@ -49,28 +50,33 @@ def default_key(mode):
 
 
 def parse_key(name):
-    """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key."""
+    """ "G", "e" (lower case: minor), "F# minor", "Bb major", "B-" -> a music21 Key with one of the
+    15 standard signatures of its mode: a tonic past 7 sharps or flats is spelt as its enharmonic
+    ("Db minor" -> C# minor), as a MIDI or MusicXML key signature must be."""
     match = re.fullmatch(
-        r"\s*([A-Ga-g])([#b-]*)(?:\s+(major|minor))?\s*", str(name), flags=re.IGNORECASE
+        r"\s*([A-Ga-g])([#b-]?)(?:\s+(major|minor))?\s*", str(name), flags=re.IGNORECASE
     )
     if not match:
         raise ValueError(
             f"key {name!r} is not a key like 'G', 'e' (minor), 'F# minor' or 'Bb major'"
         )
-    letter, accidentals, mode = match.groups()
+    letter, accidental, mode = match.groups()
     mode = mode.lower() if mode else ("major" if letter.isupper() else "minor")
-    return m21key.Key(letter.upper() + accidentals.replace("b", "-"), mode)
+    found = m21key.Key(letter.upper() + accidental.replace("b", "-"), mode)
+    if abs(found.sharps) > 7:
+        found = m21key.Key(found.tonic.getEnharmonic().name, mode)
+    return found
 
 
 def file_kind(file_name, format):
-    """The path to write and its kind ("midi", "musicxml", "svg", "png" or "wav"): the suffix's,
-    else `format`; format="musicxml" with a MIDI name writes <name>.musicxml."""
+    """The path to write and its kind ("midi", "musicxml", "svg", "png", "wav", "abc" or "kern"):
+    the suffix's, else `format`; format="musicxml" with a MIDI name writes <name>.musicxml."""
     path = Path(file_name)
     suffix = path.suffix.lower()
     if suffix not in SUFFIX_FORMATS and format not in ("midi", "musicxml"):
         raise ValueError(
-            f"format must be 'midi' or 'musicxml' (or a file name ending in .svg, .png or "
-            f".wav), not {format!r}"
+            f"format must be 'midi' or 'musicxml' (or a file name ending in "
+            f"{', '.join(sorted(SUFFIX_FORMATS))}), not {format!r}"
         )
     fmt = SUFFIX_FORMATS.get(suffix, format)
     if fmt == "musicxml" and suffix in midi.SUFFIXES:
@@ -87,6 +93,11 @@ def write_melody(melody, step_duration, format, file_name, bpm, key, time_signat
     path, fmt = file_kind(file_name, format)
     key = key if key is not None else getattr(melody, "key", None)
     target_key = parse_key(key) if key is not None else default_key(getattr(melody, "mode", None))
+    if fmt in writers.FORMATS:
+        title, meter = path.stem, time_signature
+        text = writers.text(fmt, symbols, step_duration, meter, pickup, target_key, bpm, title)
+        artefacts.write_text(path, text)
+        return path
     if fmt == "wav":
         transpose = render.key_interval(target_key).semitones
         artefacts.write_bytes(

@@ -1,6 +1,7 @@
 """A primer: the opening bars of a song file that a melody continues, read as preprocess.py reads
 songs and moved to C major / A minor (melodygenerator.py --primer, the web page's upload)."""
 
+from pathlib import Path
 from typing import NamedTuple
 
 import config
@@ -19,20 +20,28 @@ class Primer(NamedTuple):
     key: str
 
 
-def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP):
+def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP, timeout=None):
     """A file's first `bars` bars (the pickup and `bars` full bars) as a Primer: read as
-    preprocess.py reads songs (readers.read_file; the first tune of an ABC file), moved to C major
-    / A minor and encoded. An unreadable, empty or polyphonic file is a ValueError saying so."""
+    preprocess.py reads songs (readers.read_file; the first tune of an ABC file), in a child
+    process bounded in time (timeout, default config.PARSE_TIMEOUT seconds) and memory, moved to
+    C major / A minor and encoded. A missing, unreadable, empty or polyphonic file is a
+    ValueError saying so."""
     from melody import dataset  # here: only a primer needs the dataset code and its imports
 
     check_count("primer_bars", bars, minimum=1)
-    name, result = readers.read_file(path)[0]
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"primer {path} not found: check the path")
+    if path.is_dir():
+        raise ValueError(f"primer {path} is a folder: give one MIDI, MusicXML, kern or ABC file")
+    timeout = config.PARSE_TIMEOUT if timeout is None else timeout
+    name, result = readers.read_bounded(path, timeout)[0]
     if "skip" in result:
         raise ValueError(
             f"primer {path}: cannot use it ({result['skip']}); give a MIDI, MusicXML, kern or "
             "ABC file of one melody"
         )
-    if polyphonic(path):
+    if result.get("polyphonic"):
         raise ValueError(
             f"primer {path} is polyphonic (notes that start together, or several parts): give "
             "a file of one melody line"
@@ -44,21 +53,6 @@ def read_primer(path, bars=config.PRIMER_BARS, time_step=config.TIME_STEP):
     symbols = symbols[: row["pickup"] + bars * bar]
     tonic = result["key"][0]
     return Primer(symbols, meter, row["mode"], row["pickup"], f"{tonic} {row['mode']}")
-
-
-def polyphonic(path):
-    """Whether music21 reads notes that start together (a chord) or two parts with notes; False
-    where music21 cannot read the file (the project's own reader then did)."""
-    from music21 import chord, converter, stream
-
-    try:
-        score = converter.parse(path)
-    except Exception:  # music21 raises many types; the reader's parse stands
-        return False
-    if isinstance(score, stream.Opus):  # an ABC file of several tunes: the first one is read
-        score = score.scores[0]
-    parts = [p for p in score.parts if p.recurse().notes] if score.parts else [score]
-    return len(parts) > 1 or any(isinstance(n, chord.Chord) for n in score.recurse().notes)
 
 
 def primer_opening(primer, bars, time_step, seed, asked):

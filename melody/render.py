@@ -5,7 +5,8 @@ A score here is what a musician expects on the page:
 - bars of the melody's meter, the pickup as an incomplete first bar (number 0) and the last bar
   completing it, notes across a barline split and tied;
 - the key signature of the key asked for, notes spelt in that key (F# in G major, Eb in C minor),
-  no natural sign where the key signature already says natural;
+  no natural sign where the key signature already says natural, nor a courtesy one for an
+  accidental in the bar before; a final barline;
 - a treble clef unless the melody lies low.
 
 MIDI has no incomplete bars: a pickup becomes a first bar of the pickup's length (a time signature
@@ -32,6 +33,8 @@ def spelt(midi):
     from music21 import pitch
 
     p = pitch.Pitch(midi=midi)  # music21's default spellings: C#, Eb, F#, G#, Bb
+    # spelt by name, not inferred: else transposing respells it (G# to E minor as Eb, not D#)
+    p = pitch.Pitch(p.nameWithOctave)
     if p.accidental is not None and p.accidental.name == "natural":
         p.accidental = None
     return p
@@ -63,7 +66,9 @@ def melody_score(
 
     pickup: steps before the first barline; key: a music21 Key or None (C major / A minor).
     """
+    from music21 import bar as bar_line
     from music21 import clef, metadata, note, stream, tempo, tie
+    from music21 import key as m21key
     from music21 import meter as m21meter
 
     time_signature = m21meter.TimeSignature(meter or config.TIME_SIGNATURE)
@@ -102,26 +107,40 @@ def melody_score(
     first.insert(0, time_signature)
     if bpm is not None:
         first.insert(0, tempo.MetronomeMark(number=bpm))
+    measures[-1].rightBarline = bar_line.Barline("final")
     part = stream.Part(measures)
     if key is not None:
         part.transpose(key_interval(key), inPlace=True)
         for p in part.pitches:  # transposing writes naturals out; the key signature decides
             if p.accidental is not None and p.accidental.name == "natural":
                 p.accidental = None
-        first.insert(0, key)
-    else:
-        from music21 import key as m21key
-
-        first.insert(0, m21key.KeySignature(0))
+    signature = key if key is not None else m21key.KeySignature(0)
+    first.insert(0, signature)
+    for measure in measures:  # each bar alone: no courtesy natural for the bar before's G#
+        measure.makeAccidentals(useKeySignature=signature, inPlace=True, overrideStatus=True)
     score = stream.Score([part])
     score.metadata = metadata.Metadata(title=title)  # else music21 calls it "Music21 Fragment"
     return score
 
 
-def svg(score):
-    """The score drawn as one SVG page by verovio, as tall as the music needs."""
-    import verovio
+SVG_SCALE = 45  # verovio's zoom, percent: staff lines about 7.6 CSS pixels apart
+
+
+def svg(score, width=945):
+    """The score drawn as one SVG page by verovio, `width` CSS pixels wide (its systems wrap to
+    it) and as tall as the music needs."""
     from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    return musicxml_svg(GeneralObjectExporter(score).parse().decode("utf-8"), width)
+
+
+def musicxml_svg(text, width=945, timing=False):
+    """A MusicXML score (text) drawn by verovio as render.svg draws one; timing=True: (the SVG,
+    {id of each drawn note: [start, end] in quarter lengths from the first note}), a note split
+    at a barline or into tied values being several drawn notes."""
+    import json
+
+    import verovio
 
     # verovio finds its fonts by itself only on the main thread: a web app's worker thread would
     # get "Bravura font could not be loaded", so the fonts' folder is given explicitly.
@@ -129,18 +148,28 @@ def svg(score):
     toolkit.setResourcePath(str(Path(verovio.__file__).parent / "data"))
     toolkit.setOptions(
         {
-            "pageWidth": 2100,
+            "pageWidth": int(width * 100 / SVG_SCALE),  # verovio rounds the width up
             "pageHeight": 60000,
             "adjustPageHeight": True,
-            "scale": 45,
+            "scale": SVG_SCALE,
             "header": "none",
             "footer": "none",
             "xmlIdSeed": 1,  # ids from a seed, not the clock: the same score, the same bytes
         }
     )
-    if not toolkit.loadData(GeneralObjectExporter(score).parse().decode("utf-8")):
+    if not toolkit.loadData(text):
         raise ValueError("verovio could not read the score")
-    return toolkit.renderToSVG(1)
+    picture = toolkit.renderToSVG(1)
+    if not timing:
+        return picture
+    events = toolkit.renderToTimemap({"includeMeasures": False})
+    times = {}
+    for event in json.loads(events) if isinstance(events, str) else events:
+        for note_id in event.get("on", []):
+            times[note_id] = [event["qstamp"], None]
+        for note_id in event.get("off", []):
+            times[note_id][1] = event["qstamp"]
+    return picture, times
 
 
 def png(svg_text, zoom=2):

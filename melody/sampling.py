@@ -108,13 +108,14 @@ def sample_symbols(
     top_k,
     top_p,
     generator,
+    copying=None,
 ):
     """Up to num_steps symbol indices sampled after each of seed_rows [rows, seed], as
     [rows, steps taken]; a row's tail after its `/` is to be ignored.
 
     fields: the control fields of each row's steps, end: the step of each row's `/` (both None for
     a model without controls); index: symbol -> index; max_sequence_length, temperature, top_k,
-    top_p: as MelodyGenerator.generate_melody takes them.
+    top_p: as MelodyGenerator.generate_melody takes them; copying: a Copying for a form, or None.
     """
     delimiter = index[DELIMITER]
     rows, seed_length = seed_rows.shape
@@ -135,7 +136,11 @@ def sample_symbols(
                 logits[planned if not all_planned else slice(None), delimiter] = float("-inf")
             if t == 0 and HOLD in index:  # nothing to hold yet: a song starts with an onset
                 logits[:, index[HOLD]] = float("-inf")
+            if copying is not None:
+                copying.restrict(logits, t)
             next_symbols = sample(logits, temperature, top_k, top_p, generator)
+            if copying is not None:
+                next_symbols = copying.keep(next_symbols, t)
             if end is not None:
                 next_symbols = torch.where(end == t, delimiter, next_symbols)
             tokens[:, step] = next_symbols
@@ -158,6 +163,44 @@ def sample_symbols(
                 step_fields = None if fields is None else fields[:, t + 1]
                 logits, state = net.step(next_symbols.to(device), step_fields, state)
     return tokens[:, :num_steps]
+
+
+class Copying:
+    """Constrained decoding to a form (form.py): each step of a phrase that comes back takes the
+    symbol of the earlier step it copies; where it copies the rhythm only, a hold or a rest is
+    taken as it is and an onset is sampled among the pitches."""
+
+    def __init__(self, copies, seed_rows, num_steps, index):
+        """copies: per row, [(step, earlier step, rhythm only)] counted from the song start
+        (form.Form.copies); a step of the seed stays the seed's."""
+        rows, seed_length = seed_rows.shape
+        total = seed_length + num_steps
+        self.source = torch.full((rows, total), -1, dtype=torch.long)
+        self.rhythm_only = torch.zeros((rows, total), dtype=torch.bool)
+        for row, row_copies in enumerate(copies):
+            for step, earlier, rhythm_only in row_copies:
+                if seed_length <= step < total:
+                    self.source[row, step], self.rhythm_only[row, step] = earlier, rhythm_only
+        self.history = torch.cat([seed_rows, torch.zeros(rows, num_steps, dtype=torch.long)], 1)
+        vocabulary = sorted(index, key=index.get)
+        self.pitches = torch.tensor([symbol.isdigit() for symbol in vocabulary])
+        self.forced = self.earlier = None
+
+    def restrict(self, logits, t):
+        """Before step t is sampled: note what it copies, and leave a rhythm-only onset pitches
+        alone to choose from (logits edited in place)."""
+        source = self.source[:, t]
+        self.earlier = self.history[torch.arange(len(source)), source.clamp(min=0)]
+        onset = (source >= 0) & self.rhythm_only[:, t] & self.pitches[self.earlier]
+        self.forced = (source >= 0) & ~onset
+        mask = onset[:, None] & ~self.pitches[None, :]
+        logits.masked_fill_(mask.to(logits.device), float("-inf"))
+
+    def keep(self, next_symbols, t):
+        """The symbols of step t, copies where forced, remembered for the steps that copy them."""
+        next_symbols = torch.where(self.forced, self.earlier, next_symbols)
+        self.history[:, t] = next_symbols
+        return next_symbols
 
 
 def candidates_to_sample(candidates, plans, end, stop):

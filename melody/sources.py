@@ -7,6 +7,7 @@ music21's own corpora (readers/corpus.py). Without config.DATASET_PATH, the Erk 
 as ABC stand in for it.
 """
 
+import errno
 import os
 import tempfile
 import urllib.error
@@ -18,7 +19,7 @@ from typing import NamedTuple
 from tqdm import tqdm
 
 import config
-from melody import readers
+from melody import artefacts, readers
 from melody.artefacts import UserError
 from melody.readers import corpus
 
@@ -50,6 +51,8 @@ class Source(NamedTuple):
 def _file_sources(path, name, collection):
     suffix = path.suffix.lower()
     try:
+        if path.stat().st_size > config.MAX_FILE_BYTES:  # not read: it could fill the memory
+            raise OSError(errno.EFBIG, f"over {config.MAX_FILE_BYTES} bytes", str(path))
         data = path.read_bytes()
     except OSError as error:
         return [Source(name, suffix, str(path), error, collection)]
@@ -182,6 +185,7 @@ def download(url=config.DOWNLOAD_URL, root=config.DATASET_ROOT):
     """
     root = Path(root)
     root.parent.mkdir(parents=True, exist_ok=True)
+    artefacts.remove_stale_temporaries(root)  # an interrupted download's
     with tempfile.TemporaryDirectory(
         dir=root.parent, prefix=f".{root.name}.download-", suffix=".tmp"
     ) as tmp:

@@ -165,6 +165,7 @@ def read_corpus(dataset, mapping, metadata):
         )
     metadata = artefacts.metadata_path(metadata, dataset)
     rows = artefacts.load_metadata(metadata, len(songs))
+    artefacts.check_table(rows, songs, symbol_index, metadata)
     plans = [controls.Plan.from_row(r) for r in rows]
     vocabulary = sorted(symbol_index, key=symbol_index.get)
     digest = data_digest(songs, vocabulary, [list(vars(p).values()) for p in plans])

@@ -1,160 +1,66 @@
-"""The web app's work, away from HTTP: the checkpoints it offers and the controls each takes, the
-melodies kept for download, and what POST /api/generate and POST /api/primer do (in worker
-threads: each call here blocks).
+"""The web app's work, away from HTTP: the melodies kept for download (bounded in bytes; their
+files written only when asked for), and what POST /api/generate, POST /api/regenerate and POST
+/api/primer do (in worker threads: each call here blocks).
 """
 
 import secrets
+import sys
 import tempfile
 import threading
 from collections import OrderedDict
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import config
-from melody import artefacts, readers
+from melody import controls, editing, readers, render
 from melody.encoding import DELIMITER, HOLD, REST
-from melody.generation import MelodyGenerator
-from melody.outputs import check_score_settings, parse_key
+from melody.outputs import parse_key, score_meter, write_melody
 from melody.primer import read_primer
-from melody.sampling import check_count
+from melody.webapp_models import TAKES_FORM, Refused
 
-# The page's key choice: a tonic; the melody's own mode makes it G major or G minor.
-KEY_CHOICES = ["C", "G", "D", "A", "E", "B", "F#", "C#", "F", "Bb", "Eb", "Ab", "Db", "Gb"]
 FILES = {  # download suffix -> (media type, shown inline)
     "mid": ("audio/midi", False),
     "musicxml": ("application/vnd.recordare.musicxml+xml", False),
     "wav": ("audio/wav", True),
+    "abc": ("text/vnd.abc", False),  # write_melody writes each by its suffix
+    "krn": ("text/x-kern", False),
 }
 PRIMER_SUFFIXES = tuple(readers.READERS)  # read_primer reads a file with readers.read_file
+ENTRY_BYTES = 512  # what a kept melody costs beside its symbols (the Entry, the id, the dict)
 
 
-class Refused(Exception):
-    """A request the app refuses: an HTTP status and one sentence for the user."""
+@dataclass
+class Entry:
+    """One generated melody, what its files are written with, and the model that made it (which
+    regenerates its bars)."""
 
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
+    melody: list
+    key: str | None
+    bpm: float
+    time_step: float
+    model: str
 
-
-def find_models(root=".", extra=None, globs=config.WEB_MODEL_GLOBS):
-    """{id: path} of the model.pth files found under root (ids are their paths), `extra` first."""
-    paths = [Path(extra)] if extra else []
-    for pattern in globs:
-        paths += sorted(Path(root).glob(pattern))
-    found, seen = {}, set()
-    for path in paths:
-        if path.is_file() and path.resolve() not in seen:
-            seen.add(path.resolve())
-            found[path.as_posix()] = path
-    return found
-
-
-class Models:
-    """The checkpoints the app may load, each loaded once (again only when its file changes)."""
-
-    def __init__(self, root=".", extra=None):
-        self.root, self.extra = root, extra
-        self.cache = {}
-        self.lock = threading.Lock()
-
-    def available(self):
-        return find_models(self.root, self.extra)
-
-    def get(self, model_id=None):
-        found = self.available()
-        if not found:
-            raise Refused(
-                404,
-                "no model found (model.pth, runs/*/model.pth, pretrained/*/model.pth): run "
-                "preprocess.py and train.py first",
-            )
-        model_id = model_id or next(iter(found))
-        if model_id not in found:
-            raise Refused(404, f"model {model_id!r} not found; available: {', '.join(found)}")
-        path = found[model_id]
-        stamp = path.stat().st_mtime_ns
-        with self.lock:  # one load per file, even when requests for it arrive together
-            cached = self.cache.get(model_id)
-            if cached is None or cached[0] != stamp:
-                mapping = path.with_name(config.MAPPING_PATH)
-                try:
-                    generator = MelodyGenerator(path, mapping if mapping.is_file() else None)
-                except artefacts.UserError as error:
-                    raise Refused(409, str(error)) from None
-                self.cache[model_id] = cached = (stamp, generator)
-        return model_id, cached[1]
-
-
-def control_specs(generator, limits):
-    """The generation controls this model takes, as the page draws them (in this order).
-
-    A control a checkpoint adds (a style, say) is one more entry here and one more field of
-    GenerateRequest passed on to generate_melodies.
-    """
-    specs = [
-        {"name": "steps", "label": "steps (most)", "kind": "int", "min": 1,
-         "max": limits["steps"], "default": config.WEB_STEPS},
-        {"name": "num_melodies", "label": "melodies", "kind": "int", "min": 1,
-         "max": limits["melodies"], "default": 1},
-        {"name": "temperature", "label": "temperature", "kind": "number", "min": 0.05, "max": 3,
-         "step": 0.05, "default": config.TEMPERATURE},
-        {"name": "top_p", "label": "top-p", "kind": "number", "min": 0.05, "max": 1,
-         "step": 0.05, "default": config.TOP_P or 1},
-        {"name": "key", "label": "key (tonic)", "kind": "select", "options": KEY_CHOICES,
-         "default": None, "none": "C / A (as made)"},
-    ]  # fmt: skip
-    space = generator.controls
-    if space is not None:
-        specs += [
-            {"name": "meter", "label": "meter", "kind": "select",
-             "options": space.trained_meters(), "default": None, "none": "drawn"},
-            {"name": "mode", "label": "mode", "kind": "select",
-             "options": sorted({p.mode for p in space.plans}), "default": None, "none": "drawn"},
-            {"name": "bars", "label": "bars", "kind": "int", "min": 1, "max": 64,
-             "default": None, "none": "drawn"},
-            {"name": "pickup", "label": "pickup (16ths)", "kind": "int", "min": 0,
-             "max": space.max_bar_steps - 1, "default": None, "none": "drawn"},
-        ]  # fmt: skip
-        if space.styles:
-            specs.append(
-                {"name": "style", "label": "style", "kind": "select",
-                 "options": space.trained_styles(), "default": None, "none": "drawn"}
-            )  # fmt: skip
-        if "final" in space.shapes:
-            specs.append(
-                {"name": "final", "label": "final (scale degree)", "kind": "int", "min": 1,
-                 "max": 7, "default": None, "none": "drawn"}
-            )  # fmt: skip
-        specs.append(
-            {"name": "ambitus", "label": "ambitus (semitones)", "kind": "int", "min": 0,
-             "max": config.WEB_MAX_AMBITUS, "default": None, "none": "drawn"}
-        )  # fmt: skip
-    specs.append(
-        {"name": "random_seed", "label": "random seed", "kind": "int", "min": 0,
-         "max": 2**31 - 1, "default": None, "none": "fresh"}
-    )  # fmt: skip
-    return specs
+    def size(self):
+        """The bytes this entry holds: its symbols and their list, and a fixed overhead."""
+        symbols = sys.getsizeof(self.melody) + sum(map(sys.getsizeof, self.melody))
+        return symbols + ENTRY_BYTES
 
 
 class Store:
     """The melodies generated lately, by id, so that their files can be fetched after the page
-    shows them; the oldest is forgotten past `size`."""
+    shows them; the oldest are forgotten once they hold more than `limit` bytes."""
 
-    def __init__(self, size=config.WEB_KEPT_MELODIES):
-        self.size, self.items, self.lock = size, OrderedDict(), threading.Lock()
-        self.renderer = ThreadPoolExecutor(config.WEB_WORKERS, thread_name_prefix="render")
+    def __init__(self, limit=config.WEB_STORE_BYTES):
+        self.limit, self.bytes = limit, 0
+        self.items, self.lock = OrderedDict(), threading.Lock()
 
-    def add(self, entry, ahead=("wav",)):
-        """Keep an Entry; its `ahead` files start at once, beside the score (the page asks for
-        the WAV as soon as it shows the melody)."""
-        for suffix in ahead:
-            entry.ahead[suffix] = self.renderer.submit(write_file, entry, suffix)
+    def add(self, entry):
         melody_id = secrets.token_hex(8)
         with self.lock:
             self.items[melody_id] = entry
-            while len(self.items) > self.size:
-                self.items.popitem(last=False)
+            self.bytes += entry.size()
+            while self.bytes > self.limit and len(self.items) > 1:
+                self.bytes -= self.items.popitem(last=False)[1].size()
         return melody_id
 
     def get(self, melody_id):
@@ -162,47 +68,78 @@ class Store:
             entry = self.items.get(melody_id)
         if entry is None:
             raise Refused(
-                404, f"melody {melody_id!r} is not kept (the app was restarted, or it is old)"
+                404, f"melody {melody_id[:32]!r} is not kept (the app was restarted, or it is old)"
             )
         return entry
 
 
-@dataclass
-class Entry:
-    """One generated melody and how its files are written; `ahead`: files being made before they
-    are asked for (suffix -> Future of their bytes), each handed out once."""
-
-    generator: MelodyGenerator
-    melody: list
-    key: str | None
-    bpm: float
-    ahead: dict = field(default_factory=dict)
-
-
-def melody_file(entry, suffix):
-    """The bytes of one melody's .mid, .musicxml, .svg or .wav: made ahead, or now."""
-    future = entry.ahead.pop(suffix, None)
-    return future.result() if future is not None else write_file(entry, suffix)
-
-
 def write_file(entry, suffix):
-    """The bytes of one melody written by save_melody as .mid, .musicxml, .svg or .wav."""
+    """The bytes of one melody as .mid, .musicxml, .svg or .wav, written now (as save_melody
+    writes them)."""
     with tempfile.TemporaryDirectory() as folder:
-        path = entry.generator.save_melody(
-            entry.melody, file_name=Path(folder) / f"melody.{suffix}", bpm=entry.bpm, key=entry.key
-        )
+        path = write_melody(
+            entry.melody, entry.time_step, "midi", Path(folder) / f"melody.{suffix}",
+            entry.bpm, entry.key, None, None,
+        )  # fmt: skip
         return Path(path).read_bytes()
 
 
 def melody_key(tonic, mode):
-    """The page's tonic ("F#") in the melody's mode, as save_melody takes a key ("F# minor")."""
-    return None if tonic is None else f"{tonic} {mode or 'major'}"
+    """The page's tonic ("Db") in the melody's mode, as one of the 15 standard signatures of that
+    mode ("C# minor": Db minor would take 8 flats); None: C major / A minor."""
+    if tonic is None:
+        return None
+    found = parse_key(f"{tonic} {mode or 'major'}")
+    return f"{found.tonic.name.replace('-', 'b')} {found.mode}"
+
+
+def seed_symbols(seed, generator):
+    """The request's seed as symbols the model knows, refused in one short sentence if not."""
+    symbols = seed.split() if isinstance(seed, str) else list(seed)
+    if len(symbols) > config.WEB_MAX_SEED_SYMBOLS:
+        raise Refused(
+            422, f"seed: {len(symbols):,} symbols; the most is {config.WEB_MAX_SEED_SYMBOLS:,}"
+        )
+    unknown = sorted({s for s in symbols if s not in generator.index or s == DELIMITER})
+    if unknown:
+        shown = " ".join(s[:12] for s in unknown[:5]) + (" …" if len(unknown) > 5 else "")
+        pitches = sorted(int(s) for s in generator.vocabulary if s.isdigit())
+        raise Refused(
+            422,
+            f"seed: symbols not in the model's vocabulary: {shown} (it knows MIDI notes "
+            f"{pitches[0]}-{pitches[-1]}, {HOLD} to hold, {REST} to rest)",
+        )
+    return symbols
+
+
+def steps_to_sample(request, generator, seed_length, limits):
+    """The steps to generate: the request's, or more where bars were asked for that need more
+    (so a melody asked for in bars is as long as they are), within the app's limit."""
+    if request.steps > limits["steps"]:
+        raise Refused(422, f"steps must be at most {limits['steps']}, not {request.steps}")
+    steps = request.steps
+    space = generator.controls
+    if request.bars is not None and space is not None:
+        bar = space.bar_steps(request.meter) if request.meter else space.max_bar_steps
+        needed = request.bars * (bar or space.max_bar_steps) - seed_length
+        if needed > limits["steps"]:
+            raise Refused(
+                422,
+                f"bars: {request.bars} bars take {needed:,} steps; the most is {limits['steps']:,}",
+            )
+        steps = max(steps, needed)
+    seconds = (seed_length + steps) * render.step_seconds(generator.time_step, request.bpm)
+    if seconds > config.WEB_MAX_SOUND_SECONDS:
+        raise Refused(
+            422,
+            f"bpm: {request.bpm:g} makes {steps:,} steps last {seconds:,.0f} s; the most is "
+            f"{config.WEB_MAX_SOUND_SECONDS} s (a faster tempo, or fewer steps)",
+        )
+    return steps
 
 
 def generate(models, store, request, limits):
     """POST /api/generate's work, in a worker thread: the melodies, their scores and file links."""
-    if request.steps > limits["steps"]:
-        raise Refused(422, f"steps must be at most {limits['steps']}, not {request.steps}")
     if request.num_melodies > limits["melodies"]:
         raise Refused(
             422,
@@ -210,14 +147,18 @@ def generate(models, store, request, limits):
             f"not {request.num_melodies}",
         )
     model_id, generator = models.get(request.model)
-    check_tonic(request.key)  # refused before the work of sampling
-    check_score_settings(generator.time_step, request.bpm, None)
+    seed = seed_symbols(request.seed, generator)
+    steps = steps_to_sample(request, generator, len(seed), limits)
     random_seed = secrets.randbelow(2**31) if request.random_seed is None else request.random_seed
-    check_count("random_seed", random_seed, minimum=0)
+    extra = {}
+    if request.form:
+        if not TAKES_FORM:
+            raise Refused(422, "form: this version of the generator does not take a form")
+        extra["form"] = request.form
     melodies = generator.generate_melodies(
-        request.seed,
+        seed,
         request.num_melodies,
-        request.steps,
+        steps,
         temperature=request.temperature,
         top_k=request.top_k,
         top_p=request.top_p,
@@ -229,49 +170,74 @@ def generate(models, store, request, limits):
         style=request.style,
         final=request.final,
         ambitus=request.ambitus,
+        **extra,
     )
-    seed_length = len(request.seed.split() if isinstance(request.seed, str) else request.seed)
     out = []
     for melody in melodies:
-        entry = Entry(generator, melody, melody_key(request.key, melody.mode), request.bpm)
-        out.append(melody_json(store.add(entry), entry, seed_length))
+        key = melody_key(request.key, melody.mode)
+        entry = Entry(melody, key, request.bpm, generator.time_step, model_id)
+        melody_id = store.add(entry)
+        out.append(melody_json(melody_id, entry, len(seed), request.score_width, generator))
     return {"model": model_id, "random_seed": random_seed, "melodies": out}
 
 
-def check_tonic(tonic):
-    """Refuse a key that is not a tonic (None: the melody stays in C major / A minor)."""
-    if tonic is None:
-        return
-    try:
-        parse_key(f"{tonic} major")
-    except ValueError:
-        raise Refused(
-            422,
-            f"key must be a tonic like G, F# or Bb (the melody's mode makes it major or "
-            f"minor), not {tonic!r}",
-        ) from None
-
-
-def melody_json(melody_id, entry, seed_length):
-    """One kept melody as POST /api/generate returns it: its symbols, score, file links and plan."""
+def melody_json(melody_id, entry, seed_length, width, generator):
+    """One kept melody as POST /api/generate returns it: its symbols, score (and when each drawn
+    note sounds, in quarter lengths), file links, plan, and the number of each bar the score draws
+    (in order: 0 a pickup); `complete` is False where the steps ran out before its bars did."""
     melody = entry.melody
     links = {kind: f"/api/melodies/{melody_id}.{kind}" for kind in FILES}
+    bar = generator.controls.bar_steps(melody.meter) if generator.controls else None
+    complete = not (melody.bars and bar) or len(melody) >= melody.bars * bar
+    score, times = render.musicxml_svg(write_file(entry, "musicxml").decode(), width, timing=True)
     return {
         "id": melody_id,
         "symbols": list(melody),
         "seed_length": seed_length,
-        "svg": write_file(entry, "svg").decode("utf-8"),
+        "svg": score,
+        "note_times": times,
         "midi": links["mid"],
         "musicxml": links["musicxml"],
         "wav": links["wav"],
+        "files": links,
+        "bar_numbers": list(bar_spans(melody, entry.time_step)),
         "meter": melody.meter,
         "mode": melody.mode,
         "pickup": melody.pickup,
         "bars": melody.bars,
+        "complete": complete,
         "style": melody.style,
         "key": entry.key or ("A minor" if melody.mode == "minor" else "C major"),
         "bpm": entry.bpm,
-        "seconds_per_step": 60 / entry.bpm * entry.generator.time_step,
+        "seconds_per_step": render.step_seconds(entry.time_step, entry.bpm),
+    }
+
+
+def bar_spans(melody, time_step):
+    """{bar number: (first step, step after it)} as the score numbers the melody's bars."""
+    bar = controls.bar_steps(score_meter(melody.meter), time_step)
+    return editing.bar_spans(len(melody), bar, melody.pickup)
+
+
+def regenerate(models, store, request):
+    """POST /api/regenerate's work, in a worker thread: a kept melody with the bars asked sampled
+    again by its own model (all of them where none are asked), kept as a new melody (the page's
+    undo goes back to the old one's id)."""
+    entry = store.get(request.melody_id)
+    model_id, generator = models.get(entry.model)
+    if request.bars is not None:
+        try:
+            editing.check_bars(request.bars, bar_spans(entry.melody, entry.time_step))
+        except ValueError as error:
+            raise Refused(422, f"bars: {error}") from None
+    random_seed = secrets.randbelow(2**31) if request.random_seed is None else request.random_seed
+    edited = generator.regenerate(entry.melody, request.bars, request.keep, rng=random_seed)
+    kept = Entry(edited, entry.key, entry.bpm, entry.time_step, model_id)
+    melody_id = store.add(kept)
+    return {
+        "model": model_id,
+        "random_seed": random_seed,
+        "melody": melody_json(melody_id, kept, 0, request.score_width, generator),
     }
 
 
@@ -282,7 +248,7 @@ def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
     if suffix not in PRIMER_SUFFIXES:
         raise Refused(
             415,
-            f"{name}: upload a MIDI, MusicXML, kern or ABC file "
+            f"{name[:80]}: upload a MIDI, MusicXML, kern or ABC file "
             f"({', '.join(sorted(PRIMER_SUFFIXES))})",
         )
     if suffix in readers.midi.SUFFIXES and not data.startswith(b"MThd"):
@@ -292,7 +258,7 @@ def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
         path = Path(folder) / f"primer{suffix}"
         path.write_bytes(data)
         try:
-            opening = read_primer(path, bars, generator.time_step)
+            opening = read_primer(path, bars, generator.time_step, config.WEB_PARSE_TIMEOUT)
         except ValueError as error:
             raise Refused(400, str(error).replace(str(path), name)) from None
     symbols = list(opening.symbols)
@@ -304,15 +270,18 @@ def primer(models, model_id, name, data, bars=config.WEB_PRIMER_BARS):
     if unknown:
         raise Refused(
             422,
-            f"{name}: symbols this model does not know ({' '.join(unknown)}, after moving it "
-            f"from {opening.key} to C major / A minor); try another file or model",
+            f"{name}: symbols this model does not know ({' '.join(unknown[:5])}, after moving "
+            f"it from {opening.key} to C major / A minor); try another file or model",
         )
     meter = opening.meter or config.TIME_SIGNATURE
     home = "A minor" if opening.mode == "minor" else "C major"
+    tonic = opening.key.split()[0].replace("-", "b")
     return {
         "seed": " ".join(symbols),
         "meter": meter,
         "pickup": opening.pickup,
+        "mode": opening.mode,
         "key": opening.key.replace("-", "b"),
+        "tonic": tonic,
         "message": f"{name}: its first {bars} bars in {meter}, moved from {opening.key} to {home}",
     }

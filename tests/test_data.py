@@ -367,7 +367,7 @@ def test_bad_primers_get_one_clear_line(mg_two, two, tmp_path):
         "empty.mid": "cannot use it (empty)",
         "chords.mid": "is polyphonic",
         "tune.txt": "cannot use it (unknown suffix",
-        "missing.krn": "cannot use it (unreadable)",
+        "missing.krn": "not found",
     }
     for name, message in cases.items():
         with pytest.raises(ValueError, match=re.escape(message)):
@@ -391,7 +391,8 @@ def test_the_web_app_offers_the_styles_of_a_model_that_has_them(two):
     from melody import webapp
 
     model = two / config.RUNS_DIR / "two" / config.MODEL_PATH
-    with TestClient(webapp.create_app(model, root=model.parent)) as client:
+    app = webapp.create_app(model, root=model.parent)
+    with TestClient(app, base_url="http://127.0.0.1") as client:
         listed = client.get("/api/models").json()["models"][0]["controls"]
         assert {c["name"]: c for c in listed}["style"]["options"] == ["down", "up"]
         made = client.post("/api/generate", json={"style": "up", "steps": 32, "random_seed": 1})

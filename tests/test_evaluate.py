@@ -275,10 +275,13 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
         assert section in report
     assert "Skipped: 1 melodies in the smallest set" in report  # one held-out song: too few
     results = json.loads((out / "results.json").read_text())
-    assert sorted(results) == ["features", "memorisation", "models", "ngram_orders", "prediction"]
+    assert sorted(results) == [
+        "features", "form", "form_letters", "memorisation", "models", "ngram_orders", "prediction",
+        "surprisal",
+    ]  # fmt: skip
     assert [r["model"] for r in results["prediction"]][:2] == [str(m) for m in models]
     pngs = sorted(p.name for p in out.glob("*.png"))
-    assert pngs == ["features.png", "ngram_orders.png"]
+    assert pngs == ["features.png", "form.png", "ngram_orders.png", "surprisal_1.png"]
     assert all(png.startswith(b"\x89PNG") for png in (p.read_bytes() for p in out.glob("*.png")))
     assert not list(out.glob("*.tmp")) and not list(out.glob(".*"))
 

@@ -1,9 +1,10 @@
-"""Fuzzing preprocessing: 1,000 mutated files per format (kern, ABC, MusicXML, MIDI), seeded, go
-through preprocess(): no crash, and every file is counted as kept, dropped by the duration filter
-or skipped with its reason."""
+"""Fuzzing preprocessing: 1,000 mutated files per format (kern, ABC, MusicXML, .mxl, MIDI),
+seeded, go through preprocess(): no crash, and every file is counted as kept, dropped by the
+duration filter or skipped with its reason."""
 
 import io
 import random
+import zipfile
 
 import mido
 import pytest
@@ -103,10 +104,24 @@ def mutate(data, rng):
     return data[:start] + data[start + rng.randint(1, 16) :]
 
 
+def mxl_bytes():
+    """MUSICXML compressed, as notation programs save .mxl: mutations hit its deflate stream, its
+    headers and its sizes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(
+            "META-INF/container.xml",
+            '<container><rootfiles><rootfile full-path="s.xml"/></rootfiles></container>',
+        )
+        archive.writestr("s.xml", MUSICXML)
+    return out.getvalue()
+
+
 SEEDS = {
     ".krn": lambda: [path.read_bytes() for path in sorted(FIXTURES.glob("*.krn"))],
     ".abc": lambda: [ABC_TUNE] * 9 + [ABC_TWO_TUNES],  # music21 parses each tune: keep them few
     ".musicxml": lambda: [MUSICXML],
+    ".mxl": lambda: [mxl_bytes()],
     ".mid": lambda: [midi_bytes()],
 }
 

@@ -3,6 +3,7 @@ written out as MusicXML and MIDI), the MIDI top-voice rule, many songs in one AB
 corpora by name, and bad files."""
 
 import io
+import os
 
 import mido
 import music21.stream
@@ -169,9 +170,16 @@ def test_a_binary_file_of_any_format_is_a_skip_with_its_reason(tmp_path, suffix)
     assert result["skip"] in {"binary, not text", "not a readable MIDI file"}
 
 
-def test_unknown_suffix_and_unreadable_file_are_skips(tmp_path):
+def test_unknown_suffix_missing_file_folder_and_unreadable_file_are_skips(tmp_path):
+    (tmp_path / "notes.txt").write_text("not music")
     assert readers.read_file(tmp_path / "notes.txt")[0][1]["skip"].startswith("unknown suffix")
-    assert readers.read_file(tmp_path / "gone.mid")[0][1]["skip"] == "unreadable"
+    assert readers.read_file(tmp_path / "gone.mid")[0][1]["skip"] == "not found"
+    (tmp_path / "songs.krn").mkdir()
+    assert readers.read_file(tmp_path / "songs.krn")[0][1]["skip"] == "a folder, not a file"
+    (tmp_path / "locked.krn").write_text("**kern\n4c\n*-\n")
+    (tmp_path / "locked.krn").chmod(0)
+    if not os.access(tmp_path / "locked.krn", os.R_OK):  # root reads it anyway
+        assert readers.read_file(tmp_path / "locked.krn")[0][1]["skip"] == "unreadable"
 
 
 def test_music21_corpora_by_name_and_their_collections():

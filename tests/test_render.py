@@ -217,3 +217,64 @@ def test_the_quickstart_notebook_runs(trained, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         f"waltz.{suffix}" for suffix in ("mid", "musicxml", "svg", "png", "wav")
     )
+
+
+def written_accidentals(symbols, key_name, meter="2/4"):
+    """(step, accidental shown or None) of each note of the MusicXML render writes."""
+    from music21.musicxml.m21ToXml import GeneralObjectExporter
+
+    from melody.outputs import parse_key
+
+    key = parse_key(key_name) if key_name else None
+    score = render.melody_score(symbols.split(), meter=meter, key=key)
+    text = GeneralObjectExporter(score).parse().decode()
+    notes = re.findall(r"<note\b.*?</note>", text, re.S)
+    steps = [re.search(r"<step>(\w)</step>", n).group(1) for n in notes if "<step>" in n]
+    shown = [(re.findall(r">(\w+)</accidental>", n) or [None])[0] for n in notes if "<step>" in n]
+    return list(zip(steps, shown)), text
+
+
+@pytest.mark.parametrize(
+    "key_name, expected",
+    [(None, [("G", "sharp"), ("A", None), ("G", None), ("G", "sharp"), ("G", None)]),
+     ("E minor", [("D", "sharp"), ("E", None), ("D", None), ("D", "sharp"), ("D", None)])],
+)  # fmt: skip
+def test_no_courtesy_natural_for_the_bar_before_and_accidentals_keep_their_spelling(
+    key_name, expected
+):
+    """A G# then a G in the next bar: no natural on the G (issue 21); moved to E minor, the G#
+    is a D#, not an Eb."""
+    notes, _ = written_accidentals("68 _ _ _ 69 _ _ _ 67 _ _ _ 68 _ _ _ 67 _ _ _", key_name)
+    assert notes == expected
+
+
+def test_a_natural_in_the_same_bar_is_still_written():
+    notes, _ = written_accidentals("68 _ _ _ 67 _ _ _", None)
+    assert notes == [("G", "sharp"), ("G", "natural")]
+
+
+def test_the_score_ends_with_a_final_barline():
+    _, text = written_accidentals("60 _ _ _ 62 _ _ _ 64 _ _ _", None)
+    assert text.count("<bar-style>light-heavy</bar-style>") == 1
+
+
+@pytest.mark.parametrize(
+    "name, signature",
+    [("Db minor", "C#m"), ("Gb minor", "F#m"), ("Cb minor", "Bm"), ("D# major", "Eb"),
+     ("Cb major", "Cb"), ("A# minor", "A#m")],
+)  # fmt: skip
+def test_midi_keys_take_one_of_the_15_standard_signatures(name, signature, tmp_path):
+    """Issue 21: Db minor (8 flats) is written as C# minor, which mido can read."""
+    from melody.outputs import write_melody
+
+    path = write_melody("60 _ 62 _".split(), 0.25, "midi", tmp_path / "a.mid", 120, name, None, 0)
+    keys = [m.key for t in mido.MidiFile(path).tracks for m in t if m.type == "key_signature"]
+    assert keys == [signature]
+
+
+@pytest.mark.parametrize("name", ["C####", "Cbb", "H", "Db dorian"])
+def test_keys_past_the_standard_spellings_are_refused(name):
+    from melody.outputs import parse_key
+
+    with pytest.raises(ValueError, match="is not a key like"):
+        parse_key(name)

@@ -1,10 +1,12 @@
 // The page: controls drawn from the model's own list (GET /api/models, which also names the primer
 // files the server reads), POST /api/generate, each melody shown as its score with its audio and
-// downloads, and this session's history.
+// downloads, its bars chosen by clicking them and sampled again (POST /api/regenerate) with an
+// undo, and this session's history.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 const NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"];
+const DOWNLOADS = ["MIDI", "MusicXML", "WAV", "ABC", "kern"];  // each melody's files, in order
 let models = [];
 const history = [];
 
@@ -23,12 +25,15 @@ async function api(url, options) {
 
 function currentModel() { return models.find((m) => m.id === $("model").value); }
 
-// One input per control the model takes; an empty one leaves the choice to the model.
+// One input per control the model takes, with its line of help; an empty one leaves the choice
+// to the model.
 function drawControls() {
   const box = $("control-fields");
   const previous = Object.fromEntries([...box.querySelectorAll("[name]")].map((e) => [e.name, e.value]));
   box.replaceChildren();
   for (const spec of currentModel().controls) {
+    const row = document.createElement("div");
+    row.className = "control";
     const label = document.createElement("label");
     label.append(spec.label + " ");
     let input;
@@ -38,16 +43,22 @@ function drawControls() {
       for (const option of spec.options) input.append(new Option(option, option));
     } else {
       input = document.createElement("input");
-      input.type = "number";
-      input.min = spec.min; input.max = spec.max;
-      input.step = spec.step || 1;
+      input.type = spec.kind === "text" ? "text" : "number";
+      if (spec.kind !== "text") { input.min = spec.min; input.max = spec.max; input.step = spec.step || 1; }
       if (spec.none) input.placeholder = spec.none;
     }
     input.name = spec.name;
     input.dataset.kind = spec.kind;
     input.value = previous[spec.name] ?? (spec.default ?? "");
+    const help = document.createElement("small");
+    help.className = "help";
+    help.id = `help-${spec.name}`;
+    help.textContent = spec.help || "";
+    input.setAttribute("aria-describedby", help.id);
+    input.title = spec.help || "";
     label.append(input);
-    box.append(label);
+    row.append(label, help);
+    box.append(row);
   }
   drawKeyboard();
 }
@@ -94,14 +105,39 @@ function readControls() {
   const request = { model: $("model").value, seed: $("seed").value.trim() };
   for (const input of $("control-fields").querySelectorAll("[name]")) {
     if (input.value === "") continue;  // left to the model
-    request[input.name] = input.dataset.kind === "select" ? input.value : Number(input.value);
+    const text = input.dataset.kind === "select" || input.dataset.kind === "text";
+    request[input.name] = text ? input.value : Number(input.value);
   }
   return request;
 }
 
+// The settings and the random seed as a link: opened, it makes the same melodies again.
+function linkTo(request, randomSeed) {
+  const params = new URLSearchParams();
+  for (const [name, value] of Object.entries({ ...request, random_seed: randomSeed })) {
+    if (value !== "" && value !== undefined) params.set(name, value);
+  }
+  return `${location.origin}${location.pathname}?${params}`;
+}
+
+// A link's settings put back into the controls; true where there were any.
+function readLink() {
+  const params = new URLSearchParams(location.search);
+  if (![...params.keys()].length) return false;
+  if (params.has("model") && currentModelOf(params.get("model"))) { $("model").value = params.get("model"); drawControls(); }
+  if (params.has("seed")) $("seed").value = params.get("seed");
+  for (const input of $("control-fields").querySelectorAll("[name]")) {
+    if (params.has(input.name)) input.value = params.get(input.name);
+  }
+  return true;
+}
+
+function currentModelOf(id) { return models.find((m) => m.id === id && m.usable); }
+
 async function generate(event) {
-  event.preventDefault();
+  if (event) event.preventDefault();
   const request = readControls();
+  request.score_width = Math.max(200, Math.min(4000, Math.floor($("results").clientWidth - 24)));
   $("generate").disabled = true;
   say("generating…");
   const started = performance.now();
@@ -113,9 +149,13 @@ async function generate(event) {
     });
     const seconds = ((performance.now() - started) / 1000).toFixed(2);
     say(`${result.melodies.length} melod${result.melodies.length === 1 ? "y" : "ies"} in ${seconds} s (random seed ${result.random_seed})`);
-    history.unshift({ time: new Date(), request, result });
-    showResult(result);
+    delete request.score_width;
+    const link = linkTo(request, result.random_seed);
+    history.unshift({ time: new Date(), request, result, link });
+    showResult(result, link);
     drawHistory();
+    // below the fold (on a phone, under the controls): scroll to it
+    if ($("results").getBoundingClientRect().top > innerHeight * 0.6) $("results").scrollIntoView({ behavior: "smooth", block: "start" });
   } catch (error) {
     say(error.message, true);
   } finally {
@@ -123,68 +163,158 @@ async function generate(event) {
   }
 }
 
+// What a melody is, as its title: a melody cut short by the steps says so.
 function describe(melody) {
-  return [melody.meter, melody.key, melody.bars ? `${melody.bars} bars` : "", melody.style || "", `${melody.symbols.length - melody.seed_length} steps after the seed`]
+  const bars = !melody.bars ? "" : melody.complete ? `${melody.bars} bars` : `cut at ${melody.symbols.length} steps of ${melody.bars} bars planned`;
+  return [melody.meter, melody.key, bars, melody.style || "", `${melody.symbols.length - melody.seed_length} steps after the seed`]
     .filter(Boolean).join(", ");
 }
 
-function showResult(result) {
+function showResult(result, link) {
   const box = $("results");
   box.replaceChildren();
+  if (link) {
+    const again = document.createElement("p");
+    again.innerHTML = '<a id="again">link to these melodies</a> (the settings and random seed: it makes them again)';
+    again.querySelector("a").href = link;
+    box.append(again);
+  }
   result.melodies.forEach((melody, i) => {
     const card = document.createElement("article");
     card.className = "melody";
-    card.innerHTML = `<h3></h3><div class="score"></div>
+    // versions: the melody and each edit of it, the last one shown (undo drops it); selected: the
+    // bar numbers chosen, kept across versions
+    Object.assign(card, { number: i + 1, versions: [melody], selected: new Set() });
+    card.innerHTML = `<h3></h3><div class="score" title="click bars to choose them"></div>
+      <div class="edit-tools">
+        <button type="button" class="regenerate">regenerate selected</button>
+        <button type="button" class="same-rhythm">new pitches, same rhythm</button>
+        <button type="button" class="undo-edit">undo</button>
+        <small class="help">Click bars in the score to choose them (again to drop one).
+          "Regenerate selected" samples them again and keeps every other bar; "new pitches, same
+          rhythm" keeps their notes' onsets, lengths and rests (every bar when none is chosen);
+          "undo" goes back to the version before.</small>
+      </div>
       <p><audio controls preload="auto"></audio></p>
-      <p class="downloads"><a download>MIDI</a><a download>MusicXML</a><a download>WAV</a></p>
+      <p class="downloads">${DOWNLOADS.map((name) => `<a download>${name}</a>`).join("")}</p>
       <details><summary>symbols</summary><p class="symbols"></p></details>`;
-    card.querySelector("h3").textContent = `Melody ${i + 1}: ${describe(melody)}`;
-    card.querySelector(".score").innerHTML = melody.svg;  // verovio's SVG, made by this app
-    const audio = card.querySelector("audio");
-    audio.src = melody.wav;
-    const [midi, musicxml, wav] = card.querySelectorAll(".downloads a");
-    midi.href = melody.midi; musicxml.href = melody.musicxml; wav.href = melody.wav;
-    card.querySelector(".symbols").textContent = melody.symbols.join(" ");
-    follow(audio, card.querySelector(".score"), melody);
+    card.querySelector(".score").addEventListener("click", (event) => chooseBar(card, event));
+    card.querySelector(".regenerate").addEventListener("click", () => edit(card, null));
+    card.querySelector(".same-rhythm").addEventListener("click", () => edit(card, "rhythm"));
+    card.querySelector(".undo-edit").addEventListener("click", () => undoEdit(card));
+    showVersion(card);
     box.append(card);
   });
 }
 
-// While the audio plays, colour the note being heard: the score's notes in order, each a piece
-// of a note split at a barline, as render.melody_score splits them.
-function notePieces(melody) {
-  const [beats, unit] = (melody.meter.includes("/") ? melody.meter : "4/4").split("/").map(Number);
-  const bar = (16 * beats) / unit;
-  const start = (bar - melody.pickup) % bar;
-  const pieces = [];
-  let at = start;
-  let i = 0;
-  const symbols = melody.symbols;
-  while (i < symbols.length) {
-    let j = i + 1;
-    while (j < symbols.length && symbols[j] === "_") j++;
-    let from = at;
-    const end = at + (j - i);
-    while (from < end) {
-      const to = Math.min(end, (Math.floor(from / bar) + 1) * bar);
-      if (symbols[i] !== "r" && symbols[i] !== "_") pieces.push([from - start, to - start]);
-      from = to;
-    }
-    at = end;
-    i = j;
-  }
-  return pieces;
+// The card's latest version: its title, score (the chosen bars marked), audio and downloads.
+function showVersion(card) {
+  const melody = card.versions[card.versions.length - 1];
+  const edits = card.versions.length - 1;
+  const edited = edits ? ` (edited ${edits} time${edits === 1 ? "" : "s"})` : "";
+  card.querySelector("h3").textContent = `Melody ${card.number}: ${describe(melody)}${edited}`;
+  const score = card.querySelector(".score");
+  score.innerHTML = melody.svg;  // verovio's SVG, made by this app
+  const old = card.querySelector("audio");
+  const audio = old.cloneNode(false);  // a fresh player: the old one follows the old score
+  old.replaceWith(audio);
+  audio.src = melody.wav;
+  const [midi, musicxml, wav, abc, kern] = card.querySelectorAll(".downloads a");
+  midi.href = melody.midi; musicxml.href = melody.musicxml; wav.href = melody.wav;
+  abc.href = melody.files.abc; kern.href = melody.files.krn;
+  card.querySelector(".symbols").textContent = melody.symbols.join(" ");
+  card.querySelector(".undo-edit").disabled = !edits;
+  markBars(card);
+  follow(audio, score, melody);
 }
 
+// The score's bars in order, each with its number (verovio draws one g.measure per bar).
+function measures(card) {
+  const melody = card.versions[card.versions.length - 1];
+  return [...card.querySelectorAll(".score g.measure")].map((m, i) => [m, melody.bar_numbers[i]]);
+}
+
+// A click anywhere in a bar's box (between staff lines too) chooses or drops that bar.
+function chooseBar(card, event) {
+  const hit = measures(card).find(([m]) => {
+    const box = m.getBoundingClientRect();
+    return event.clientX >= box.left && event.clientX <= box.right
+      && event.clientY >= box.top && event.clientY <= box.bottom;
+  });
+  if (!hit || hit[1] === undefined) return;
+  if (!card.selected.delete(hit[1])) card.selected.add(hit[1]);
+  markBars(card);
+}
+
+// Each chosen bar gets the class "selected" and a shaded box behind it.
+function markBars(card) {
+  for (const [measure, number] of measures(card)) {
+    const on = card.selected.has(number);
+    measure.classList.toggle("selected", on);
+    measure.querySelector(":scope > rect.bar-selection")?.remove();
+    if (!on) continue;
+    const box = measure.getBBox();
+    const pad = box.height * 0.1;
+    const rect = document.createElementNS("http://www.w3.org/2000/svg", "rect");
+    rect.setAttribute("class", "bar-selection");
+    const shape = { x: box.x, y: box.y - pad, width: box.width, height: box.height + 2 * pad };
+    for (const [name, value] of Object.entries(shape)) rect.setAttribute(name, value);
+    measure.prepend(rect);
+  }
+}
+
+function barList(numbers) { return [...numbers].sort((a, b) => a - b).join(", "); }
+
+// POST /api/regenerate: the chosen bars sampled again (keep "rhythm": new pitches over their
+// rhythm, every bar when none is chosen), shown as the card's next version.
+async function edit(card, keep) {
+  if (!card.selected.size && keep === null) {
+    say("choose the bars to regenerate first: click them in the score", true);
+    return;
+  }
+  const melody = card.versions[card.versions.length - 1];
+  const bars = card.selected.size ? [...card.selected] : null;
+  const buttons = card.querySelectorAll(".edit-tools button");
+  buttons.forEach((b) => { b.disabled = true; });
+  say("regenerating…");
+  try {
+    const width = Math.round(card.querySelector(".score svg")?.width.baseVal.value || 945);
+    const result = await api("/api/regenerate", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ melody_id: melody.id, bars, keep, score_width: width }),
+    });
+    card.versions.push(result.melody);
+    const which = bars ? `bar${bars.length === 1 ? "" : "s"} ${barList(bars)}` : "every bar";
+    const what = keep === "rhythm" ? `new pitches over the same rhythm in ${which}`
+      : `${which} regenerated`;
+    say(`melody ${card.number}: ${what} (random seed ${result.random_seed}); undo goes back`);
+  } catch (error) {
+    say(error.message, true);
+  } finally {
+    buttons.forEach((b) => { b.disabled = false; });
+    showVersion(card);
+  }
+}
+
+function undoEdit(card) {
+  if (card.versions.length < 2) return;
+  card.versions.pop();
+  showVersion(card);
+  say(`melody ${card.number}: back to the version before`);
+}
+
+// While the audio plays, colour the note being heard: each drawn note (a piece of a note split
+// at a barline or into tied values included) sounds from its start to its end, in quarters.
 function follow(audio, score, melody) {
-  const notes = [...score.querySelectorAll("g.note")];
-  const pieces = notePieces(melody);
-  if (notes.length !== pieces.length) return;  // a note drawn as two (a 5/16, say): no guessing
+  const notes = [...score.querySelectorAll("g.note")].filter((n) => melody.note_times[n.id]);
   let lit = null;
   const tick = () => {
-    const step = audio.currentTime / melody.seconds_per_step;
-    const index = pieces.findIndex(([from, to]) => step >= from && step < to);
-    const note = index >= 0 ? notes[index] : null;
+    const quarter = (audio.currentTime * melody.bpm) / 60;
+    const note = notes.find((n) => {
+      const [from, to] = melody.note_times[n.id];
+      return quarter >= from && quarter < to;
+    }) || null;
     if (note !== lit) {
       if (lit) lit.classList.remove("playing");
       if (note) note.classList.add("playing");
@@ -203,7 +333,7 @@ function drawHistory() {
     const item = document.createElement("li");
     const melodies = entry.result.melodies;
     item.textContent = `${entry.time.toLocaleTimeString()}: ${melodies.length} × ${describe(melodies[0])} (${entry.result.model}, random seed ${entry.result.random_seed})`;
-    item.addEventListener("click", () => showResult(entry.result));
+    item.addEventListener("click", () => showResult(entry.result, entry.link));
     list.append(item);
   }
 }
@@ -214,13 +344,15 @@ async function uploadPrimer() {
   say(`reading ${file.name}…`);
   try {
     const url = `/api/primer?name=${encodeURIComponent(file.name)}&model=${encodeURIComponent($("model").value)}`;
-    const result = await api(url, { method: "POST", body: file });
+    const result = await api(url, { method: "POST", body: file, headers: { "Content-Type": "application/octet-stream" } });
     $("seed").value = result.seed;
-    // the primer's meter and pickup, where this model knows them, so the melody goes on in them
-    for (const name of ["meter", "pickup"]) {
+    // the primer's key, meter, mode and pickup, where this model knows them, so the melody goes
+    // on in them
+    const carried = { key: result.tonic, meter: result.meter, mode: result.mode, pickup: result.pickup };
+    for (const [name, value] of Object.entries(carried)) {
       const input = $("control-fields").querySelector(`[name=${name}]`);
-      if (input && (input.tagName !== "SELECT" || [...input.options].some((o) => o.value === String(result[name])))) {
-        input.value = result[name];
+      if (input && (input.tagName !== "SELECT" || [...input.options].some((o) => o.value === String(value)))) {
+        input.value = value;
       }
     }
     say(result.message);
@@ -246,14 +378,21 @@ async function start() {
     say(error.message, true);
     return;
   }
-  if (!models.length) {
-    say("no model found (model.pth, runs/*/model.pth, pretrained/*/model.pth): run preprocess.py and train.py first", true);
+  if (!models.some((m) => m.usable)) {
+    say("no usable model found (model.pth, runs/*/model.pth, pretrained/*/model.pth): run preprocess.py and train.py first", true);
     $("generate").disabled = true;
     return;
   }
-  for (const model of models) $("model").append(new Option(model.id, model.id));
+  for (const model of models) {
+    const option = new Option(model.usable ? model.id : `${model.id} (unusable)`, model.id);
+    option.disabled = !model.usable;
+    option.title = model.error || "";
+    $("model").append(option);
+  }
+  $("model").value = models.find((m) => m.usable).id;
   drawControls();
   say("ready");
+  if (readLink()) generate();
 }
 
 start();

@@ -85,9 +85,10 @@ def report_lines(tables, args):
     lines = [
         "A classifier two-sample test: classifiers learn to tell each set of melodies from the "
         "held-out songs by features of each melody (interval and note-length profiles and their "
-        "pairs, pitch classes, contour, range, length, cadence, rests, and onsets by position in "
-        "the bar where the meter is known). The larger set is cut to the smaller one's size at "
-        "random; ROC AUC of the out-of-fold predictions of "
+        "pairs, pitch classes, contour, range, length, cadence, rests, and, where the meter is "
+        "known, onsets by position in the bar and the form: the shares of bars and 2- and 4-bar "
+        "spans that repeat, exactly, by rhythm or moved, as in section 7). The larger set is "
+        "cut to the smaller one's size at random; ROC AUC of the out-of-fold predictions of "
         f"{args.cv_folds}-fold stratified cross-validation, with a 95% interval from "
         f"{args.bootstrap} bootstrap resamples of the melodies. 0.5: the classifier cannot tell "
         "the sets apart; 1: it always can. Training songs against held-out songs calibrate the "

@@ -24,17 +24,19 @@ from melody.encoding import DELIMITER, HOLD
 from melody.evaluation import (
     classifier,
     features,
+    form,
     listening,
     memorisation,
     prediction,
     structure,
     styles,
+    surprisal,
 )
 from melody.evaluation.common import markdown
 from melody.generation import Melody, MelodyGenerator
 
 # The report's sections, in the order of report.md and results.json
-SECTIONS = [prediction, features, memorisation, structure, classifier, styles]
+SECTIONS = [prediction, features, memorisation, structure, classifier, styles, form, surprisal]
 BAR_QUARTERS = 4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 16ths)
 
 
@@ -123,6 +125,7 @@ class Run:
         self.checkpoints = load_models(paths, self.mapping, len(self.songs))
         metadata = artefacts.metadata_path(args.metadata, args.dataset)
         rows = artefacts.load_metadata(metadata, len(self.songs))
+        artefacts.check_table(rows, self.songs, self.mapping, metadata)
         self.plans = [controls.Plan.from_row(r) for r in rows]
         self.vocabulary = sorted(self.mapping, key=self.mapping.get)
         if HOLD not in self.mapping or DELIMITER not in self.mapping:

@@ -19,6 +19,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import config
+from melody import form
 from melody.artefacts import UserError
 from melody.encoding import symbol_runs
 
@@ -58,9 +59,9 @@ def duration_class(steps):
 
 
 def melody_features(symbols, bar_steps=None, pickup=None):
-    """{(family, feature): value} of one melody. The bar-position family needs the bar length in
-    steps and the pickup (steps before the first barline); without them its values are NaN, and
-    two_sample_test drops features unknown for any melody."""
+    """{(family, feature): value} of one melody. The bar-position and form families need the bar
+    length in steps and the pickup (steps before the first barline); without them their values
+    are NaN, and two_sample_test drops features unknown for any melody."""
     events = notes_of(symbols)
     notes = [(p, onset, length) for p, onset, length in events if p is not None]
     pitches = [p for p, _, _ in notes]
@@ -119,6 +120,7 @@ def melody_features(symbols, bar_steps=None, pickup=None):
             "rests per note": (len(events) - len(notes)) / max(len(notes), 1),
         },
         "bar position": bar_position(notes, len(symbols), bar_steps, pickup),
+        "form": form_features(symbols, bar_steps, pickup),
     }
     return {
         (family, str(name) if not isinstance(name, tuple) else " then ".join(name)): float(value)
@@ -138,6 +140,14 @@ def bar_position(notes, length, bar_steps, pickup):
     profile = shares([pos * BAR_BINS // bar_steps for pos in positions], range(BAR_BINS))
     ends = [bool(positions) and positions[-1] == 0, (length - pickup) % bar_steps == 0]
     return dict(zip(names, list(profile.values()) + [float(end) for end in ends]))
+
+
+def form_features(symbols, bar_steps, pickup):
+    """The shares of bars and spans that repeat (form.form_shares: exactly, by rhythm, moved);
+    NaN where the meter is unknown."""
+    if bar_steps is None or pickup is None:
+        return dict.fromkeys(form.REPEAT_SHARES, float("nan"))
+    return form.form_shares(form.form_counts(symbols, bar_steps, pickup))
 
 
 def feature_table(melodies, bar_steps=None, pickups=None):

@@ -6,11 +6,15 @@ songs, split(name, data) -> [(song name, bytes)]. A new format is one new module
 _MODULES.
 
     read_file(path) -> [(name, result)]    one per song in the file
+    read_bounded(path) -> the same, read in a child process with a time and memory limit
 """
 
+import importlib
+import multiprocessing
 from pathlib import Path
 
-from melody.readers import abc, kern, midi, musicxml
+import config
+from melody.readers import abc, common, kern, midi, musicxml
 
 _MODULES = (kern, abc, musicxml, midi)
 READERS = {suffix: module for module in _MODULES for suffix in module.SUFFIXES}
@@ -36,6 +40,10 @@ def read_file(path):
     """A music file -> [(name, result)], one per song in it (name: the file's name, with `X:n`
     for each tune of an ABC file). Never raises on a bad file: its result is a skip."""
     path = Path(path)
+    if not path.exists():
+        return [(path.name, {"skip": "not found"})]
+    if path.is_dir():
+        return [(path.name, {"skip": "a folder, not a file"})]
     if reader(path) is None:
         known = ", ".join(sorted(READERS))
         return [(path.name, {"skip": f"unknown suffix (known: {known})"})]
@@ -44,3 +52,59 @@ def read_file(path):
     except OSError as error:
         return [(path.name, {"skip": "unreadable", "detail": error.strerror or str(error)})]
     return [(name, parse(path, chunk)) for name, chunk in split(path, path.name, data)]
+
+
+TIMED_OUT = "took too long to read"
+
+
+def read_bounded(path, timeout=config.PARSE_TIMEOUT, memory=config.PARSE_MEMORY_BYTES):
+    """read_file in a child process that may use `memory` more bytes of address space and
+    `timeout` seconds (0: no limit), so that no file can hold or fill the caller's process; from
+    any thread. Past a limit, the one song is a skip saying which."""
+    # fork: the child has the caller's modules at once (a fresh interpreter imports music21 for
+    # a second or more) and runs only the readers, none of the caller's threads
+    context = multiprocessing.get_context("fork")
+    importlib.import_module("music21.converter")  # once here, not in every child
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_read_child, args=(str(path), send, memory), daemon=True)
+    child.start()
+    send.close()
+    try:
+        if receive.poll(timeout or None):
+            return receive.recv()
+        skip = {"skip": TIMED_OUT, "detail": f"over {timeout:g} s"}
+    except EOFError:  # the child died: the memory limit is the one way it can
+        skip = {"skip": "ran out of memory reading it", "detail": f"over {memory} bytes"}
+    finally:
+        child.kill()
+        child.join()
+        receive.close()
+    return [(Path(path).name, skip)]
+
+
+def _read_child(path, send, memory):
+    """read_file in the child: its result, or a skip saying what went wrong, sent back."""
+    if memory:
+        _limit_memory(memory)
+    try:
+        send.send(read_file(path))
+    except MemoryError:
+        send.send([(Path(path).name, {"skip": "ran out of memory reading it"})])
+    except Exception as error:  # a reader's bug: said in one line, as the caller's own would be
+        send.send([(Path(path).name, common.failure("a reader failed", error))])
+    finally:
+        send.close()
+
+
+def _limit_memory(memory):
+    """Allow this process `memory` bytes of address space on top of what it maps already (the
+    fork of a process with torch maps gigabytes it never touches)."""
+    import resource
+
+    try:
+        mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    except OSError:  # no /proc: the timeout alone bounds the read
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = mapped + memory if hard == resource.RLIM_INFINITY else min(mapped + memory, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))

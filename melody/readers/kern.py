@@ -12,6 +12,7 @@ import re
 from fractions import Fraction
 from typing import NamedTuple
 
+import config
 from melody import encoding
 from melody.readers import common
 
@@ -121,6 +122,7 @@ class KernSong(NamedTuple):
     key: tuple | None  # declared (tonic, mode)
     meters: list  # the top part's `*M` meters in order ("3/4"; none for `*MX`, as music21)
     pickup: float  # quarter lengths before its first barline, if less than a bar; else 0
+    polyphonic: bool = False  # a chord, or more than one **kern spine with notes
 
 
 def read_kern(text):
@@ -132,7 +134,7 @@ def read_kern(text):
     rightmost first.
     Raises UnsupportedKern for anything else, so the caller can ask music21.
     """
-    kern_columns, parts, keys, meters, first_bar = None, {}, {}, {}, {}
+    kern_columns, parts, keys, meters, first_bar, chords = None, {}, {}, {}, {}, False
     for line in text.splitlines():
         line = line.rstrip()
         if line.startswith("!!!!SEGMENT"):
@@ -186,6 +188,7 @@ def read_kern(text):
                     raise UnsupportedKern(token)
                 continue
             event = _kern_event(token)
+            chords = chords or " " in token
             if event is not None:
                 parts[i].append(event)
     if kern_columns is None:
@@ -199,7 +202,8 @@ def read_kern(text):
         pickup = pickup if pickup < 4 * numerator / denominator else 0.0  # a full first bar
     else:
         pickup = 0.0
-    return KernSong(events, declared, meters[top], pickup)
+    voices = sum(any(midi is not None for midi, _, _ in part) for part in parts.values())
+    return KernSong(events, declared, meters[top], pickup, chords or voices > 1)
 
 
 def parse(path, data):
@@ -213,5 +217,8 @@ def parse(path, data):
     try:
         song = read_kern(text)
     except Exception:  # UnsupportedKern, or a reader bug: music21 is the reference either way
+        records = sum(line[:1] not in ("", "*", "!", "=") for line in text.splitlines())
+        if records > config.MAX_SONG_NOTES:  # music21 holds every one: bounded before it reads
+            return common.too_many_notes(records)
         return common.music21_result(path=path, fmt="humdrum")
-    return common.result(song.events, song.key, song.meters, song.pickup, "kern")
+    return common.result(song.events, song.key, song.meters, song.pickup, "kern", song.polyphonic)

@@ -11,9 +11,12 @@ The rule, for any MIDI file, one track or many, one voice or chords:
    (there one player has moved on: the overlap of legato playing, or a hand of a piano track).
    Where that note is the one the top voice already holds, it goes on (a soprano's half note
    under moving inner parts); otherwise it enters the top voice there, cutting the note before,
-   and lasts until its own end or the next note that enters. A gap before an onset is a rest, as
-   is the time before the first note: a lower note sounding on after the top one ends is not
-   followed.
+   and lasts until its own end or the next note that enters; a new note of another voice on the
+   pitch the top voice holds does not strike it again. A gap before an onset is a rest, as is
+   the time before the first note in its bar (whole bars of silence before it are dropped): a
+   lower note sounding on after the top one ends is not followed. A note or a silence of more
+   than config.MAX_HELD_BARS bars of 4/4 marks a damaged file (huge delta times), which is
+   skipped.
 4. MIDI has no written notes, so each note and rest is written as a score would write it (as
    music21 reads a MIDI file): split at the barlines of the meter in force (bars counted from the
    start of the file, and again from each time_signature message), then into the longest of
@@ -21,11 +24,13 @@ The rule, for any MIDI file, one track or many, one voice or chords:
    drops a MIDI song: quantisation has already done its work.) Silence after the last note is not
    read: MIDI marks it only by where a track ends.
 5. Meters: the time_signature messages of the file in order (repeats dropped); none, as music21
-   reads such a file: 4/4. The key: the first key_signature message (mido's "Bb", "F#m"), else
+   reads such a file: 4/4. The key: the first key_signature message that names one (mido's
+   "Bb", "F#m"; one of 9 sharps or mode byte 2 names none, and the file is read on), else
    music21's analysis of the notes. MIDI marks no pickup: it is 0.
 """
 
 import bisect
+import contextlib
 import io
 
 import config
@@ -34,7 +39,8 @@ from melody.readers import common
 SUFFIXES = (".mid", ".midi")
 DRUM_CHANNEL = 9  # channel 10, counted from 1
 STEPS_PER_QUARTER = 4  # 16ths
-MAX_STEPS = 1 << 16  # 1,024 bars of 4/4: a longer file is damaged, or no song
+MAX_HELD = config.MAX_HELD_BARS * 4  # in quarter lengths: bars of 4/4
+MAX_STEPS = config.MAX_SONG_QUARTERS * STEPS_PER_QUARTER  # a longer file is damaged, or no song
 
 
 def parse(path, data):
@@ -43,25 +49,48 @@ def parse(path, data):
 
     if not data.strip():
         return {"skip": "empty"}
+    if len(data) > config.MAX_SONG_BYTES:
+        return common.too_big(len(data))
     try:
-        midi = mido.MidiFile(file=io.BytesIO(data))
+        with _lenient_key_signatures():
+            midi = mido.MidiFile(file=io.BytesIO(data))
         if midi.type == 2 or midi.ticks_per_beat <= 0:
             raise ValueError(f"MIDI type {midi.type} or SMPTE timing: no beats to quantise")
         notes, meter_changes, declared = _notes(midi)
     # mido raises many types (OSError, EOFError, ValueError, KeyError) on a damaged file
     except Exception as error:
         return common.failure("not a readable MIDI file", error)
+    if len(notes) > config.MAX_SONG_NOTES:
+        return common.too_many_notes(len(notes))
     ticks_per_step = midi.ticks_per_beat / STEPS_PER_QUARTER
     if notes and max(note[1] for note in notes) / ticks_per_step > MAX_STEPS:
-        return {"skip": f"longer than {MAX_STEPS} 16ths"}
+        return common.too_long(max(note[1] for note in notes) / midi.ticks_per_beat)
     bars = [(round(tick / ticks_per_step), _bar_steps(meter)) for tick, meter in meter_changes]
     events = top_voice(notes, ticks_per_step, bars)
+    if _longest_held(events) > MAX_HELD:
+        return {"skip": f"a note or silence of over {config.MAX_HELD_BARS} bars (damaged?)"}
     meters = [
         meter
         for i, (_, meter) in enumerate(meter_changes)
         if i == 0 or meter != meter_changes[i - 1][1]
     ]
-    return common.result(events, declared, meters or ["4/4"], 0.0, "midi")
+    return common.result(events, declared, meters or ["4/4"], 0.0, "midi", _polyphonic(notes))
+
+
+def _longest_held(events):
+    """The longest note (its tied pieces together) or run of rests, in quarter lengths."""
+    longest = run = 0
+    previous = 0  # no pitch nor rest
+    for pitch, quarter_length, tied in events:
+        goes_on = (pitch is None and previous is None) or (pitch is not None and tied)
+        run = run + quarter_length if goes_on else quarter_length
+        longest, previous = max(longest, run), pitch
+    return longest
+
+
+def _polyphonic(notes):
+    """Whether notes come from more than one track and channel, or two start together."""
+    return len({voice for *_, voice in notes}) > 1 or len({n[0] for n in notes}) < len(notes)
 
 
 def _notes(midi):
@@ -74,7 +103,7 @@ def _notes(midi):
             tick += message.time
             if message.type == "time_signature":
                 meters.append((tick, f"{message.numerator}/{message.denominator}"))
-            elif message.type == "key_signature" and declared is None:
+            elif message.type == "key_signature" and declared is None and message.key:
                 declared = _key(message.key)
             elif message.type in ("note_on", "note_off") and message.channel != DRUM_CHANNEL:
                 key = (message.channel, message.note)
@@ -86,6 +115,28 @@ def _notes(midi):
             (onset, tick, note, (number, channel)) for (channel, note), onset in sounding.items()
         )
     return notes, sorted(meters, key=lambda change: change[0]), declared
+
+
+@contextlib.contextmanager
+def _lenient_key_signatures():
+    """mido refuses a whole file over one key signature it cannot name (9 sharps, mode byte 2):
+    while it reads one here, such a signature names no key (restored after)."""
+    from mido.midifiles import meta
+
+    spec = meta.MetaSpec_key_signature
+    decode = spec.decode
+
+    def lenient(self, message, data):
+        try:
+            decode(self, message, data)
+        except meta.KeySignatureError:
+            vars(message)["key"] = None  # past the check, which allows names only
+
+    spec.decode = lenient
+    try:
+        yield
+    finally:
+        spec.decode = decode
 
 
 def _bar_steps(meter):
@@ -123,14 +174,16 @@ def top_voice(notes, ticks_per_step, bars=()):
         moved = {note[3] for note in starting}  # a voice with a new note let go of its old one
         active = [note for note in active if note[1] > onset and note[3] not in moved]
         active += starting
-        top = max(active, key=lambda note: (note[2], note[0]))  # a new note wins a draw
+        # on a draw the note held goes on, else a new note wins
+        top = max(active, key=lambda note: (note[2], note is held, note[0]))
         if top is not held:
             if melody:
                 melody[-1][2] = min(melody[-1][2], onset)
             melody.append([top[2], onset, top[1]])
             held = top
     barlines = _barlines(bars, max((stop for _, _, stop in melody), default=0))
-    events, time = [], 0
+    first = melody[0][1] if melody else 0
+    events, time = [], barlines[bisect.bisect_right(barlines, first) - 1] if barlines else 0
     for pitch, start, stop in melody:
         if start > time:
             events.extend(_written(None, time, start, barlines))

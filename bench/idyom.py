@@ -1,0 +1,92 @@
+"""Bits per note beside IDyOM's published figures on the same Essen songs (Pearce 2005, Table
+6.7): 10-fold cross-validation over the songs of each set, a model trained per fold on the other
+nine (`within`) or pretrained on the rest of deutschl and fine-tuned on them (`with_deutschl`).
+
+    python bench/idyom.py --smoke                  # every step on a few songs, in a minute
+    nice -n 10 python bench/idyom.py --sets kinder fink --arch lstm
+
+Writes bench/results/idyom.json, idyom.md and idyom.folds.json (--smoke: idyom-quick.*, which
+git ignores); the rules of the comparison are in idyom.md and bench/idyom_cv.py.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import idyom_report  # noqa: E402
+
+import config  # noqa: E402
+from melody import artefacts  # noqa: E402
+
+SMOKE = {
+    "smoke": 12,
+    "folds": 2,
+    "units": [16],
+    "epochs": 1,
+    "pretrain_epochs": 1,
+    "finetune_epochs": 1,
+    "bootstrap": 100,
+    "name": "idyom-quick",
+}
+
+
+def main():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--deutschl", default=config.IDYOM_DEUTSCHL, help="the deutschl folder")
+    parser.add_argument("--sets", nargs="+", default=config.IDYOM_SETS, help="its sets to test")
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=["within", "with_deutschl"],
+        choices=["within", "with_deutschl"],
+    )
+    parser.add_argument(
+        "--arch", nargs="+", default=["lstm", "transformer"], choices=["lstm", "transformer"]
+    )
+    parser.add_argument("--folds", type=int, default=config.IDYOM_FOLDS)
+    parser.add_argument(
+        "--units", type=int, nargs="+", default=config.IDYOM_UNITS, help="the LSTM's layers"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=config.IDYOM_EPOCHS, help="per fold, `within`"
+    )
+    parser.add_argument("--dropout", type=float, default=config.IDYOM_DROPOUT, help="the LSTM's")
+    parser.add_argument(
+        "--lr", type=float, default=config.IDYOM_LEARNING_RATE, help="the LSTM's, at first"
+    )
+    parser.add_argument("--window", type=int, default=config.IDYOM_WINDOW, help="the LSTM's")
+    parser.add_argument("--batch-size", type=int, default=config.IDYOM_BATCH_SIZE)
+    parser.add_argument("--pretrain-epochs", type=int, default=config.IDYOM_PRETRAIN_EPOCHS)
+    parser.add_argument("--finetune-epochs", type=int, default=config.IDYOM_FINETUNE_EPOCHS)
+    parser.add_argument("--seed", type=int, default=config.SEED)
+    parser.add_argument("--bootstrap", type=int, default=config.BOOTSTRAP_RESAMPLES)
+    parser.add_argument("--work", default=config.IDYOM_WORK, help="data and models per fold")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--name", default="idyom", help="the results' file name")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the other sets and settings the results file holds (runs made apart)",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_const",
+        const=SMOKE,
+        default=None,
+        help="a few songs, 2 folds, 1 epoch of a tiny model: every step, fast",
+    )
+    args = parser.parse_args()
+    if args.smoke:
+        vars(args).update(SMOKE)
+    idyom_report.run(args)
+
+
+if __name__ == "__main__":
+    artefacts.run_script(main)

@@ -1,0 +1,200 @@
+"""bench/idyom.py's run: every architecture, setting and set cross-validated (idyom_cv.py), the
+folds and figures written to bench/results/idyom.json and idyom.md after each set is done, so a
+run cut short keeps what it finished."""
+
+import datetime
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import idyom_cv
+import torch
+
+import config
+from melody import artefacts
+from melody.artefacts import UserError
+
+# Pearce (2005), PhD thesis, Table 6.7: the best long-term + short-term model, pitch given onset,
+# 10-fold cross-validation, bits per note
+IDYOM = {"kinder": 2.106}
+
+
+def run(options):
+    """Cross-validate and write the results; options: bench/idyom.py's flags."""
+    started = time.perf_counter()
+    root, work = Path(options.deutschl), Path(options.work)
+    folders = [root / name for name in options.sets] + smoke_outside(options, root)
+    data = idyom_cv.prepare([str(f) for f in folders] if options.smoke else [str(root)], work)
+    members = {name: [i for i, s in enumerate(data.sets) if s == name] for name in options.sets}
+    empty = [name for name, songs in members.items() if not songs]
+    if empty:
+        raise UserError(
+            f"no songs of {', '.join(empty)} under {root}: pass --deutschl, the folder that "
+            "holds the Essen deutschl sets (kinder, fink, ...)"
+        )
+    if options.smoke:
+        members = {name: songs[: options.smoke] for name, songs in members.items()}
+    folds = {n: idyom_cv.make_folds(s, options.folds, options.seed) for n, s in members.items()}
+    outside = [i for i, s in enumerate(data.sets) if s not in options.sets]
+    out = Path(options.out)
+    named = {n: [[data.names[i] for i in fold] for fold in f] for n, f in folds.items()}
+    artefacts.write_json(out / f"{options.name}.folds.json", kept(out, options, ".folds") | named)
+    mine = {}
+    for arch in options.arch:
+        pretrained = None
+        for setting in options.settings:
+            if setting == "with_deutschl" and pretrained is None:
+                pretrained = idyom_cv.train_model(
+                    work / arch / "pretrain", data, outside, options, arch, options.pretrain_epochs
+                )
+            for name in options.sets:
+                tuned = pretrained if setting == "with_deutschl" else None
+                records = cross_validate(data, folds[name], outside, options, arch, tuned)
+                figures = idyom_cv.summarise(records, options.bootstrap, options.seed)
+                figures["folds"] = len(folds[name])
+                place = mine.setdefault(name, {}).setdefault(setting, {})
+                figures["run"] = describe(options, round(time.perf_counter() - started))
+                place.setdefault("architectures", {})[arch] = figures
+                write(out, options.name, {"sets": merged(kept(out, options), mine)})
+
+
+def kept(out, options, suffix=""):
+    """With --merge, what the results file holds already (the other sets and settings)."""
+    path = out / f"{options.name}{suffix}.json"
+    return json.loads(path.read_text()) if options.merge and path.is_file() else {}
+
+
+def merged(kept_results, mine):
+    """This run's figures (per set, setting, architecture) over those of the results file, read
+    when writing: runs beside this one may have added theirs."""
+    results = kept_results.get("sets", {})
+    for set_name, settings in mine.items():
+        for setting, figures in settings.items():
+            place = results.setdefault(set_name, {}).setdefault(setting, {"architectures": {}})
+            place["architectures"].update(figures["architectures"])
+    return results
+
+
+def smoke_outside(options, root):
+    """The smallest other folder of deutschl, for a smoke run's pretraining; none in a real run."""
+    if not options.smoke:
+        return []
+    others = [f for f in root.iterdir() if f.is_dir() and f.name not in options.sets]
+    return [min(others, key=lambda f: len(list(f.iterdir())))]
+
+
+def cross_validate(data, folds, outside, options, arch, pretrained):
+    """Per song records of every test fold: `within` trains a model on the other folds;
+    with a pretrained model, `with_deutschl` fine-tunes it on them."""
+    records = []
+    for k, test in enumerate(folds):
+        train = [i for j, fold in enumerate(folds) if j != k for i in fold]
+        if pretrained is None:
+            folder = Path(options.work) / arch / data.sets[test[0]] / f"fold{k}"
+            checkpoint = idyom_cv.train_model(folder, data, train, options, arch, options.epochs)
+        else:
+            checkpoint = idyom_cv.fine_tune(pretrained, data, train, options)
+            train = outside + train
+        records += idyom_cv.score_fold(checkpoint, data, test, train)
+        print(f"{arch} {data.sets[test[0]]} fold {k + 1}/{len(folds)}: {len(records)} songs")
+    return records
+
+
+def describe(options, seconds):
+    """How the figures were made: the command, the machine, the settings, the seconds since the
+    run began."""
+    return {
+        "command": shlex.join(["python", *sys.argv]),
+        "seconds": seconds,
+        "date": datetime.date.today().isoformat(),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": torch.__version__,
+        "units": options.units,
+        "dropout": options.dropout,
+        "lr": options.lr,
+        "window": options.window,
+        "batch_size": options.batch_size,
+        "epochs": options.epochs,
+        "pretrain_epochs": options.pretrain_epochs,
+        "finetune_epochs": options.finetune_epochs,
+        "folds": options.folds,
+        "seed": options.seed,
+        "keys_charged": config.IDYOM_KEYS,
+    }
+
+
+def write(out, name, results):
+    """idyom.json (per set and setting: the first architecture's figures, then each one's) and
+    idyom.md."""
+    for settings in results["sets"].values():
+        for figures in settings.values():
+            first = next(iter(figures["architectures"].values()))
+            figures.update({k: v for k, v in first.items()})
+    artefacts.write_json(out / f"{name}.json", results)
+    artefacts.write_text(out / f"{name}.md", "\n".join(markdown(results, name)) + "\n")
+
+
+def markdown(results, name):
+    """The table beside IDyOM's figures, and the rules of the comparison."""
+    runs = [
+        f["run"]
+        for settings in results["sets"].values()
+        for figures in settings.values()
+        for f in figures["architectures"].values()
+    ]
+    commands = list(dict.fromkeys(r["command"] for r in runs))
+    lines = ["# Bits per note beside IDyOM (Pearce 2005, Table 6.7)", "", "Reproduce with:", ""]
+    lines += [f"    {c}" for c in commands]
+    lines += [
+        "",
+        f"{runs[-1]['date']}, {runs[-1]['machine']}, torch {runs[-1]['torch']}; each run's "
+        f"settings and seconds are in `{name}.json`. Folds (seed {runs[-1]['seed']}): "
+        f"`{name}.folds.json`. 95% intervals: bootstrap over songs.",
+        "",
+        "| set | setting | model | pitch bits/note | 95% | IDyOM | key not charged | "
+        "all bits/note | nats/step | songs | notes |",
+        "|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for set_name, settings in results["sets"].items():
+        for setting, figures in settings.items():
+            for arch, f in figures["architectures"].items():
+                low, high = f["pitch_bits_95"]
+                lines.append(
+                    f"| {set_name} | {setting} | {arch} | {f['pitch_bits']:.3f} | "
+                    f"{low:.3f}-{high:.3f} | {IDYOM.get(set_name, '-')} | "
+                    f"{f['pitch_bits_uncharged']:.3f} | {f['all_bits']:.3f} | "
+                    f"{f['nats_per_step']:.3f} | {f['songs']} | {f['notes']} |"
+                )
+    return lines + [""] + RULES
+
+
+RULES = [
+    "## The rules of the comparison",
+    "",
+    "- Songs: the set's folder of the Essen deutschl collection, preprocessed as the project does "
+    "(melody.dataset): a song with a note or rest of a duration outside ACCEPTABLE_DURATIONS is "
+    "dropped (kinder keeps 207 of IDyOM's 213), every song is moved to C major / A minor by its "
+    "written key.",
+    "- 10 folds over the songs, dealt after a seeded shuffle; each song scored once, by a model "
+    "that never saw it. `within`: a model trained (melody.training.train, which keeps 10% of the "
+    "nine folds to pick its best epoch) on the other nine folds only, as IDyOM's long-term model. "
+    "`with_deutschl`: one model pretrained on every deutschl song outside the sets under test, "
+    "then fine-tuned on the nine folds for a fixed number of epochs at a third of the learning "
+    "rate (no validation: the epochs are fixed beforehand).",
+    "- Pitch bits per note: at each note's onset, -log2 of the model's probability of its pitch "
+    "among the pitch symbols alone, renormalised (the onset given, as IDyOM predicts pitch), "
+    "summed over all notes of all songs and divided by the notes. All bits per note: every step "
+    "of each song (onsets, holds, rests, the closing `/`) in bits, over its notes.",
+    "- What the model is told: each song's meter and pickup (position in the bar), as IDyOM is "
+    "told the time signature; never its mode, length in bars, final note or collection (blanked "
+    "in the song tables it trains and is scored on). The key is given away by the transposition: "
+    "both figures are charged log2(24) bits per song (12 tonics x 2 modes), spread over its notes. "
+    "All bits per note is also charged the meter and pickup at their cost under the training "
+    "songs' plans (melody.evaluation.prediction.plan_nats). nats/step is the model's own, "
+    "uncharged.",
+    "- IDyOM: Pearce (2005), PhD thesis, Table 6.7, the best long-term + short-term model, which "
+    "also learns from the song so far; no published figure on fink in that table.",
+]

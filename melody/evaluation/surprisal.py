@@ -1,0 +1,120 @@
+"""Information content per note, and the report's surprisal section: a few held-out songs drawn as
+scores with each note's bits as a line under them.
+
+A model predicts one 16th step at a time; a note is the step where a pitch symbol starts. Per note:
+  pitch bits   -log2 of the probability of its pitch among the pitches alone, renormalised at its
+               onset (the onset given, as IDyOM predicts pitch: Pearce 2005);
+  all bits     the nats of every step of the song (onsets, holds, rests, the closing `/`) over its
+               notes, in bits: what predicting the whole song costs per note.
+"""
+
+import io
+import math
+
+import matplotlib.image
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+
+import config
+from melody import controls, render
+from melody.evaluation.common import Section, markdown, save_figure, three
+from melody.models import load, song_log_probs
+
+
+def pitch_indices(vocabulary):
+    """The indices of the pitch symbols (MIDI numbers) of a vocabulary."""
+    return torch.tensor([i for i, symbol in enumerate(vocabulary) if symbol.isdigit()])
+
+
+def song_bits(log_probs, song, pitches, delimiter_index):
+    """(Each note's pitch bits as an array, the song's nats over all its steps and its closing
+    `/`) from its [len(song) + 1, vocab] log-probabilities (models.song_log_probs)."""
+    targets = torch.tensor(list(song) + [delimiter_index], dtype=torch.long)
+    lp = log_probs.double()
+    step_nats = -lp.gather(1, targets[:, None]).sum().item()
+    onsets = torch.isin(targets, pitches).nonzero().squeeze(1)
+    among = lp[onsets][:, pitches].logsumexp(1)
+    pitch_nats = among - lp[onsets, targets[onsets]]
+    return (pitch_nats / math.log(2)).numpy(), step_nats
+
+
+def songs_bits(log_probs, songs, vocabulary, delimiter_index):
+    """Per song {"pitch_bits": array per note, "step_nats", "steps", "notes"}."""
+    pitches = pitch_indices(vocabulary)
+    result = []
+    for lp, song in zip(log_probs, songs):
+        bits, nats = song_bits(lp, song, pitches, delimiter_index)
+        result.append({"pitch_bits": bits, "step_nats": nats, "steps": len(song) + 1})
+        result[-1]["notes"] = len(bits)
+    return result
+
+
+def plot_song(path, symbols, bits, plan, title):
+    """The song's score above a line of its notes' pitch bits."""
+    meter = plan.meter if controls.bar_steps(plan.meter) else None
+    score = render.melody_score(symbols, meter=meter, pickup=plan.pickup if meter else 0)
+    picture = matplotlib.image.imread(io.BytesIO(render.png(render.svg(score), zoom=1)))
+    height = picture.shape[0] / picture.shape[1] * 10
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10, height + 2.5), gridspec_kw={"height_ratios": [height, 2.5]}
+    )
+    top.imshow(picture)
+    top.set_axis_off()
+    top.set_title(title)
+    bottom.plot(np.arange(1, len(bits) + 1), bits, "o-", markersize=3)
+    bottom.set_xlim(0.5, len(bits) + 0.5)
+    bottom.set_xlabel("note")
+    bottom.set_ylabel("pitch bits")
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def section(run):
+    """The first model's pitch bits per note under the scores of the first SURPRISAL_SONGS
+    held-out songs, and its bits per note over all held-out songs."""
+    checkpoint = run.checkpoints[0]
+    model = load(checkpoint).to(run.args.device)
+    fields = controls.checkpoint_fields(checkpoint, run.test_plans, run.test_songs)
+    log_probs = song_log_probs(
+        model, run.test_songs, run.delimiter, device=run.args.device, controls=fields
+    )
+    per_song = songs_bits(log_probs, run.test_songs, run.vocabulary, run.delimiter)
+    notes = sum(s["notes"] for s in per_song)
+    pitch = sum(s["pitch_bits"].sum() for s in per_song) / max(notes, 1)
+    every = sum(s["step_nats"] for s in per_song) / max(notes, 1) / math.log(2)
+    rows, lines = [], []
+    for k in range(min(config.SURPRISAL_SONGS, len(per_song))):
+        song = per_song[k]
+        name = f"surprisal_{k + 1}.png"
+        title = f"held-out song {run.held_out[k]}: {song['pitch_bits'].mean():.2f} pitch bits/note"
+        plot_song(run.out / name, run.real_symbols[k], song["pitch_bits"], run.test_plans[k], title)
+        rows.append(
+            {
+                "song": run.held_out[k],
+                "notes": song["notes"],
+                "pitch bits/note": float(song["pitch_bits"].mean()),
+                "all bits/note": song["step_nats"] / max(song["notes"], 1) / math.log(2),
+            }
+        )
+        lines.append(f"![surprisal of held-out song {run.held_out[k]}]({name})")
+    table = pd.DataFrame(rows)
+    head = [
+        "",
+        "## Surprisal: information content per note",
+        "",
+        f"{run.paths[0]}, told each song's plan, on the {len(per_song)} held-out songs: "
+        f"{pitch:.3f} pitch bits per note (each note's pitch among the pitches, its onset given), "
+        f"{every:.3f} bits per note for the whole step sequence ({notes} notes). Under each score "
+        "below, every note's pitch bits: peaks are the notes the model did not expect.",
+        "",
+        "`surprisal`:",
+        "",
+    ]
+    formats = {"pitch bits/note": three, "all bits/note": three}
+    return Section(
+        {"surprisal": table},
+        head + markdown(table, formats) + [""] + lines,
+        headline={run.paths[0]: f"{pitch:.3f} pitch bits/note"},
+    )

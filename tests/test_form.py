@@ -1,0 +1,270 @@
+"""form.py on hand-made melodies: bars cut from the first barline, exact, rhythm and transposed
+repeats, phrase letters, the self-similarity matrix and the form notation; then generation that
+follows a form, read back by form.py, for both architectures."""
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import ROOT
+
+import train
+from melody import controls, form
+from melody.controls import Plan
+from melody.evaluation import form as report_form
+from melody.evaluation import twosample
+from melody.generation import MelodyGenerator
+
+# Bars of 2/4 (8 sixteenths)
+C = "60 _ 62 _ 64 _ 65 _".split()
+C_HIGH = "62 _ 64 _ 66 _ 67 _".split()  # C moved up a tone: a sequence
+C_OTHER = "67 _ 65 _ 64 _ 62 _".split()  # C's rhythm, other notes
+LONG = "67 _ _ _ 60 _ _ _".split()
+REST = "r _ 64 _ _ _ 60 _".split()
+
+
+def test_bars_are_cut_from_the_first_barline_and_whole_ones_kept():
+    melody = ["67", "_"] + C + LONG + C[:6]  # a pickup of 2 steps, a last bar left short
+    assert form.bars_of(melody, 8, 2) == [tuple(C), tuple(LONG)]
+    assert form.bars_of(melody, 8, 0) == [tuple(melody[i : i + 8]) for i in (0, 8, 16)]
+    assert form.spans_of([(1,), (2,), (3,), (4,), (5,)], 2) == [(1, 2), (3, 4)]
+
+
+def test_repeats_are_exact_transposed_or_rhythm_only():
+    assert form.transposition(C, C_HIGH) == 2 and form.transposition(C, C) == 0
+    assert form.transposition(C, C_OTHER) is None and form.transposition(C, LONG) is None
+    assert form.transposition("_ _ r _".split(), "_ _ r _".split()) is None  # no notes to move
+    units = [tuple(b) for b in (C, LONG, C, C_HIGH, C_OTHER, REST, LONG)]
+    assert form.repeats(units) == [None, None, "exact", "transposed", "rhythm", None, "exact"]
+
+
+def test_counts_and_shares_of_a_melody():
+    # 8 bars: C LONG | C LONG | C_HIGH REST | C_OTHER LONG, after a pickup of 2 steps
+    bars = [C, LONG, C, LONG, C_HIGH, REST, C_OTHER, LONG]
+    melody = ["67", "_"] + sum(bars, []) + ["60", "_", "_", "_", "_", "_"]
+    counts = form.form_counts(melody, 8, 2)
+    assert counts == {
+        "bars": 8,
+        "bar repeats": 3,  # bars 3, 4 and 8
+        "rhythm repeats": 1,  # bar 7
+        "transposed repeats": 1,  # bar 5
+        "2-bar spans": 4,
+        "2-bar repeats": 1,  # bars 3-4
+        "4-bar spans": 2,
+        "4-bar repeats": 0,
+    }
+    shares = form.form_shares(counts)
+    assert shares["bar repeats"] == 3 / 8 and shares["2-bar repeats"] == 1 / 4
+    assert shares["4-bar repeats"] == 0.0
+    assert form.form_shares(form.form_counts(C[:4], 8, 0))["bar repeats"] == 0.0  # no bars
+
+
+def test_phrase_length_follows_the_meter():
+    assert [form.phrase_bars(steps) for steps in (6, 8, 12, 16, 24)] == [4, 4, 4, 2, 2]
+
+
+def test_phrase_letters_read_exact_varied_and_rhythm_returns():
+    a, b = C + LONG, C_HIGH + REST
+    varied = C + C_OTHER  # A's first bar, a new close
+    a_rhythm = C_OTHER + "65 _ _ _ 64 _ _ _".split()
+    melody = a + a + b + varied + a_rhythm + b + LONG  # the last bar is no whole phrase
+    assert form.phrase_form(melody, 8, 2) == ["A", "A", "B", "A'", "A~", "B"]
+    assert "".join(form.phrase_form(melody[: 16 * 4], 8, 4)) == "AB"  # 4-bar phrases
+    # a variant that comes back exactly takes a letter of its own, to come back to
+    variant = C + C_OTHER + C_OTHER + C_OTHER[:4] + C[4:]
+    assert form.phrase_form(variant, 8, 1) == ["A", "B", "B", "B'"]
+    assert form.phrase_form(C + C_OTHER + C + C_OTHER, 8, 1) == ["A", "B", "A", "B"]
+    assert form.phrase_form(C + C_OTHER + C, 8, 1) == ["A", "A~", "A"]
+    # 2/4 suggests 4-bar phrases, from the first barline; the last one ends short of the pickup
+    assert form.phrase_form(["r", "_"] + a * 4 + a_rhythm[:-2], 8, pickup=2) == ["A", "A"]
+    assert form.phrase_form(["r", "_"] + a * 5 + a_rhythm[:-4], 8, pickup=2) == ["A", "A"]  # short
+    assert form.phrase_form(["r", "_"] + a * 2 + b + a_rhythm[:-2], 8, 2, 2) == list("AAB") + ["A~"]
+
+
+def test_self_similarity_says_which_bars_come_back_and_how():
+    matrix = form.similarity(C + C_OTHER + C + LONG + C_HIGH, 8, 0)
+    assert matrix.shape == (5, 5) and (matrix.diagonal() == 1).all()
+    assert matrix[0, 2] == 1 and matrix[0, 4] == pytest.approx(2 / 3)  # the same; moved
+    assert matrix[0, 1] == pytest.approx(1 / 3) and matrix[0, 3] == 0  # the rhythm; nothing
+    assert (matrix == matrix.T).all() and 0 <= matrix.min()
+    assert form.similarity(C[:3], 8, 0).shape == (0, 0)
+
+
+def test_form_notation_is_parsed_and_fitted_to_the_bars():
+    parsed = form.parse_form(" aa'B b~ /4 ".replace(" ", ""))
+    assert parsed.letters == ("A", "A'", "B", "B~") and parsed.phrase_bars == 4
+    assert form.parse_form("AA''B").letters == ("A", "A'", "B")
+    assert form.parse_form("AABB").fit(8, 8) == (8, 2)
+    assert form.parse_form("AABB").fit(None, 8) == (16, 4)  # 2/4: 4-bar phrases
+    assert form.parse_form("AABB").fit(None, 16) == (8, 2)  # 4/4: 2-bar phrases
+    assert form.parse_form("AB/3").fit(None, 12) == (6, 3)
+
+
+@pytest.mark.parametrize(
+    "text, bars, words",
+    [
+        ("AABB", 6, "form 'AABB' does not fit 6 bars: its 4 phrases need a multiple of 4 bars"),
+        ("AABB", 2, "form 'AABB' does not fit 2 bars"),
+        ("AABB/4", 8, "form 'AABB/4' does not fit 8 bars: its 4 phrases need 16 bars"),
+    ],
+)
+def test_a_form_that_does_not_fit_the_bars_is_one_line(text, bars, words):
+    with pytest.raises(ValueError, match=words) as error:
+        form.parse_form(text).fit(bars, 8)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("", "form '' is not a form like 'AABB'"),
+        ("AB-C", "form 'AB-C' is not a form"),
+        ("AABB/0", "is not a form"),
+        ("A1", "is not a form"),
+        ("AB'", "form \"AB'\": B' varies B, which has not come yet"),
+        ("A~", "A~ varies A, which has not come yet"),
+    ],
+)
+def test_bad_forms_are_refused_in_one_line(text, words):
+    with pytest.raises(ValueError, match=words) as error:
+        form.parse_form(text)
+    assert "\n" not in str(error.value)
+
+
+def test_copies_say_which_earlier_step_each_returning_step_takes():
+    copies = form.parse_form("AA'BA~").copies(4, 2)  # 1-bar phrases of 2 steps
+    assert copies == [(2, 0, False), (6, 0, True), (7, 1, True)]  # A' takes A's first half
+    # after a pickup of 1 step, the last phrase ends with the song, a step short
+    assert form.parse_form("AA").copies(2, 2, pickup=1) == [(3, 1, False)]
+    with pytest.raises(ValueError, match="needs bars"):
+        form.parse_form("AB").copies(2, None)
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+def test_form_features_join_the_classifier_test_where_the_meter_is_known():
+    melody = C + LONG + C + C_OTHER
+    features = twosample.melody_features(melody, bar_steps=8, pickup=0)
+    assert features["form", "bar repeats"] == 0.25 and features["form", "rhythm repeats"] == 0.25
+    assert features["form", "2-bar repeats"] == 0.0
+    assert np.isnan(twosample.melody_features(melody)["form", "bar repeats"])
+
+
+def test_form_section_pools_the_shares_and_counts_the_opening_forms():
+    phrase = C + LONG + C_HIGH + REST  # 4 bars of 2/4: one phrase
+    other = C_OTHER + REST + LONG + C
+    melodies = [phrase * 4, phrase + other + phrase + other, ["r", "_"] + C]
+    measured = report_form.measured_bars(
+        melodies + [C], [Plan("2/4", "major", 0)] * 3 + [Plan("?", "major")]
+    )
+    assert len(measured) == 3  # a melody of unknown meter has no bars
+    summary = report_form.form_summary(measured)
+    assert summary["count"] == 3 and summary["bars"] == 16 + 16 + 1
+    assert summary["bar repeats"] == (12 + 11) / 33  # REST, LONG, C come back inside ABAB
+    assert summary["4-bar repeats"] == (3 + 2) / 8
+    table = report_form.form_distribution(measured)
+    assert table.to_dict("records") == [
+        {"form": "AAAA", "count": 1, "share": 1 / 3},
+        {"form": "ABAB", "count": 1, "share": 1 / 3},
+        {"form": "-", "count": 1, "share": 1 / 3},
+    ]
+    assert np.isnan(report_form.form_summary([])["bar repeats"])
+
+
+def test_a_training_songs_form_is_read_bar_by_bar_for_generation_to_follow():
+    song = C + LONG + C + C_OTHER + C  # its last bar left new: the model closes the melody
+    assert report_form.training_form(song, Plan("2/4", "major")) == "ABAA~C/1"
+    assert report_form.training_form(C + LONG, Plan("?", "major")) is None
+    # 27 bars, each with its own first note and rhythm: more new bars than letters
+    many = [[str(40 + i)] + ["61" if i >> k & 1 else "_" for k in range(7)] for i in range(27)]
+    assert report_form.training_form(sum(many, []), Plan("2/4", "major")) is None
+    assert report_form.training_form(sum(many[:26], []), Plan("2/4", "major")).endswith("XYZ/1")
+
+
+# ----------------------------------------------------------------------------- generation
+
+
+@pytest.fixture(scope="module", params=["lstm", "transformer"])
+def mg(request, structured, tmp_path_factory):
+    """A MelodyGenerator of a tiny model of each architecture, trained on write_dataset's songs."""
+    folder, _ = structured
+    if request.param == "lstm":
+        return MelodyGenerator(folder / "model.pth", folder / "mapping.json")
+    out = tmp_path_factory.mktemp("transformer")
+    train.train(
+        dataset=folder / "file_dataset",
+        mapping=folder / "mapping.json",
+        model_path=out / "model.pth",
+        state_path=out / "state.pth",
+        log_path=out / "log.csv",
+        plot_path=out / "curve.png",
+        epochs=2,
+        arch="transformer",
+        layers=1,
+        width=16,
+        heads=2,
+        context=16,
+        batch_size=8,
+        device="cpu",
+    )
+    return MelodyGenerator(out / "model.pth", folder / "mapping.json")
+
+
+def test_generation_follows_the_form_asked(mg):
+    melodies = mg.generate_melodies("", 4, 400, form="AABB", bars=8, rng=0)
+    for melody in melodies:
+        bar = controls.bar_steps(melody.meter)
+        assert melody.bars == 8 and len(melody) == 8 * bar and melody.form == "AABB"
+        assert form.phrase_form(melody, bar, 2, melody.pickup) == ["A", "A", "B", "B"]
+    again = mg.generate_melodies("", 4, 400, form="AABB", bars=8, rng=0)
+    assert again == melodies  # same seed, same melodies
+
+
+def test_a_varied_return_keeps_the_opening_and_a_rhythm_return_the_rhythm(mg):
+    melodies = mg.generate_melodies("", 3, 400, form="AA'BA~", meter="3/4", rng=1)
+    for melody in melodies:
+        assert melody.bars == 16  # 3/4: 4-bar phrases of 12 steps
+        assert form.phrase_form(melody, 12, pickup=melody.pickup) == ["A", "A'", "B", "A~"]
+        last = melody[melody.pickup + 144 :]  # the song's end: short of the pickup
+        first = melody[melody.pickup : melody.pickup + len(last)]
+        assert form.rhythm(first) == form.rhythm(last) and first != last
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"form": "AABB", "bars": 6}, "form 'AABB' does not fit 6 bars"),
+        ({"form": "AB'"}, "B' varies B, which has not come yet"),
+        ({"form": "A-B"}, "form 'A-B' is not a form like 'AABB'"),
+        ({"form": "AB/1", "seed": "60 _ " * 10}, r"form .AB/1.: the seed \(20 steps\) fills its 2"),
+    ],
+)
+def test_forms_that_cannot_be_followed_are_refused_in_one_line(mg, kwargs, words):
+    kwargs = {"seed": "", "meter": "2/4", **kwargs}
+    with pytest.raises(ValueError, match=words) as error:
+        mg.generate_melody(kwargs.pop("seed"), 100, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_script_takes_a_form(structured, tmp_path):
+    folder, _ = structured
+    command = [sys.executable, str(ROOT / "melodygenerator.py"), "--model", "model.pth"]
+    command += ["--seed", "", "--random-seed", "3", "--output", str(tmp_path / "a.mid")]
+    result = subprocess.run(
+        [*command, "--form", "AABB", "--bars", "8", "--meter", "2/4"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "8 bars" in result.stdout and "form AABB" in result.stdout
+    symbols = result.stdout.split("): ")[1].splitlines()[0].split()
+    pickup = int(re.search(r"pickup (\d+)", result.stdout)[1])
+    assert form.phrase_form(symbols, 8, 2, pickup) == ["A", "A", "B", "B"]
+    result = subprocess.run(
+        [*command, "--form", "AABB", "--bars", "7"],
+        cwd=folder, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1 and result.stderr.count("\n") == 1
+    assert "form 'AABB' does not fit 7 bars" in result.stderr
