@@ -3,6 +3,7 @@ for one melody, timed: POST /api/generate (symbols and the SVG score) and GET it
 
     python bench/webapp.py                          # model.pth, 20 melodies of 256 steps
     python bench/webapp.py --model runs/x/model.pth --repeats 50
+    python bench/webapp.py --memory 1000            # then 1,000 melodies, none downloaded: RSS
 
 Each melody is asked for as 16 bars of 4/4 (exactly 256 steps) when the model knows 4/4, else as
 256 steps in the meter drawn. Prints the median and the slowest round trip; the target is 1 s.
@@ -17,6 +18,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,11 +31,29 @@ def request(url, body=None):
         return reply.read()
 
 
+def rss_mb(pid):
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
+def memory_growth(url, pid, controls, count):
+    """The server's resident memory before and after `count` generations (two at a time, as two
+    users would) whose files are never downloaded: what the melody store keeps."""
+    before = rss_mb(pid)
+    bodies = [{**controls, "random_seed": 10_000 + i} for i in range(count)]
+    with ThreadPoolExecutor(2) as pool:
+        list(pool.map(request, [url + "/api/generate"] * count, bodies))
+    print(f"{count} melodies, none downloaded: server RSS {before:.0f} -> {rss_mb(pid):.0f} MB")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="model.pth", help="checkpoint written by train.py")
     parser.add_argument("--repeats", type=int, default=20, help="melodies timed, one at a time")
     parser.add_argument("--steps", type=int, default=256)
+    parser.add_argument(
+        "--memory", type=int, default=0, help="then N more melodies, none downloaded: server RSS"
+    )
     args = parser.parse_args()
     if not Path(args.model).is_file():
         sys.exit(f"error: {args.model} not found: run preprocess.py and train.py first")
@@ -75,6 +95,8 @@ def main():
             f"included): median {statistics.median(times):.3f} s, slowest {max(times):.3f} s "
             "(target 1 s)"
         )
+        if args.memory:
+            memory_growth(url, server.pid, controls, args.memory)
     finally:
         server.terminate()
         server.wait(30)

@@ -61,6 +61,8 @@ def read_bounded(path, timeout=config.PARSE_TIMEOUT, memory=config.PARSE_MEMORY_
     """read_file in a child process that may use `memory` more bytes of address space and
     `timeout` seconds (0: no limit), so that no file can hold or fill the caller's process; from
     any thread. Past a limit, the one song is a skip saying which."""
+    if "fork" not in multiprocessing.get_all_start_methods():  # Windows: bounded by the readers
+        return read_file(path)
     # fork: the child has the caller's modules at once (a fresh interpreter imports music21 for
     # a second or more) and runs only the readers, none of the caller's threads
     context = multiprocessing.get_context("fork")
