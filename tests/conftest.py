@@ -189,26 +189,31 @@ def write_dataset(folder, num_songs=24, seed=0):
     return rows
 
 
+def train_tiny(data, out=None, **settings):
+    """train.train on data's file_dataset and mapping.json on the CPU, the run's files written in
+    out (default: data); returns the model's path."""
+    import train
+
+    out = out or data
+    train.train(
+        dataset=data / "file_dataset",
+        mapping=data / "mapping.json",
+        model_path=out / "model.pth",
+        state_path=out / "state.pth",
+        log_path=out / "log.csv",
+        plot_path=out / "curve.png",
+        device="cpu",
+        **settings,
+    )
+    return out / "model.pth"
+
+
 @pytest.fixture(scope="session")
 def structured(tmp_path_factory):
     """A tiny model of write_dataset's songs (2/4, 3/4 and 6/8, major and minor), trained once for
     every test file that needs one: (its folder, with model.pth and mapping.json; the songs' rows).
     """
-    import train
-
     folder = tmp_path_factory.mktemp("structured")
     rows = write_dataset(folder)
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=folder / "model.pth",
-        state_path=folder / "state.pth",
-        log_path=folder / "log.csv",
-        plot_path=folder / "curve.png",
-        epochs=2,
-        units=[32],
-        batch_size=8,
-        seq_len=32,
-        device="cpu",
-    )
+    train_tiny(folder, epochs=2, units=[32], batch_size=8, seq_len=32)
     return folder, rows

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT, write_dataset
+from conftest import ROOT, train_tiny, write_dataset
 
-import train
 from melody import editing, outputs, readers, writers
 from melody import models as model
 from melody.encoding import HOLD, REST
@@ -26,21 +25,9 @@ TINY = {  # as test_architectures trains them, on conftest's songs of 2/4, 3/4 a
 def model_path(request, tmp_path_factory):
     folder = tmp_path_factory.mktemp(request.param)
     write_dataset(folder)
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=folder / "model.pth",
-        state_path=folder / "state.pth",
-        log_path=folder / "log.csv",
-        plot_path=folder / "curve.png",
-        arch=request.param,
-        epochs=2,
-        batch_size=8,
-        dropout=0.0,
-        device="cpu",
-        **TINY[request.param],
+    return train_tiny(
+        folder, arch=request.param, epochs=2, batch_size=8, dropout=0.0, **TINY[request.param]
     )
-    return folder / "model.pth"
 
 
 @pytest.fixture(scope="module")

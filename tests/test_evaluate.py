@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, TINY_SONGS, write_metadata
+from conftest import ROOT, TINY_SONGS, train_tiny, write_metadata
 from test_twosample import walk
 
 import config
@@ -368,18 +368,7 @@ def walks(tmp_path_factory):
     write_metadata(
         path / "song_metadata.csv", songs, "2/4", pickups=[2 * (i % 2) for i in range(60)]
     )
-    train.train(
-        dataset=path / "file_dataset",
-        mapping=path / "mapping.json",
-        model_path=path / "model.pth",
-        state_path=path / "state.pth",
-        log_path=path / "log.csv",
-        plot_path=path / "curve.png",
-        epochs=3,
-        units=[16],
-        seed=5,
-        device="cpu",
-    )
+    train_tiny(path, epochs=3, units=[16], seed=5)
     return path
 
 

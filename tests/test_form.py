@@ -8,9 +8,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, train_tiny
 
-import train
 from melody import controls, form
 from melody.controls import Plan
 from melody.evaluation import form as report_form
@@ -194,23 +193,9 @@ def mg(request, structured, tmp_path_factory):
     if request.param == "lstm":
         return MelodyGenerator(folder / "model.pth", folder / "mapping.json")
     out = tmp_path_factory.mktemp("transformer")
-    train.train(
-        dataset=folder / "file_dataset",
-        mapping=folder / "mapping.json",
-        model_path=out / "model.pth",
-        state_path=out / "state.pth",
-        log_path=out / "log.csv",
-        plot_path=out / "curve.png",
-        epochs=2,
-        arch="transformer",
-        layers=1,
-        width=16,
-        heads=2,
-        context=16,
-        batch_size=8,
-        device="cpu",
-    )
-    return MelodyGenerator(out / "model.pth", folder / "mapping.json")
+    settings = dict(layers=1, width=16, heads=2, context=16, batch_size=8)
+    model_path = train_tiny(folder, out, epochs=2, arch="transformer", **settings)
+    return MelodyGenerator(model_path, folder / "mapping.json")
 
 
 def test_generation_follows_the_form_asked(mg):
