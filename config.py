@@ -40,9 +40,12 @@ PARSE_TIMEOUT = 20  # seconds a song may take to read (music21 can take minutes 
 MAX_SONG_BYTES = 4 * 1024 * 1024  # a song's bytes, an .mxl's score counted unzipped
 MAX_FILE_BYTES = 64 * 1024 * 1024  # a file's (an ABC file may hold thousands of tunes)
 MAX_SONG_NOTES = 20_000  # notes and rests in a song
+MAX_MIDI_EVENTS = 100_000  # events of a MIDI file (pitch bends and the like count: mido is slow)
 MAX_SONG_QUARTERS = 16_384  # quarter notes from its start to its end (1,024 bars of 4/4)
 MAX_HELD_BARS = 8  # a longer note or silence in a MIDI file marks a damaged file, not a song
-PARSE_MEMORY_BYTES = 2 * 1024**3  # address space of the process that reads a primer
+# Address space a song's read may take beyond what its process maps: a primer's child process,
+# each song in a preprocessing worker (preprocess.py --parse-memory)
+PARSE_MEMORY_BYTES = 2 * 1024**3
 STALE_TEMP_SECONDS = 3600  # a temporary file this old beside an artefact is an interrupted run's
 
 # Model and training
@@ -126,6 +129,9 @@ IDYOM_EPOCHS = 25
 IDYOM_PRETRAIN_EPOCHS = 5  # on deutschl outside the sets, before each fold's fine-tuning
 IDYOM_FINETUNE_EPOCHS = 5  # at a third of IDYOM_LEARNING_RATE
 IDYOM_KEYS = 24  # the written keys a song is moved from: 12 tonics x major/minor
+IDYOM_LTM_STM_BIAS = 7  # IDyOM's default *ltm-stm-bias*: the short-term model's entropy weights
+IDYOM_VIEWPOINT_BIAS = 2  # IDyOM's default *viewpoint-bias*: the STM's pitch and interval models
+IDYOM_STM_ESCAPE = "c"  # PPM escape method; IDyOM's STM default is "x" (bench/results/idyom.md)
 
 # Web app (app.py): loopback by default; each limit is refused with a 4xx and a sentence
 WEB_HOST = "127.0.0.1"

@@ -79,6 +79,14 @@ def _dataset_flags(parser):
         help="seconds a song may take to read before it is skipped (0: no limit)",
     )
     parser.add_argument(
+        "--parse-memory",
+        type=float,
+        default=config.PARSE_MEMORY_BYTES // 2**20,
+        metavar="MB",
+        help="megabytes a song may take to read, beyond what its worker holds, before it is "
+        "skipped (0: no limit)",
+    )
+    parser.add_argument(
         "--no-cache",
         action="store_true",
         help=f"parse every file again, ignoring {config.CACHE_DIR}/",

@@ -4,6 +4,7 @@ nine (`within`) or pretrained on the rest of deutschl and fine-tuned on them (`w
 
     python bench/idyom.py --smoke                  # every step on a few songs, in a minute
     nice -n 10 python bench/idyom.py --sets kinder fink --arch lstm
+    python bench/idyom.py --sets kinder --settings within --arch lstm --reuse --merge   # rescore
 
 Writes bench/results/idyom.json, idyom.md and idyom.folds.json (--smoke: idyom-quick.*, which
 git ignores); the rules of the comparison are in idyom.md and bench/idyom_cv.py.
@@ -65,6 +66,12 @@ def main():
     parser.add_argument("--batch-size", type=int, default=config.IDYOM_BATCH_SIZE)
     parser.add_argument("--pretrain-epochs", type=int, default=config.IDYOM_PRETRAIN_EPOCHS)
     parser.add_argument("--finetune-epochs", type=int, default=config.IDYOM_FINETUNE_EPOCHS)
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="score a fold's model (and the pretrained one) that --work holds, made by a finished "
+        "run with these settings on these songs, instead of training it again",
+    )
     parser.add_argument("--seed", type=int, default=config.SEED)
     parser.add_argument("--bootstrap", type=int, default=config.BOOTSTRAP_RESAMPLES)
     parser.add_argument("--work", default=config.IDYOM_WORK, help="data and models per fold")

@@ -1,7 +1,8 @@
 """bench/idyom.py's work: the Essen songs preprocessed as the project does, 10-fold
 cross-validation over the songs of a set, a model trained per fold with melody.training.train
 (`within`) or pretrained once on the deutschl songs outside the sets and fine-tuned per fold
-(`with_deutschl`), each test fold scored by models.song_log_probs, in bits per note.
+(`with_deutschl`), each test fold scored by models.song_log_probs, in bits per note: the model's
+alone, and combined with IDyOM's short-term model (idyom_stm.py).
 
 What a model is told (the comparison's rules; docs in bench/results/idyom.md): every song's
 meter and pickup, as IDyOM is told the time signature; not its mode, bars, final or collection
@@ -12,20 +13,25 @@ minor gives away, is charged in both figures at log2(IDYOM_KEYS) bits per song.
 """
 
 import dataclasses
+import hashlib
+import json
 import math
 import random
 from pathlib import Path
 
+import idyom_stm
 import numpy as np
 import torch
 
 import config
 from melody import artefacts, controls, dataset, models, training
+from melody.artefacts import UserError
 from melody.batches import training_data
 from melody.encoding import DELIMITER
 from melody.evaluation import surprisal
 from melody.evaluation.prediction import plan_nats
 
+TUNED = "tuned.json"  # a fine-tuned fold model's settings, beside it
 BLANKED = {"mode": "major", "bars": None, "final": None, "ambitus": None, "collection": ""}
 
 
@@ -88,25 +94,67 @@ def write_data(folder, data, indices):
     }
 
 
+def trainer_settings(options, arch, epochs):
+    """What train_model asks of melody.training.train besides the data: the LSTM's own sizes and
+    rates (the Transformer keeps its config defaults)."""
+    own = {"epochs": epochs, "seed": options.seed, "batch_size": options.batch_size}
+    if arch == "lstm":
+        own |= {"units": options.units, "dropout": options.dropout, "seq_len": options.window}
+        own |= {"lr": options.lr, "min_lr": options.lr / 10}
+    return own
+
+
 def train_model(folder, data, indices, options, arch, epochs):
     """An `arch` model trained by melody.training.train on the songs at indices; its
     checkpoint."""
     files = write_data(folder, data, indices)
-    own = {}
-    if arch == "lstm":  # the Transformer keeps its config defaults
-        own = {"units": options.units, "dropout": options.dropout, "seq_len": options.window}
-        own |= {"lr": options.lr, "min_lr": options.lr / 10}
-    training.train(
-        **files,
-        out_dir=folder,
-        epochs=epochs,
-        arch=arch,
-        seed=options.seed,
-        batch_size=options.batch_size,
-        device="cpu",
-        **own,
-    )
+    settings = trainer_settings(options, arch, epochs)
+    training.train(**files, out_dir=folder, arch=arch, device="cpu", **settings)
     return artefacts.load_torch(Path(folder) / config.MODEL_PATH)
+
+
+def tuning_settings(options, pretrained_folder):
+    """What fine_tune's checkpoint depends on besides the songs: its flags and the pretrained
+    model (a digest of its file)."""
+    digest = hashlib.sha256(Path(pretrained_folder, config.MODEL_PATH).read_bytes()).hexdigest()
+    return {
+        "finetune_epochs": options.finetune_epochs,
+        "lr": options.lr,
+        "batch_size": options.batch_size,
+        "seed": options.seed,
+        "pretrained": digest,
+    }
+
+
+def save_tuned(folder, data, indices, checkpoint, settings):
+    """A fine-tuned checkpoint in folder, with its songs and settings, for --reuse."""
+    write_data(folder, data, indices)
+    artefacts.write_json(Path(folder) / TUNED, settings)
+    artefacts.save_torch(Path(folder) / config.MODEL_PATH, checkpoint)
+
+
+def reusable(folder, data, indices, settings):
+    """The checkpoint in folder, made by a finished run with these settings on the songs at
+    indices; None where folder has no model (a UserError where it was made otherwise)."""
+    folder = Path(folder)
+    if not (folder / config.MODEL_PATH).is_file():
+        return None
+    if (folder / TUNED).is_file():
+        made, finished = json.loads((folder / TUNED).read_text()), True
+    else:
+        state = artefacts.load_torch(folder / config.TRAIN_STATE_PATH, what="training state")
+        made, epochs = state["settings"], len(state["history"])
+        patience = made.get("patience") or 0
+        finished = epochs >= made["epochs"] or 0 < patience <= state["epochs_since_best"]
+    songs = [r["source"] for r in artefacts.load_metadata(folder / config.SONG_METADATA)]
+    other = {k: made.get(k) for k, v in settings.items() if made.get(k) != v}
+    if not finished or other or songs != [data.names[i] for i in indices]:
+        why = f"with other settings ({other})" if other else "on other songs than this fold's"
+        why = why if finished else "by a run cut short"
+        raise UserError(
+            f"{folder} holds a model made {why}: leave out --reuse, or pass another --work"
+        )
+    return artefacts.load_torch(folder / config.MODEL_PATH)
 
 
 def fine_tune(checkpoint, data, indices, options):
@@ -145,22 +193,27 @@ def fine_tune(checkpoint, data, indices, options):
 
 
 def score_fold(checkpoint, data, test, train):
-    """Per test song: notes, steps, pitch bits, step nats, and the plan nats owed under the
-    training songs' plans."""
+    """Per test song: notes, steps, pitch bits (the model's, and with IDyOM's short-term model:
+    idyom_stm.py), step nats, and the plan nats owed under the training songs' plans."""
     model = models.load(checkpoint)
     songs, plans = [data.songs[i] for i in test], [data.plans[i] for i in test]
     fields = controls.checkpoint_fields(checkpoint, plans, songs)
     delimiter = data.mapping[DELIMITER]
     log_probs = models.song_log_probs(model, songs, delimiter, controls=fields)
+    pitches = surprisal.pitch_indices(data.vocabulary)
+    midi = [int(data.vocabulary[i]) for i in pitches]
     train_plans = [data.plans[i] for i in train]
     records = []
-    for i, bits in zip(test, surprisal.songs_bits(log_probs, songs, data.vocabulary, delimiter)):
+    per_song = surprisal.songs_bits(log_probs, songs, data.vocabulary, delimiter)
+    for i, song, lp, bits in zip(test, songs, log_probs, per_song):
+        among, notes = surprisal.onset_pitch_log_probs(lp, song, pitches, delimiter)
         records.append(
             {
                 "song": data.names[i],
                 "notes": bits["notes"],
                 "steps": bits["steps"],
                 "pitch_bits": float(bits["pitch_bits"].sum()),
+                "ltm_stm_bits": float(idyom_stm.ltm_stm_bits(among, notes, midi).sum()),
                 "step_nats": bits["step_nats"],
                 "plan_nats": plan_nats(train_plans, [data.plans[i]], told_final=False),
             }
@@ -168,20 +221,22 @@ def score_fold(checkpoint, data, test, train):
     return records
 
 
-def charged(record, keys=config.IDYOM_KEYS):
+def charged(record, keys=config.IDYOM_KEYS, pitch="pitch_bits"):
     """(pitch bits, all bits) of a song with what its model was told charged: the key in both,
-    the meter and pickup in all bits."""
+    the meter and pickup in all bits; pitch: the record's pitch bits to charge."""
     key = math.log2(keys)
     return (
-        record["pitch_bits"] + key,
+        record[pitch] + key,
         (record["step_nats"] + record["plan_nats"]) / math.log(2) + key,
     )
 
 
 def summarise(records, resamples, seed):
-    """The figures of one set, setting and architecture, with 95% bootstrap intervals over songs."""
+    """The figures of one set, setting and architecture, with 95% bootstrap intervals over songs:
+    the model's alone (the long-term model) and, under `ltm+stm`, with the short-term model."""
     notes = np.array([r["notes"] for r in records], dtype=float)
     pitch, every = np.array([charged(r) for r in records]).T
+    both = np.array([charged(r, pitch="ltm_stm_bits")[0] for r in records])
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(records), size=(resamples, len(records)))
 
@@ -198,4 +253,9 @@ def summarise(records, resamples, seed):
         "nats_per_step": sum(r["step_nats"] for r in records) / sum(r["steps"] for r in records),
         "notes": int(notes.sum()),
         "songs": len(records),
+        "ltm+stm": {
+            "pitch_bits": float(both.sum() / notes.sum()),
+            "pitch_bits_95": interval(both),
+            "pitch_bits_uncharged": float(sum(r["ltm_stm_bits"] for r in records) / notes.sum()),
+        },
     }

@@ -85,8 +85,8 @@ CONTROL_FLAGS = {  # flag -> argparse settings
     "--form": dict(
         default=None,
         help="phrases that come back, a letter each: AABB (A again), ABA'C (A': A's opening, a "
-        "new close), AA~ (A's rhythm, other notes), AABB/4 (4 bars per phrase) (default "
-        "%(default)s: none asked)",
+        "new close), AA~ (A's rhythm, other notes), AABB/4 (4 bars per phrase), - (none) "
+        "(default %(default)s: the form of the training song the plan is drawn from)",
     ),
 }
 

@@ -104,7 +104,8 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 class Plan:
     """One melody's structure: meter, mode, pickup (steps), length in bars (None: open), style
     (the collection it is like; None for a model of one collection), final (its last note in
-    semitones above the tonic) and ambitus (its range in semitones); None: not planned."""
+    semitones above the tonic), ambitus (its range in semitones) and form (the bars that come
+    back, in form.py's notation: a training song's own, form.song_form); None: not planned."""
 
     meter: str
     mode: str | None
@@ -113,6 +114,7 @@ class Plan:
     style: str | None = None
     final: int | None = None
     ambitus: int | None = None
+    form: str | None = None
 
     @classmethod
     def from_row(cls, row):
@@ -325,7 +327,8 @@ class ControlSpace:
         final=None,
         ambitus=None,
     ):
-        """A Plan with the given controls, the unset ones drawn from a training song that agrees.
+        """A Plan with the given controls, the unset ones drawn from a training song that agrees;
+        its form comes with it where the melody keeps the song's bars (forms: form.song_form).
 
         The draw is from the training songs with a known meter that match every control given,
         else those that match the meter and mode, the mode, the meter, or else all of them, each
@@ -362,6 +365,7 @@ class ControlSpace:
             pickup=drawn.pickup if pickup is None else pickup,
             bars=drawn.bars if bars is None else bars,
             style=style or drawn.style,
+            form=drawn.form if bars in (None, drawn.bars) else None,
         )
         bar = self.bar_steps(plan.meter)
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter

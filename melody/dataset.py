@@ -8,6 +8,7 @@ second run only reads and hashes the files. Every artefact is written complete o
 
 import contextlib
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -45,24 +46,31 @@ def _on_alarm(signum, frame):
     raise _Timeout
 
 
-TIMED_OUT = readers.TIMED_OUT  # not cached: it depends on the machine's load
+# Not cached: they depend on the machine's load and on --parse-memory
+TIMED_OUT, OUT_OF_MEMORY = readers.TIMED_OUT, readers.OUT_OF_MEMORY
 
 
 def _parse_job(job):
-    """One song's bytes -> its result; a song that takes over `timeout` seconds is skipped (music21
-    can take minutes over a damaged file)."""
-    suffix, path, data, timeout = job
-    if not timeout or not hasattr(signal, "setitimer"):
-        return readers.READERS[suffix].parse(path, data)
-    previous = signal.signal(signal.SIGALRM, _on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout)
+    """One song's bytes -> its result, in a worker process (_parse_all): a song that takes over
+    `timeout` seconds (music21 can take minutes over a damaged file), or more than `memory` bytes
+    on top of what the worker maps, is skipped (0: no limit)."""
+    suffix, path, data, timeout, memory = job
+    if memory:
+        readers.limit_memory(memory)  # set again for each song: each may take as much
+    timed = timeout and hasattr(signal, "setitimer")
+    if timed:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
     try:
         return readers.READERS[suffix].parse(path, data)
     except _Timeout:
         return {"skip": TIMED_OUT, "detail": f"over {timeout:g} s (--parse-timeout)"}
+    except MemoryError:
+        return {"skip": OUT_OF_MEMORY, "detail": f"over {memory / 2**20:g} MB (--parse-memory)"}
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        if timed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def _ignore_sigint():
@@ -70,10 +78,13 @@ def _ignore_sigint():
 
 
 def _parse_all(jobs, workers):
-    """Parse jobs in order, across `workers` processes, with a progress bar."""
-    bar = dict(total=len(jobs), desc="parsing", unit="song", disable=not jobs, leave=False)
-    if workers <= 1 or len(jobs) < 2:
-        return [_parse_job(job) for job in tqdm(jobs, **bar)]
+    """Parse jobs in order, across `workers` processes, with a progress bar. One worker is a
+    process too: the memory limit is set on a worker, never on the caller."""
+    if not jobs:
+        return []
+    importlib.import_module("music21.converter")  # before the fork: no song's limit pays for it
+    workers = min(workers, len(jobs))
+    bar = dict(total=len(jobs), desc="parsing", unit="song", leave=False)
     chunksize = max(1, min(64, len(jobs) // (workers * 8)))
     with Pool(workers, initializer=_ignore_sigint) as pool:
         return list(tqdm(pool.imap(_parse_job, jobs, chunksize=chunksize), **bar))
@@ -112,7 +123,7 @@ def _save_cache(path, cache, hashes, results):
     fresh = {
         digest: result
         for digest, result in zip(hashes, results)
-        if digest is not None and result.get("skip") != TIMED_OUT
+        if digest is not None and result.get("skip") not in (TIMED_OUT, OUT_OF_MEMORY)
     }
     if fresh != cache:
         write_text(
@@ -121,7 +132,7 @@ def _save_cache(path, cache, hashes, results):
         )
 
 
-def _parse_sources(sources, cache, workers, parse_timeout, summary):
+def _parse_sources(sources, cache, workers, limits, summary):
     """Each source's parse result (from the cache, or parsed now), and its content hash."""
     results, jobs, hashes = [None] * len(sources), [], []
     for index, (_name, suffix, path, data, _collection) in enumerate(sources):
@@ -135,7 +146,7 @@ def _parse_sources(sources, cache, workers, parse_timeout, summary):
             results[index] = cache[digest]
             summary.from_cache += 1
         else:
-            jobs.append((index, (suffix, path, data, parse_timeout)))
+            jobs.append((index, (suffix, path, data, *limits)))
     for (index, _), result in zip(jobs, _parse_all([job for _, job in jobs], workers)):
         results[index] = result
     return results, hashes
@@ -228,16 +239,19 @@ def preprocess(
     cache_dir=config.CACHE_DIR,
     metadata_path=None,
     parse_timeout=config.PARSE_TIMEOUT,
+    parse_memory=config.PARSE_MEMORY_BYTES,
 ):
     """Parse, filter, transpose and encode every song under dataset_path; write the artefacts;
-    return a Summary. A song that takes over parse_timeout seconds to read is skipped (0: wait).
+    return a Summary. A song that takes over parse_timeout seconds, or parse_memory bytes, to
+    read is skipped (0: no limit).
     """
     workers = workers or os.cpu_count() or 1
     sources, label = find_sources(dataset_path)
     summary = Summary(dataset=label, files=len({s.path for s in sources}), found=len(sources))
     cache_file = _cache_path(cache_dir, label)
     cache = _load_cache(cache_file) if use_cache else {}
-    results, hashes = _parse_sources(sources, cache, workers, parse_timeout, summary)
+    limits = (parse_timeout, parse_memory)
+    results, hashes = _parse_sources(sources, cache, workers, limits, summary)
     songs, metadata = _keep_songs(sources, results, summary)
     summary.kept = len(songs)
     if not songs:
@@ -428,6 +442,8 @@ def run(args):
     """preprocess.py's flags -> download, preprocess, write and report, as the flags ask."""
     if args.workers < 1 or args.sequence_length < 1:
         raise UserError("--workers and --sequence-length must be at least 1")
+    if args.parse_timeout < 0 or args.parse_memory < 0:
+        raise UserError("--parse-timeout and --parse-memory must be 0 (no limit) or more")
     dataset = _dataset_to_read(args)
     if args.name:
         folder = dataset_dir(args.name)
@@ -445,6 +461,7 @@ def run(args):
         use_cache=not args.no_cache,
         metadata_path=args.metadata,
         parse_timeout=args.parse_timeout,
+        parse_memory=round(args.parse_memory * 2**20),
     )
     if args.name:
         command = shlex.join(["python", "preprocess.py", *sys.argv[1:]])

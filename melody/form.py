@@ -18,6 +18,8 @@ songs count it, is bars / phrase_bars phrases. The form notation, one letter per
     A~     A's rhythm (onsets, holds and rests) with other pitches
     /N     after the letters: N bars per phrase ("AABB/4"); without it, the bars asked divided
            by the letters ("AABB" in 8 bars: 2-bar phrases)
+    -      no form: nothing is made to come back (unset, a melody takes the form of the training
+           song its plan is drawn from, bar by bar: song_form)
 
 phrase_form reads the same notation back from a melody ("AA'BB").
 """
@@ -41,6 +43,7 @@ REPEAT_SHARES = (
     "transposed repeats",
 )
 VARIED, RHYTHM = "'", "~"
+NO_FORM = "-"  # asked for no form (None: a training song's, drawn with the plan)
 _FORM = re.compile(r"\s*((?:[A-Za-z](?:'+|~)?)+)\s*(?:/\s*(\d+))?\s*")
 _TOKEN = re.compile(r"([A-Za-z])('+|~)?")
 
@@ -160,6 +163,19 @@ def phrase_form(symbols, bar_steps, phrase_length=None, pickup=0):
     return letters
 
 
+def song_form(symbols, bar_steps, pickup=0):
+    """A song's form bar by bar ("ABAC.../1": 1-bar phrases), its last bar new so that a melody
+    made to it closes as the model learned to; None where the meter has no bars, or the song has
+    more new bars than there are letters. Training keeps each song's (controls.Plan.form), and
+    generation draws one with the rest of the plan where no form is asked."""
+    letters = phrase_form(symbols, bar_steps, 1, pickup) if bar_steps else []
+    if letters:
+        letters[-1] = letter(len({token[0] for token in letters[:-1]}))
+    if not letters or "?" in letters:
+        return None
+    return "".join(letters) + "/1"
+
+
 def letter(i):
     """The i-th new phrase's letter: A..Z, then "?" (no letter left: a form no one can ask)."""
     return string.ascii_uppercase[i] if i < len(string.ascii_uppercase) else "?"
@@ -246,3 +262,14 @@ def parse_form(text):
             )
         seen.add(token[0])
     return Form(str(text).strip(), letters, length)
+
+
+def phrase_labels(symbols, bar_steps, pickup=0, phrase_length=None):
+    """[(step, letter)]: where each phrase of phrase_form's starts, in steps from the melody's
+    start, and its letter; the first phrase's at step 0, its pickup leading into it. [] where the
+    meter has no bars (bar_steps None)."""
+    if not bar_steps:
+        return []
+    length = (phrase_length or phrase_bars(bar_steps)) * bar_steps
+    letters = phrase_form(symbols, bar_steps, phrase_length, pickup)
+    return [(pickup + k * length if k else 0, token) for k, token in enumerate(letters)]

@@ -48,12 +48,12 @@ class Melody(list):
         style=None,
         final=None,
         ambitus=None,
+        form=None,
     ):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus)
+        self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus, form)
         self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
         self.opening = 0  # symbols from the seed or primer; the generated ones follow
-        self.form = None  # the form asked (form.py's notation), None where none was
 
     meter = property(lambda self: self.plan.meter)
     mode = property(lambda self: self.plan.mode)
@@ -62,6 +62,7 @@ class Melody(list):
     style = property(lambda self: self.plan.style)
     final = property(lambda self: self.plan.final)
     ambitus = property(lambda self: self.plan.ambitus)
+    form = property(lambda self: self.plan.form)
 
     def __repr__(self):
         return f"Melody({list.__repr__(self)}, {self.plan})"
@@ -75,6 +76,7 @@ class Melody(list):
             pickup=self.pickup,
             key=outputs.default_key(self.mode),
             title=f"{len(self)}-step melody in {self.meter}",
+            phrases=outputs.melody_phrases(self, config.TIME_STEP, self.meter, self.pickup),
         )
 
 
@@ -202,7 +204,7 @@ class MelodyGenerator:
             config.END_CANDIDATES): the one that fits the plan best is returned, closing on its
             final (which the model is told, but a sample may stray from) with the ambitus nearest
             the plan's (which the model is not told). 1: the melody as sampled.
-        form: the phrases that come back, a letter each: "AABB", "AA'BA~/4" (melody/form.py).
+        form: phrases that come back, "AABB" (melody/form.py); None: a training song's; "-": none.
         primer: a song file (MIDI, MusicXML, kern or ABC) whose first primer_bars bars the melody
             continues, instead of a seed (pass seed ""): they are moved to C major / A minor and
             fix the meter, mode and pickup; the Melody's `key` is the primer's, which save_melody
@@ -272,7 +274,6 @@ class MelodyGenerator:
         sampling.check_sampling(temperature, top_k, top_p)
         generator = sampling.make_generator(rng)
         given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
-        form = None if form is None else forms.parse_form(form)
         plans = self._plans(n, len(seed_indices), generator, **given, final=final, ambitus=ambitus)
         plans = self._fit_form(form, plans, bars, len(seed_indices))
         stop = len(seed_indices) + num_steps
@@ -295,11 +296,9 @@ class MelodyGenerator:
             top_k=top_k,
             top_p=top_p,
             generator=generator,
-            copying=self._copying(form, plans, seed_rows, num_steps),
+            copying=self._copying(plans, seed_rows, num_steps),
         )
         melodies = self._melodies(seed_indices, tokens, plans, opening)
-        for melody in melodies:
-            melody.form = form and form.text
         return sampling.choose(melodies, k, chosen)
 
     @property
@@ -330,15 +329,17 @@ class MelodyGenerator:
                         f"the seed ({seed_length} steps) fills {bars} bars of "
                         f"{plan.meter} already: ask for more bars"
                     )
-                plan = dataclasses.replace(plan, bars=seed_length // bar + 1)
+                plan = dataclasses.replace(plan, bars=seed_length // bar + 1, form=None)
             plans.append(plan)
         return plans
 
     def _fit_form(self, form, plans, bars, seed_length):
-        """Each plan with the bars its form needs (form: a form.Form, or None: plans as they
-        are); a form that does not fit the bars asked, or the seed, is a ValueError."""
-        if form is None:
-            return plans
+        """Each plan with the form asked and the bars it needs (form: form.py's notation; None:
+        the forms drawn with the plans; "-": none); a form that does not fit the bars asked, or
+        the seed, is a ValueError."""
+        if form is None or form == forms.NO_FORM:
+            return plans if form is None else [dataclasses.replace(p, form=None) for p in plans]
+        form = forms.parse_form(form)
         if self.controls is None:
             raise ValueError(
                 f"form {form.text!r} needs bars, and this model was trained before bars existed: "
@@ -347,7 +348,7 @@ class MelodyGenerator:
         fitted = []
         for plan in plans:
             bar = self.controls.bar_steps(plan.meter)
-            plan = dataclasses.replace(plan, bars=form.fit(bars, bar)[0])
+            plan = dataclasses.replace(plan, bars=form.fit(bars, bar)[0], form=form.text)
             if plan.bars * bar <= seed_length:
                 raise ValueError(
                     f"form {form.text!r}: the seed ({seed_length} steps) fills its {plan.bars} "
@@ -356,11 +357,17 @@ class MelodyGenerator:
             fitted.append(plan)
         return fitted
 
-    def _copying(self, form, plans, seed_rows, num_steps):
-        """The sampling.Copying that makes each row follow the form, or None without one."""
-        if form is None:
+    def _copying(self, plans, seed_rows, num_steps):
+        """The sampling.Copying that makes each row follow its plan's form; None where no plan
+        has one."""
+        if not any(p.form for p in plans):
             return None
-        copies = [form.copies(p.bars, self.controls.bar_steps(p.meter), p.pickup) for p in plans]
+        copies = [
+            forms.parse_form(p.form).copies(p.bars, self.controls.bar_steps(p.meter), p.pickup)
+            if p.form
+            else []
+            for p in plans
+        ]
         return sampling.Copying(copies, seed_rows, num_steps, self.index)
 
     def _controls(self, plans, steps):

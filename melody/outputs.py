@@ -10,6 +10,7 @@ from music21 import meter
 
 import config
 from melody import artefacts, controls, render, writers
+from melody import form as forms
 from melody.readers import midi, musicxml
 from melody.sampling import is_positive_number
 
@@ -84,6 +85,23 @@ def file_kind(file_name, format):
     return path, fmt
 
 
+def melody_phrases(melody, step_duration, meter, pickup):
+    """[(step, letter)] to draw over a generated melody's phrases (form.phrase_labels) where its
+    score is in its own meter, with bars, and pickup: phrases as long as its form's, else (no
+    form, or a training song's bar by bar, whose letter over every bar would crowd the page) the
+    meter's. [] for plain symbols, and for one phrase (a lone "A" shows no form)."""
+    plan = getattr(melody, "plan", None)
+    if plan is None or (meter, pickup) != (plan.meter, plan.pickup):
+        return []
+    bar = controls.bar_steps(meter, step_duration)
+    try:
+        length = forms.parse_form(plan.form).fit(plan.bars, bar)[1] if plan.form and bar else None
+    except ValueError:  # a form that does not fit its bars (a Melody made by hand)
+        length = None
+    labels = forms.phrase_labels(melody, bar, pickup, length if length != 1 else None)
+    return labels if len(labels) > 1 else []
+
+
 def write_melody(melody, step_duration, format, file_name, bpm, key, time_signature, pickup):
     """MelodyGenerator.save_melody's work, step_duration given; returns the path written."""
     symbols = melody.split() if isinstance(melody, str) else list(melody)
@@ -112,6 +130,7 @@ def write_melody(melody, step_duration, format, file_name, bpm, key, time_signat
         target_key,
         None if fmt in ("svg", "png") else bpm,  # a picture needs no tempo
         title=path.stem,
+        phrases=melody_phrases(melody, step_duration, time_signature, pickup),
     )
     write_score(score, path, fmt, pickup, step_duration)
     return path

@@ -7,7 +7,8 @@ A score here is what a musician expects on the page:
 - the key signature of the key asked for, notes spelt in that key (F# in G major, Eb in C minor),
   no natural sign where the key signature already says natural, nor a courtesy one for an
   accidental in the bar before; a final barline;
-- a treble clef unless the melody lies low.
+- a treble clef unless the melody lies low;
+- where asked, each phrase's form letter (form.phrase_labels) boxed over where it starts.
 
 MIDI has no incomplete bars: a pickup becomes a first bar of the pickup's length (a time signature
 such as 1/4 or 3/8), then the meter, so that barlines fall where they do in the score.
@@ -61,13 +62,16 @@ def melody_score(
     key=None,
     bpm=None,
     title="Melody",
+    phrases=(),
 ):
     """Symbols -> a music21 Score with one Part in bars of `meter` ("3/4"; None: 4/4).
 
-    pickup: steps before the first barline; key: a music21 Key or None (C major / A minor).
+    pickup: steps before the first barline; key: a music21 Key or None (C major / A minor);
+    phrases: [(step, label)], each label ("A", "A'", "B~": form.phrase_labels) a rehearsal mark
+    over the step it names, counted from the melody's start.
     """
     from music21 import bar as bar_line
-    from music21 import clef, metadata, note, stream, tempo, tie
+    from music21 import clef, expressions, metadata, note, stream, tempo, tie
     from music21 import key as m21key
     from music21 import meter as m21meter
 
@@ -96,6 +100,13 @@ def melody_score(
             at, left = at + piece, left - piece
     if not measures:
         measures.append(stream.Measure(number=1))
+    for label_step, label in phrases:
+        if not 0 <= label_step < at - start:
+            raise ValueError(f"phrase {label!r} at step {label_step} is not within the melody")
+        index = (start + label_step) // bar
+        offset = start + label_step - index * bar - (start if index == 0 else 0)
+        # a rehearsal mark, as a score marks its sections: bold and boxed over the staff
+        measures[index].insert(offset * step, expressions.RehearsalMark(label))
     measures[0].paddingLeft = start * step
     if pickup:
         measures[0].showNumber = stream.enums.ShowNumber.NEVER  # MusicXML implicit="yes"
@@ -191,13 +202,15 @@ def melody_html(
     key=None,
     bpm=config.BPM,
     title="Melody",
+    phrases=(),
 ):
     """A self-contained piece of HTML: the score as inline SVG and an audio player with the WAV as a
     data URI, so a notebook saved with it still shows and plays the melody offline.
 
     Arguments as melody_score's and wav_bytes'; the sound is moved into `key` as the score is.
     """
-    score_svg = svg(melody_score(symbols, step_duration, meter, pickup, key, title=title))
+    score = melody_score(symbols, step_duration, meter, pickup, key, title=title, phrases=phrases)
+    score_svg = svg(score)
     transpose = key_interval(key).semitones if key is not None else 0
     sound = base64.b64encode(wav_bytes(symbols, step_duration, bpm, transpose)).decode("ascii")
     return (

@@ -12,6 +12,7 @@ Validation reads each song as generation does (zero state, `/`, the whole song),
 picks the best epoch is the one that matters for sampling.
 """
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -26,6 +27,7 @@ from tqdm import tqdm
 
 import config
 from melody import artefacts, checkpoints, controls, devices, models
+from melody import form as forms
 from melody.artefacts import UserError
 from melody.batches import PADDING, training_data
 from melody.encoding import DELIMITER
@@ -168,7 +170,9 @@ def read_corpus(dataset, mapping, metadata):
     artefacts.check_table(rows, songs, symbol_index, metadata)
     plans = [controls.Plan.from_row(r) for r in rows]
     vocabulary = sorted(symbol_index, key=symbol_index.get)
-    digest = data_digest(songs, vocabulary, [list(vars(p).values()) for p in plans])
+    # the form, read from the songs at training, is left out: the digests of older runs stand
+    fields = [f for f in controls.PLAN_FIELDS if f != "form"]
+    digest = data_digest(songs, vocabulary, [[getattr(p, f) for f in fields] for p in plans])
     return Corpus(songs, plans, vocabulary, symbol_index[DELIMITER], metadata, digest)
 
 
@@ -243,6 +247,16 @@ class Run:
             print(*args, **kwargs)
 
 
+def with_form(corpus, i):
+    """Song i's plan with its form (form.song_form) where that covers its bars, for generation to
+    draw with the rest of the plan."""
+    plan, bar = corpus.plans[i], controls.bar_steps(corpus.plans[i].meter)
+    text = forms.song_form([corpus.vocabulary[s] for s in corpus.songs[i]], bar, plan.pickup)
+    if text is None or len(forms.parse_form(text).letters) != plan.bars:
+        return plan
+    return dataclasses.replace(plan, form=text)
+
+
 def start_run(settings, corpus, paths, device, ranks):
     """A new run: the songs split, their controls, the model, its optimizer; no epoch yet."""
     songs = corpus.songs
@@ -250,7 +264,7 @@ def start_run(settings, corpus, paths, device, ranks):
         len(songs), settings["validation_split"], settings["seed"]
     )
     space = controls.ControlSpace.from_songs(
-        [corpus.plans[i] for i in train_songs],
+        [with_form(corpus, i) for i in train_songs],
         meters={p.meter for p in corpus.plans},
         styles={p.style for p in corpus.plans if p.style},
     )

@@ -69,7 +69,9 @@ class GenerateRequest(BaseModel):
     style: Name | None = None
     final: int | None = Field(None, ge=1, le=7)
     ambitus: int | None = Field(None, ge=0, le=config.WEB_MAX_AMBITUS)
-    form: Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{0,32}$")] | None = None
+    form: (
+        Annotated[str, StringConstraints(pattern=r"^(-|[A-Za-z'~]{0,64}(/[0-9]{1,2})?)$")] | None
+    ) = None
     key: Annotated[str, StringConstraints(pattern=r"^[A-G][#b]?$")] | None = None
     bpm: float = Field(config.BPM, ge=config.WEB_MIN_BPM, le=config.WEB_MAX_BPM)
     random_seed: int | None = Field(None, ge=0, le=2**63 - 1)

@@ -3,7 +3,6 @@ kept, one that cannot be loaded listed as unusable; and the controls each one ta
 draws them.
 """
 
-import inspect
 import threading
 from pathlib import Path
 
@@ -15,7 +14,6 @@ ROOT = Path(__file__).resolve().parent.parent  # the repository: models are foun
 # The page's key choice: a tonic; the melody's own mode makes it G major or G minor (a tonic
 # past 7 sharps or flats in that mode is spelt as its enharmonic: Db minor is C# minor).
 KEY_CHOICES = ["C", "G", "D", "A", "E", "B", "F#", "C#", "F", "Bb", "Eb", "Ab", "Db", "Gb", "Cb"]
-TAKES_FORM = "form" in inspect.signature(MelodyGenerator.generate_melodies).parameters
 
 
 class Refused(Exception):
@@ -186,9 +184,8 @@ def plan_specs(space):
          "max": config.WEB_MAX_AMBITUS, "default": None, "none": "drawn",
          "help": "the span from the lowest note to the highest; 12: an octave"}
     )  # fmt: skip
-    if TAKES_FORM:
-        specs.append(
-            {"name": "form", "label": "form", "kind": "text", "default": None, "none": "free",
-             "help": "the phrases' pattern, such as AABB; empty: none"}
-        )  # fmt: skip
+    specs.append(
+        {"name": "form", "label": "form", "kind": "text", "default": None, "none": "drawn",
+         "help": "the phrases' pattern, such as AABB or ABA'C; empty: a real song's; -: none"}
+    )  # fmt: skip
     return specs

@@ -16,7 +16,7 @@ from melody import controls, editing, readers, render
 from melody.encoding import DELIMITER, HOLD, REST
 from melody.outputs import parse_key, score_meter, write_melody
 from melody.primer import read_primer
-from melody.webapp_models import TAKES_FORM, Refused
+from melody.webapp_models import Refused
 
 FILES = {  # download suffix -> (media type, shown inline)
     "mid": ("audio/midi", False),
@@ -150,11 +150,6 @@ def generate(models, store, request, limits):
     seed = seed_symbols(request.seed, generator)
     steps = steps_to_sample(request, generator, len(seed), limits)
     random_seed = secrets.randbelow(2**31) if request.random_seed is None else request.random_seed
-    extra = {}
-    if request.form:
-        if not TAKES_FORM:
-            raise Refused(422, "form: this version of the generator does not take a form")
-        extra["form"] = request.form
     melodies = generator.generate_melodies(
         seed,
         request.num_melodies,
@@ -170,7 +165,7 @@ def generate(models, store, request, limits):
         style=request.style,
         final=request.final,
         ambitus=request.ambitus,
-        **extra,
+        form=request.form or None,  # unset or empty: the form comes with the plan drawn
     )
     out = []
     for melody in melodies:
@@ -207,6 +202,7 @@ def melody_json(melody_id, entry, seed_length, width, generator):
         "bars": melody.bars,
         "complete": complete,
         "style": melody.style,
+        "form": melody.form,
         "key": entry.key or ("A minor" if melody.mode == "minor" else "C major"),
         "bpm": entry.bpm,
         "seconds_per_step": render.step_seconds(entry.time_step, entry.bpm),

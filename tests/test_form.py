@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from conftest import ROOT, train_tiny
 
 from melody import controls, form
@@ -175,12 +176,12 @@ def test_form_section_pools_the_shares_and_counts_the_opening_forms():
 
 def test_a_training_songs_form_is_read_bar_by_bar_for_generation_to_follow():
     song = C + LONG + C + C_OTHER + C  # its last bar left new: the model closes the melody
-    assert report_form.training_form(song, Plan("2/4", "major")) == "ABAA~C/1"
-    assert report_form.training_form(C + LONG, Plan("?", "major")) is None
+    assert form.song_form(song, controls.bar_steps("2/4")) == "ABAA~C/1"
+    assert form.song_form(C + LONG, controls.bar_steps("?")) is None
     # 27 bars, each with its own first note and rhythm: more new bars than letters
     many = [[str(40 + i)] + ["61" if i >> k & 1 else "_" for k in range(7)] for i in range(27)]
-    assert report_form.training_form(sum(many, []), Plan("2/4", "major")) is None
-    assert report_form.training_form(sum(many[:26], []), Plan("2/4", "major")).endswith("XYZ/1")
+    assert form.song_form(sum(many, []), controls.bar_steps("2/4")) is None
+    assert form.song_form(sum(many[:26], []), controls.bar_steps("2/4")).endswith("XYZ/1")
 
 
 # ----------------------------------------------------------------------------- generation
@@ -216,6 +217,40 @@ def test_a_varied_return_keeps_the_opening_and_a_rhythm_return_the_rhythm(mg):
         last = melody[melody.pickup + 144 :]  # the song's end: short of the pickup
         first = melody[melody.pickup : melody.pickup + len(last)]
         assert form.rhythm(first) == form.rhythm(last) and first != last
+
+
+def test_the_checkpoint_keeps_each_training_songs_form(structured):
+    folder, _ = structured
+    space = controls.checkpoint_space(torch.load(folder / "model.pth", weights_only=True))
+    drawn = [p for p in space.plans if p.form]
+    assert drawn, "no training song's form was kept"
+    for plan in drawn:  # a letter per bar, as many as the song has
+        assert plan.form.endswith("/1")
+        assert len(form.parse_form(plan.form).letters) == plan.bars
+
+
+def test_unset_the_form_of_the_training_song_drawn_is_followed(mg):
+    forms_kept = {p.form for p in mg.controls.plans}
+    melodies = mg.generate_melodies("", 6, 400, rng=2)
+    assert any(m.form for m in melodies)
+    for melody in melodies:
+        assert melody.form in forms_kept
+        if melody.form:  # each step of a bar that comes back is the earlier bar's
+            bar = controls.bar_steps(melody.meter)
+            copies = form.parse_form(melody.form).copies(melody.bars, bar, melody.pickup)
+            assert len(melody) == melody.bars * bar
+            for step, earlier, rhythm_only in copies:
+                same = form.rhythm([melody[step]]) == form.rhythm([melody[earlier]])
+                assert same if rhythm_only else melody[step] == melody[earlier]
+    free = mg.generate_melodies("", 6, 400, rng=2, form="-")
+    assert not any(m.form for m in free)
+
+
+def test_a_form_drawn_is_dropped_where_the_bars_asked_differ(mg):
+    lengths = {p.bars for p in mg.controls.plans if p.form}
+    other = max(lengths) + 3
+    for melody in mg.generate_melodies("", 4, 600, rng=3, bars=other):
+        assert melody.bars == other and melody.form is None
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 """Bits per note (melody/evaluation/surprisal.py) on hand-made probabilities, the surprisal plot,
-and bench/idyom.py's folds, charges and smoke run (the run needs ../shared/deutschl)."""
+bench/idyom.py's folds, charges, short-term model (idyom_stm.py) and smoke run (the run needs
+../shared/deutschl)."""
 
 import argparse
 import json
@@ -18,6 +19,7 @@ from melody.evaluation import surprisal
 
 sys.path.insert(0, str(ROOT / "bench"))
 import idyom_cv  # noqa: E402
+import idyom_stm  # noqa: E402
 
 VOCABULARY = ["/", "60", "62", "_", "r"]
 
@@ -69,28 +71,42 @@ def test_the_key_and_the_told_plan_are_charged():
     assert pitch == pytest.approx(14.0) and every == pytest.approx(36.0)
 
 
-def test_smoke_run_writes_every_figure(tmp_path):
+def smoke_run(tmp_path, *flags):
     deutschl = shared_dataset()
     shared_dataset("kinder")
     result = subprocess.run(
         [sys.executable, str(ROOT / "bench" / "idyom.py"), "--smoke", "--sets", "kinder"]
         + ["--arch", "lstm", "--deutschl", str(deutschl), "--work", str(tmp_path / "work")]
-        + ["--out", str(tmp_path)],
+        + ["--out", str(tmp_path), *flags],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
-    results = json.loads((tmp_path / "idyom-quick.json").read_text())
+    return result.stdout, json.loads((tmp_path / "idyom-quick.json").read_text())
+
+
+def test_smoke_run_writes_every_figure_and_reuse_scores_the_same_models(tmp_path):
+    _, results = smoke_run(tmp_path)
     for setting in ("within", "with_deutschl"):
         figures = results["sets"]["kinder"][setting]
         assert figures["folds"] == 2 and figures["songs"] == 12
         assert 0 < figures["pitch_bits"] < figures["all_bits"]
         low, high = figures["pitch_bits_95"]
         assert low <= figures["pitch_bits"] <= high
+        both = figures["ltm+stm"]
+        low, high = both["pitch_bits_95"]
+        assert 0 < low <= both["pitch_bits"] <= high
     folds = json.loads((tmp_path / "idyom-quick.folds.json").read_text())
     assert sorted(len(fold) for fold in folds["kinder"]) == [6, 6]
-    assert "| kinder | within | lstm |" in (tmp_path / "idyom-quick.md").read_text()
+    table = (tmp_path / "idyom-quick.md").read_text()
+    assert "| kinder | within | lstm |" in table and "ltm+stm" in table
+    printed, again = smoke_run(tmp_path, "--reuse")
+    assert printed.count(": reused") == 5  # the pretrained model, 2 folds x 2 settings
+    for setting in ("within", "with_deutschl"):
+        first, second = results["sets"]["kinder"][setting], again["sets"]["kinder"][setting]
+        assert second["pitch_bits"] == first["pitch_bits"]
+        assert second["ltm+stm"] == first["ltm+stm"]
 
 
 def test_report_section_draws_each_held_out_songs_bits_under_its_score(structured, tmp_path):
@@ -116,3 +132,69 @@ def test_report_section_draws_each_held_out_songs_bits_under_its_score(structure
         f"surprisal_{k}.png" for k in range(1, drawn + 1)
     ]
     assert "## Surprisal" in "\n".join(section.lines)
+
+
+def test_the_short_term_model_learns_the_song_as_it_goes():
+    a, b, c = 0, 1, 2
+    model = idyom_stm.PPM(3)
+    b_after_a = []
+    for symbol in [a, b, a, b, a]:
+        probs = model.predict()
+        assert probs.sum() == pytest.approx(1.0) and (probs > 0).all()
+        if model.history and model.history[-1] == a:
+            b_after_a.append(probs[b])
+        model.learn(symbol)
+    assert b_after_a[0] < b_after_a[1]  # the second A is followed by B more surely
+    probs = model.predict()  # after A B A B A
+    assert probs[b] > 0.5 and probs[c] > 0  # never seen, C still has the escape's mass
+
+
+def test_a_flat_model_before_the_first_note_and_one_row_per_note():
+    probs = idyom_stm.stm_probs([3, 3, 1], 5)
+    assert probs.shape == (3, 5)
+    np.testing.assert_allclose(probs[0], np.full(5, 0.2))
+    np.testing.assert_allclose(probs.sum(1), 1.0)
+    assert probs[2, 3] > probs[1, 3] > 0.2
+
+
+def test_the_interval_model_expects_a_motif_repeated_a_step_higher():
+    midi = [60, 62, 64, 65, 67]
+    notes = [0, 1, 2, 1, 2, 3]  # C D E, then D E F: the same steps a tone higher
+    by_interval = idyom_stm.interval_stm_probs(notes, midi)
+    by_pitch = idyom_stm.stm_probs(notes, len(midi))
+    np.testing.assert_allclose(by_interval.sum(1), 1.0)
+    assert by_interval[5, 3] > by_pitch[5, 3]  # F, new as a pitch, is the step up again
+
+
+def test_equal_entropies_combine_to_the_renormalised_geometric_mean():
+    p = np.array([0.5, 0.3, 0.2])
+    q = p[[1, 2, 0]]  # the same entropy
+    combined = idyom_stm.combine(np.stack([p, q]), bias=7)
+    mean = np.sqrt(p * q)
+    np.testing.assert_allclose(combined, mean / mean.sum())
+
+
+def test_a_confident_model_outweighs_a_flat_one():
+    sure = np.array([0.9, 0.05, 0.05])
+    flat = np.full(3, 1 / 3)
+    combined = idyom_stm.combine(np.stack([sure, flat]), bias=7)
+    assert combined[0] > 0.89 and combined.sum() == pytest.approx(1.0)
+    assert idyom_stm.combine(np.stack([sure, flat]), bias=0)[0] < combined[0]
+
+
+def test_the_long_and_short_term_models_cost_less_than_the_long_one_on_a_repeated_song():
+    ltm = np.log(np.full((8, 4), 0.25))  # a long-term model that knows nothing
+    notes = [0, 1, 2, 3, 0, 1, 2, 3]
+    bits = idyom_stm.ltm_stm_bits(ltm, notes, [60, 62, 64, 65])
+    assert bits[0] == pytest.approx(2.0)  # the first note: nothing to go on
+    assert bits[5:].sum() < bits[1:4].sum() / 2  # the repeat is cheaper than the first time
+
+
+def test_onset_distributions_are_the_pitch_bits_own():
+    song = [1, 3, 2, 4, 1]
+    probs = torch.softmax(torch.randn(6, 5), 1)
+    pitches = surprisal.pitch_indices(VOCABULARY)
+    among, notes = surprisal.onset_pitch_log_probs(probs.log(), song, pitches, 0)
+    np.testing.assert_allclose(among.exp().sum(1), 1.0)
+    bits = surprisal.songs_bits([probs.log()], [song], VOCABULARY, 0)[0]["pitch_bits"]
+    np.testing.assert_allclose(-among[range(3), notes] / math.log(2), bits)

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import wave
+from html import unescape
 
 import mido
 import nbformat
@@ -278,3 +279,83 @@ def test_keys_past_the_standard_spellings_are_refused(name):
 
     with pytest.raises(ValueError, match="is not a key like"):
         parse_key(name)
+
+
+# A 2/4 tune of four 2-bar phrases, A A B B, after a pickup of a quarter; its last bar completes
+# the pickup, so the last B is short of the pickup's 4 steps.
+PICKUP = "67 _ _ _".split()
+PHRASE_A = "60 _ _ _ 62 _ _ _ 64 _ _ _ 65 _ _ _".split()
+PHRASE_B = "67 _ _ _ _ _ _ _ 65 _ _ _ 64 _ _ _".split()
+AABB = PICKUP + PHRASE_A + PHRASE_A + PHRASE_B + PHRASE_B[:-4]
+
+
+def test_phrase_labels_name_the_step_each_phrase_starts_at():
+    from melody import form
+
+    plain = PHRASE_A * 2 + PHRASE_B * 2
+    assert form.phrase_labels(plain, 8, 0, 2) == [(0, "A"), (16, "A"), (32, "B"), (48, "B")]
+    # the pickup leads into the first phrase; the others start at a barline
+    assert form.phrase_labels(AABB, 8, 4, 2) == [(0, "A"), (20, "A"), (36, "B"), (52, "B")]
+    assert form.phrase_labels(AABB, 8, 4) == [(0, "A"), (36, "B")]  # 2/4's 4-bar phrases
+    assert form.phrase_labels(AABB, None, 4) == []  # a meter without bars has no phrases
+
+
+def drawn_letters(svg_text):
+    """[(measure index, letter)] of the rehearsal marks verovio drew, each checked to stand above
+    its staff (SVG y grows downwards), measures counted from 0 (a pickup is measure 0)."""
+    letters = []
+    for index, measure in enumerate(svg_text.split('class="measure"')[1:]):
+        top = int(re.search(r'class="staff">\s*<path d="M\d+ (\d+) ', measure).group(1))
+        for y, letter in re.findall(
+            r'class="reh".*?<text[^>]* y="(\d+)".*?<tspan[^>]*>([^<]+)</tspan>', measure, re.S
+        ):
+            assert int(y) < top, (letter, y, top)
+            letters.append((index, unescape(letter)))
+    return letters
+
+
+def test_a_score_picture_draws_the_form_letters_over_the_bars_each_phrase_starts(tmp_path):
+    from melody.outputs import write_melody
+
+    melody = Melody(AABB, meter="2/4", pickup=4, bars=8, form="AABB")
+    path = write_melody(melody, 0.25, "midi", tmp_path / "m.svg", None, None, None, None)
+    # A over the pickup, then over bars 3, 5 and 7 (2-bar phrases, as the form asked)
+    assert drawn_letters(path.read_text()) == [(0, "A"), (3, "A"), (5, "B"), (7, "B")]
+    # no form, or a training song's bar by bar: letters over the meter's 4-bar phrases
+    for i, song_form in enumerate([None, "ABABCDCE/1"]):
+        unasked = Melody(AABB, meter="2/4", pickup=4, bars=8, form=song_form)
+        path = write_melody(unasked, 0.25, "midi", tmp_path / f"{i}.svg", None, None, None, None)
+        assert drawn_letters(path.read_text()) == [(0, "A"), (5, "B")]
+    varied = render.melody_score(AABB, meter="2/4", pickup=4, phrases=[(0, "A'"), (20, "B~")])
+    assert drawn_letters(render.svg(varied)) == [(0, "A'"), (3, "B~")]
+    assert drawn_letters(melody._repr_html_()) == [(0, "A"), (3, "A"), (5, "B"), (7, "B")]
+
+
+def test_no_letters_without_bars_for_plain_symbols_or_for_a_single_phrase(tmp_path):
+    from melody.outputs import write_melody
+
+    unbarred = Melody(AABB, meter="?", form="AABB")  # drawn in 4/4, a meter it was not made in
+    one_phrase = Melody(AABB[:36], meter="2/4", pickup=4, bars=4)  # a lone A shows no form
+    for i, (melody, meter) in enumerate(
+        [(unbarred, None), (list(AABB), "2/4"), (one_phrase, None)]
+    ):
+        path = write_melody(melody, 0.25, "midi", tmp_path / f"{i}.svg", None, None, meter, 4)
+        assert 'class="reh"' not in path.read_text() and 'class="note"' in path.read_text()
+    with pytest.raises(ValueError, match="phrase 'B' at step 64 is not within the melody"):
+        render.melody_score(AABB, meter="2/4", pickup=4, phrases=[(64, "B")])
+
+
+def test_musicxml_carries_the_letters_and_reads_back_to_the_same_symbols_midi_carries_none(
+    tmp_path,
+):
+    from melody import dataset, readers
+    from melody.outputs import write_melody
+
+    melody = Melody(AABB, meter="2/4", pickup=4, bars=8, form="AABB")
+    path = write_melody(melody, 0.25, "musicxml", tmp_path / "m.musicxml", 96, None, None, None)
+    assert re.findall(r"<rehearsal[^>]*>([^<]+)</rehearsal>", path.read_text()) == list("AABB")
+    [(_, song)] = readers.read_file(path)
+    assert dataset.encode_parsed(song) == AABB
+    midi = [write_melody(m, 0.25, "midi", tmp_path / f"{i}.mid", 96, None, "2/4", 4) for i, m in
+            enumerate([melody, list(AABB)])]  # fmt: skip
+    assert midi[0].read_bytes() == midi[1].read_bytes()

@@ -6,6 +6,7 @@ import codecs
 import errno
 import io
 import os
+import random
 import re
 import struct
 import time
@@ -154,6 +155,106 @@ def test_a_huge_duration_or_note_count_is_refused_before_music21(monkeypatch):
     assert readers.abc.parse(None, many)["skip"].startswith("more than")
     midi_many = midi_bytes([m for _ in range(config.MAX_SONG_NOTES + 1) for m in note(60, 1)])
     assert midi.parse("x.mid", midi_many)["skip"].startswith("more than")
+
+
+def test_a_long_midi_file_is_refused_on_its_bytes_before_mido_reads_it(monkeypatch):
+    many = midi_bytes([m for _ in range(config.MAX_SONG_NOTES + 1) for m in note(60, 1)])
+    late = midi_bytes(note(60, 96, rest_before=96 * (config.MAX_SONG_QUARTERS + 1)))
+    monkeypatch.setattr(mido, "MidiFile", None)  # mido reading the file would raise
+    count = config.MAX_SONG_NOTES + 1
+    assert midi.parse("x.mid", many) == {
+        "skip": f"more than {config.MAX_SONG_NOTES} notes ({count}): not one song"
+    }
+    assert midi.parse("x.mid", late)["skip"].startswith(
+        f"longer than {config.MAX_SONG_QUARTERS} quarter notes"
+    )
+
+
+def test_a_midi_file_of_endless_other_events_is_refused_before_mido_reads_it(monkeypatch):
+    """Pitch bends are no notes, but mido makes an object of each: seconds for such a file."""
+    bends = [(1, mido.Message("pitchwheel", pitch=i % 8000)) for i in range(config.MAX_MIDI_EVENTS)]
+    data = midi_bytes(note(60, 96) + bends)
+    monkeypatch.setattr(mido, "MidiFile", None)  # mido reading the file would raise
+    assert midi.parse("x.mid", data)["skip"].startswith(
+        f"more than {config.MAX_MIDI_EVENTS} MIDI events"
+    )
+
+
+def test_the_midi_scan_counts_the_notes_mido_reads():
+    """Notes in several tracks, a drum track, note_on of velocity 0 as a note_off: as many
+    notes, and the same last onset, as the reader makes from mido's messages."""
+    drum = mido.Message("note_on", note=36, velocity=90, channel=midi.DRUM_CHANNEL)
+    song = mido.MidiFile(ticks_per_beat=120)
+    song.tracks.append(mido.MidiTrack([mido.MetaMessage("time_signature", numerator=3)]))
+    for channel, pitches in ((0, [60, 62, 64, 65]), (1, [48, 43])):
+        track = mido.MidiTrack([mido.Message("program_change", program=40, channel=channel)])
+        for pitch in pitches:
+            on = mido.Message("note_on", note=pitch, velocity=70, channel=channel, time=30)
+            track += [on, on.copy(velocity=0, time=90)]
+        song.tracks.append(track)
+    song.tracks.append(mido.MidiTrack([drum.copy(time=500), drum.copy(velocity=0, time=10)]))
+    out = io.BytesIO()
+    song.save(file=out)
+    notes = midi._notes(mido.MidiFile(file=io.BytesIO(out.getvalue())))[0]
+    assert len(notes) == 6
+    events = sum(len(track) for track in mido.MidiFile(file=io.BytesIO(out.getvalue())).tracks)
+    assert midi.scan(out.getvalue()) == (120, 6, max(onset for onset, *_ in notes), events)
+
+
+def raw_midi(*events, ticks_per_beat=96):
+    """A type-0 MIDI file of one track of raw event bytes (delta times included)."""
+    body = b"".join(events) + b"\x00\xff\x2f\x00"  # end of track
+    header = b"MThd" + struct.pack(">LHHh", 6, 0, 1, ticks_per_beat)
+    return header + b"MTrk" + struct.pack(">L", len(body)) + body
+
+
+def test_the_midi_scan_follows_running_status_meta_and_sysex():
+    """Running status: a data byte where a status byte would be repeats the last status, across
+    a meta event (which sets none); a sysex has a length."""
+    data = raw_midi(
+        b"\x00\x90\x3c\x40",  # note_on C4
+        b"\x00\xf0\x03\x7e\x01\xf7",  # a sysex of 3 bytes
+        b"\x00\x90\x40\x40",  # note_on E4
+        b"\x60\x3c\x00",  # running status: C4 off (velocity 0)
+        b"\x00\xff\x01\x02hi",  # a text meta event: the status stays note_on
+        b"\x00\x43\x40",  # running status: G4 on
+        b"\x81\x40\x40\x00\x00\x43\x00",  # 192 ticks later E4 off, then G4 off
+    )
+    assert midi.scan(data) == (96, 3, 96, 9)
+    assert symbols(midi.parse("x.mid", data)) == "64 _ _ _ 67 _ _ _ _ _ _ _"
+
+
+@pytest.mark.parametrize(
+    "data, detail",
+    [
+        (raw_midi(b"\x00\x90\x3c\x40\x60\x3c\x00")[:-5], "track 1 is cut short: 5 bytes missing"),
+        (raw_midi(b"\x00\x3c\x40"), "a data byte with no status before it at byte 23"),
+        (raw_midi(b"\xff\xff\xff\xff\x7f\x90\x3c\x40"), "a variable-length number at byte 22"),
+        (raw_midi(b"\x00\xf4"), "an undefined status byte 0xF4 at byte 23"),
+        (raw_midi(b"\x00\xff\x01\x7fhi"), "an event runs past the end of its track"),
+        (raw_midi()[:14] + b"MTr", "no track 1 of the 1 its header names (truncated?)"),
+        (b"RIFF" + raw_midi()[4:], "no MThd header: not a MIDI file"),
+        (raw_midi(ticks_per_beat=-25 * 256 + 40), "MIDI type 0 or SMPTE timing"),
+    ],
+)
+def test_a_damaged_midi_file_is_refused_in_one_sentence(data, detail):
+    result = midi.parse("x.mid", data)
+    assert result["skip"] == "not a readable MIDI file"
+    assert result["detail"].startswith(f"ValueError: {detail}") and "\n" not in result["detail"]
+
+
+def test_the_midi_scan_never_fails_otherwise_on_damaged_bytes():
+    good = midi_bytes(note(60, 96) + note(64, 96, rest_before=48))
+    rng = random.Random(7)
+    for _ in range(2000):
+        data = bytearray(good)
+        for _ in range(rng.randint(1, 3)):
+            at = rng.randrange(len(data))
+            data[at : at + rng.randint(0, 3)] = rng.randbytes(rng.randint(0, 2))
+        try:
+            midi.scan(bytes(data))
+        except ValueError:
+            pass
 
 
 def test_oversized_files_and_songs_are_skipped_with_their_size(tmp_path, monkeypatch):

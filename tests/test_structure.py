@@ -92,8 +92,10 @@ def test_misfit_says_how_far_a_melody_is_from_its_plans_final_and_ambitus():
 
 
 def test_candidates_make_melodies_fit_their_plan(mg):
-    def misfits(candidates):  # the tiny model hardly learned where to close
-        melodies = mg.generate_melodies("", 24, 100, rng=0, ambitus=4, candidates=candidates)
+    def misfits(candidates):  # the tiny model hardly learned where to close; no form to follow
+        melodies = mg.generate_melodies(
+            "", 24, 100, rng=0, ambitus=4, candidates=candidates, form="-"
+        )
         assert {m.ambitus for m in melodies} == {4}
         return np.sum([controls.misfit(m.plan, m) for m in melodies], axis=0)
 
@@ -132,8 +134,8 @@ def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, tra
     # one collection: the model takes no style, and its plans keep none
     plans = {dataclasses.replace(Plan.from_row(r), style=None) for r in rows}
     melodies = mg.generate_melodies("", 16, 200, rng=1)
-    for m in melodies:
-        assert m.plan in plans
+    for m in melodies:  # the plan of a training song, with that song's form
+        assert dataclasses.replace(m.plan, form=None) in plans
         assert len(m) == m.bars * BARS[m.meter]
     assert len({m.meter for m in melodies}) > 1  # each melody draws its own
     again = mg.generate_melodies("", 16, 200, rng=1)

@@ -54,19 +54,6 @@ def section(run):
     return Section(tables, report_lines(run.args, tables), headline)
 
 
-def training_form(symbols, plan):
-    """A training song's form bar by bar ("ABAC.../1": 1-bar phrases), its last bar new so that
-    the model closes the melody as it learned to; None where its meter has no bars or it has more
-    new bars than there are letters."""
-    bar = controls.bar_steps(plan.meter)
-    letters = forms.phrase_form(symbols, bar, 1, plan.pickup) if bar else []
-    if letters:
-        letters[-1] = forms.letter(len({token[0] for token in letters[:-1]}))
-    if not letters or "?" in letters:
-        return None
-    return "".join(letters) + "/1"
-
-
 def asked_forms(run, path):
     """Melodies asked of a model, one per song of the training-song sample (run.reference), for
     that song's form bar by bar, meter, mode and pickup; [] for a model without controls."""
@@ -77,7 +64,7 @@ def asked_forms(run, path):
     rng = torch.Generator().manual_seed(run.args.seed)  # one stream: each melody its own draws
     melodies = []
     for symbols, plan in tqdm(list(zip(*run.reference)), desc=f"forms, {path}", leave=False):
-        form = training_form(symbols, plan)
+        form = forms.song_form(symbols, controls.bar_steps(plan.meter), plan.pickup)
         if form and plan.meter in meters:
             melodies += generator.generate_melodies(
                 "",

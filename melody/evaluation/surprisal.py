@@ -28,15 +28,26 @@ def pitch_indices(vocabulary):
     return torch.tensor([i for i, symbol in enumerate(vocabulary) if symbol.isdigit()])
 
 
+def onset_pitch_log_probs(log_probs, song, pitches, delimiter_index):
+    """(At each note's onset, the log-probabilities over the pitches alone, renormalised, as a
+    [notes, len(pitches)] double tensor; each note's pitch as a column of it) from the song's
+    [len(song) + 1, vocab] log-probabilities (models.song_log_probs)."""
+    targets = torch.tensor(list(song) + [delimiter_index], dtype=torch.long)
+    lp = log_probs.double()
+    onsets = torch.isin(targets, pitches).nonzero().squeeze(1)
+    among = lp[onsets][:, pitches]
+    column = {int(p): k for k, p in enumerate(pitches)}
+    notes = torch.tensor([column[int(t)] for t in targets[onsets]], dtype=torch.long)
+    return among - among.logsumexp(1, keepdim=True), notes
+
+
 def song_bits(log_probs, song, pitches, delimiter_index):
     """(Each note's pitch bits as an array, the song's nats over all its steps and its closing
     `/`) from its [len(song) + 1, vocab] log-probabilities (models.song_log_probs)."""
     targets = torch.tensor(list(song) + [delimiter_index], dtype=torch.long)
-    lp = log_probs.double()
-    step_nats = -lp.gather(1, targets[:, None]).sum().item()
-    onsets = torch.isin(targets, pitches).nonzero().squeeze(1)
-    among = lp[onsets][:, pitches].logsumexp(1)
-    pitch_nats = among - lp[onsets, targets[onsets]]
+    step_nats = -log_probs.double().gather(1, targets[:, None]).sum().item()
+    among, notes = onset_pitch_log_probs(log_probs, song, pitches, delimiter_index)
+    pitch_nats = -among.gather(1, notes[:, None]).squeeze(1)
     return (pitch_nats / math.log(2)).numpy(), step_nats
 
 

@@ -55,6 +55,7 @@ def read_file(path):
 
 
 TIMED_OUT = "took too long to read"
+OUT_OF_MEMORY = "ran out of memory reading it"
 
 
 def read_bounded(path, timeout=config.PARSE_TIMEOUT, memory=config.PARSE_MEMORY_BYTES):
@@ -76,7 +77,7 @@ def read_bounded(path, timeout=config.PARSE_TIMEOUT, memory=config.PARSE_MEMORY_
             return receive.recv()
         skip = {"skip": TIMED_OUT, "detail": f"over {timeout:g} s"}
     except EOFError:  # the child died: the memory limit is the one way it can
-        skip = {"skip": "ran out of memory reading it", "detail": f"over {memory} bytes"}
+        skip = {"skip": OUT_OF_MEMORY, "detail": f"over {memory} bytes"}
     finally:
         child.kill()
         child.join()
@@ -87,25 +88,26 @@ def read_bounded(path, timeout=config.PARSE_TIMEOUT, memory=config.PARSE_MEMORY_
 def _read_child(path, send, memory):
     """read_file in the child: its result, or a skip saying what went wrong, sent back."""
     if memory:
-        _limit_memory(memory)
+        limit_memory(memory)
     try:
         send.send(read_file(path))
     except MemoryError:
-        send.send([(Path(path).name, {"skip": "ran out of memory reading it"})])
+        send.send([(Path(path).name, {"skip": OUT_OF_MEMORY})])
     except Exception as error:  # a reader's bug: said in one line, as the caller's own would be
         send.send([(Path(path).name, common.failure("a reader failed", error))])
     finally:
         send.close()
 
 
-def _limit_memory(memory):
+def limit_memory(memory):
     """Allow this process `memory` bytes of address space on top of what it maps already (the
-    fork of a process with torch maps gigabytes it never touches)."""
-    import resource
-
+    fork of a process with torch maps gigabytes it never touches); past them, an allocation is a
+    MemoryError. Called again, it sets the limit anew."""
     try:
+        import resource
+
         mapped = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
-    except OSError:  # no /proc: the timeout alone bounds the read
+    except (ImportError, OSError):  # Windows, or no /proc: the timeout alone bounds the read
         return
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
     limit = mapped + memory if hard == resource.RLIM_INFINITY else min(mapped + memory, hard)

@@ -35,6 +35,8 @@ def song_key(declared, events):
 
 
 def failure(reason, error):
+    if isinstance(error, MemoryError):  # past the caller's memory limit: the file is not at fault
+        raise error
     return {"skip": reason, "detail": f"{type(error).__name__}: {error}"[:200]}
 
 

@@ -27,17 +27,24 @@ The rule, for any MIDI file, one track or many, one voice or chords:
    reads such a file: 4/4. The key: the first key_signature message that names one (mido's
    "Bb", "F#m"; one of 9 sharps or mode byte 2 names none, and the file is read on), else
    music21's analysis of the notes. MIDI marks no pickup: it is 0.
+
+Before mido reads a file, scan() walks its bytes and counts its notes, so that a file of more than
+config.MAX_SONG_NOTES notes or config.MAX_MIDI_EVENTS events, a note after
+config.MAX_SONG_QUARTERS quarter notes, or a damaged
+chunk is refused in a fraction of the time mido would take.
 """
 
 import bisect
 import contextlib
 import io
+import struct
 
 import config
 from melody.readers import common
 
 SUFFIXES = (".mid", ".midi")
 DRUM_CHANNEL = 9  # channel 10, counted from 1
+_DRUM_ON = 0x90 | DRUM_CHANNEL  # the status byte of its note_on
 STEPS_PER_QUARTER = 4  # 16ths
 MAX_HELD = config.MAX_HELD_BARS * 4  # in quarter lengths: bars of 4/4
 MAX_STEPS = config.MAX_SONG_QUARTERS * STEPS_PER_QUARTER  # a longer file is damaged, or no song
@@ -52,16 +59,23 @@ def parse(path, data):
     if len(data) > config.MAX_SONG_BYTES:
         return common.too_big(len(data))
     try:
+        ticks_per_beat, count, last_onset, events = scan(data)
+    except ValueError as error:
+        return common.failure("not a readable MIDI file", error)
+    # mido makes an object of every message, seconds for a long file: the scan refuses it first
+    if count > config.MAX_SONG_NOTES:
+        return common.too_many_notes(count)
+    if events > config.MAX_MIDI_EVENTS:
+        return {"skip": f"more than {config.MAX_MIDI_EVENTS} MIDI events ({events}): not one song"}
+    if last_onset > config.MAX_SONG_QUARTERS * ticks_per_beat:
+        return common.too_long(last_onset / ticks_per_beat)
+    try:
         with _lenient_key_signatures():
             midi = mido.MidiFile(file=io.BytesIO(data))
-        if midi.type == 2 or midi.ticks_per_beat <= 0:
-            raise ValueError(f"MIDI type {midi.type} or SMPTE timing: no beats to quantise")
         notes, meter_changes, declared = _notes(midi)
     # mido raises many types (OSError, EOFError, ValueError, KeyError) on a damaged file
     except Exception as error:
         return common.failure("not a readable MIDI file", error)
-    if len(notes) > config.MAX_SONG_NOTES:
-        return common.too_many_notes(len(notes))
     ticks_per_step = midi.ticks_per_beat / STEPS_PER_QUARTER
     if notes and max(note[1] for note in notes) / ticks_per_step > MAX_STEPS:
         return common.too_long(max(note[1] for note in notes) / midi.ticks_per_beat)
@@ -75,6 +89,86 @@ def parse(path, data):
         if i == 0 or meter != meter_changes[i - 1][1]
     ]
     return common.result(events, declared, meters or ["4/4"], 0.0, "midi", _polyphonic(notes))
+
+
+# Data bytes after each status byte of a channel or system message (sysex and meta have a length)
+_DATA_BYTES = {
+    **{status: 1 if 0xC0 <= status < 0xE0 else 2 for status in range(0x80, 0xF0)},
+    **{0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0, 0xF8: 0, 0xFA: 0, 0xFB: 0, 0xFC: 0, 0xFE: 0},
+}
+
+
+def scan(data):
+    """A MIDI file's bytes, walked as mido reads them but building no message -> (ticks per
+    beat, notes, tick of the last note's onset, events). Notes are those _notes makes: note_ons of
+    velocity above 0 outside the drum channel. A damaged file is a ValueError saying where."""
+    if len(data) < 14 or data[:4] != b"MThd":
+        raise ValueError("no MThd header: not a MIDI file")
+    kind, tracks, ticks_per_beat = struct.unpack(">hhh", data[8:14])
+    if int.from_bytes(data[4:8]) < 6:
+        raise ValueError("a header chunk shorter than 6 bytes")
+    if kind == 2 or ticks_per_beat <= 0:
+        raise ValueError(f"MIDI type {kind} or SMPTE timing: no beats to quantise")
+    start, notes, last_onset, events = 8 + int.from_bytes(data[4:8]), 0, 0, 0
+    for number in range(1, tracks + 1):
+        if data[start : start + 4] != b"MTrk":
+            raise ValueError(f"no track {number} of the {tracks} its header names (truncated?)")
+        end = start + 8 + int.from_bytes(data[start + 4 : start + 8])
+        if end > len(data):
+            raise ValueError(f"track {number} is cut short: {end - len(data)} bytes missing")
+        count, onset, track_events = _scan_track(data, start + 8, end)
+        notes, last_onset, start = notes + count, max(last_onset, onset), end
+        events += track_events
+    return ticks_per_beat, notes, last_onset, events
+
+
+def _scan_track(data, at, end):
+    """The notes of one track's events, data[at:end], the tick of its last onset, its events."""
+    tick = notes = last_onset = events = 0
+    running = None  # the status a data byte in place of one repeats
+    while at < end:
+        events += 1
+        if data[at] < 0x80:  # most delta times are one byte: no call
+            tick, at = tick + data[at], at + 1
+        else:
+            delta, at = _number(data, at, end)
+            tick += delta
+        if at == end:
+            raise ValueError(f"a track ends after a delta time, with no event (byte {end})")
+        status = data[at]
+        if status < 0x80:
+            if running is None:
+                raise ValueError(f"a data byte with no status before it at byte {at}")
+            status, at = running, at + (running in (0xF0, 0xF7))  # mido drops it after a sysex
+        else:
+            at += 1
+            running = running if status == 0xFF else status  # a meta event sets none
+        if status == 0xFF:  # meta: its type, length and data
+            length, at = _number(data, at + 1, end)
+            at += length
+        elif status in (0xF0, 0xF7):  # sysex: length and data
+            length, at = _number(data, at, end)
+            at += length
+        elif status in _DATA_BYTES:
+            if status & 0xF0 == 0x90 and status != _DRUM_ON and at + 1 < end and data[at + 1]:
+                notes, last_onset = notes + 1, tick
+            at += _DATA_BYTES[status]
+        else:
+            raise ValueError(f"an undefined status byte 0x{status:02X} at byte {at - 1}")
+    if at != end:
+        raise ValueError(f"an event runs past the end of its track (byte {end})")
+    return notes, last_onset, events
+
+
+def _number(data, at, end):
+    """A variable-length number at data[at] (at most 4 bytes, as the standard has it), and
+    where the bytes after it start."""
+    value = 0
+    for index in range(at, min(at + 4, end)):
+        value = value << 7 | data[index] & 0x7F
+        if data[index] < 0x80:
+            return value, index + 1
+    raise ValueError(f"a variable-length number at byte {at} longer than 4 bytes or cut off")
 
 
 def _longest_held(events):
