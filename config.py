@@ -131,7 +131,19 @@ IDYOM_FINETUNE_EPOCHS = 5  # at a third of IDYOM_LEARNING_RATE
 IDYOM_KEYS = 24  # the written keys a song is moved from: 12 tonics x major/minor
 IDYOM_LTM_STM_BIAS = 7  # IDyOM's default *ltm-stm-bias*: the short-term model's entropy weights
 IDYOM_VIEWPOINT_BIAS = 2  # IDyOM's default *viewpoint-bias*: the STM's pitch and interval models
-IDYOM_STM_ESCAPE = "c"  # PPM escape method; IDyOM's STM default is "x" (bench/results/idyom.md)
+# bench/idyom.py's short-term model (bench/idyom_stm.py; its flags' defaults). The escape method
+# (IDyOM's a, b, c, d or x): IDyOM's STM default is "x" (bench/results/idyom.md)
+IDYOM_STM_ESCAPE = "c"
+IDYOM_STM_VIEWPOINTS = ["pitch", "interval"]  # IDyOM's cpitch and cpint
+IDYOM_STM_COMBINE = "viewpoints-first"  # as IDyOM: the STM's viewpoints first, then LTM and STM
+# other short-term models that --stm-variants scores beside it: their changes to the above
+IDYOM_STM_VARIANTS = {
+    "idyom-default": {"escape": "x", "viewpoints": ["pitch"]},
+    "pitch-c": {"viewpoints": ["pitch"]},
+    "interval-x": {"escape": "x", "viewpoints": ["interval"]},
+    "pitch-interval-x": {"escape": "x"},
+    "pitch-interval-x-at-once": {"escape": "x", "combine": "at-once"},
+}
 
 # Web app (app.py): loopback by default; each limit is refused with a 4xx and a sentence
 WEB_HOST = "127.0.0.1"

@@ -5,6 +5,7 @@ nine (`within`) or pretrained on the rest of deutschl and fine-tuned on them (`w
     python bench/idyom.py --smoke                  # every step on a few songs, in a minute
     nice -n 10 python bench/idyom.py --sets kinder fink --arch lstm
     python bench/idyom.py --sets kinder --settings within --arch lstm --reuse --merge   # rescore
+    python bench/idyom.py ... --reuse --merge --stm-variants idyom-default   # more STMs
 
 Writes bench/results/idyom.json, idyom.md and idyom.folds.json (--smoke: idyom-quick.*, which
 git ignores); the rules of the comparison are in idyom.md and bench/idyom_cv.py.
@@ -19,6 +20,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import idyom_report  # noqa: E402
+from idyom_stm import COMBINATIONS, ESCAPES  # noqa: E402
 
 import config  # noqa: E402
 from melody import artefacts  # noqa: E402
@@ -72,6 +74,7 @@ def main():
         help="score a fold's model (and the pretrained one) that --work holds, made by a finished "
         "run with these settings on these songs, instead of training it again",
     )
+    stm_flags(parser)
     parser.add_argument("--seed", type=int, default=config.SEED)
     parser.add_argument("--bootstrap", type=int, default=config.BOOTSTRAP_RESAMPLES)
     parser.add_argument("--work", default=config.IDYOM_WORK, help="data and models per fold")
@@ -93,6 +96,42 @@ def main():
     if args.smoke:
         vars(args).update(SMOKE)
     idyom_report.run(args)
+
+
+def stm_flags(parser):
+    """The short-term model of `ltm+stm` (bench/idyom_stm.py), and the variants scored beside it
+    from the same models."""
+    stm = parser.add_argument_group("short-term model")
+    stm.add_argument(
+        "--stm-escape",
+        type=str.lower,
+        default=config.IDYOM_STM_ESCAPE,
+        choices=list(ESCAPES),
+        help="PPM escape method (IDyOM's STM default: x)",
+    )
+    stm.add_argument(
+        "--stm-viewpoints",
+        nargs="+",
+        default=config.IDYOM_STM_VIEWPOINTS,
+        choices=["pitch", "interval"],
+    )
+    stm.add_argument(
+        "--stm-combine",
+        default=config.IDYOM_STM_COMBINE,
+        choices=COMBINATIONS,
+        help="viewpoints-first: the viewpoints, then LTM and STM, as IDyOM; at-once: all in one",
+    )
+    stm.add_argument("--viewpoint-bias", type=float, default=config.IDYOM_VIEWPOINT_BIAS)
+    stm.add_argument("--ltm-stm-bias", type=float, default=config.IDYOM_LTM_STM_BIAS)
+    stm.add_argument(
+        "--stm-variants",
+        nargs="+",
+        default=[],
+        choices=list(config.IDYOM_STM_VARIANTS),
+        metavar="NAME",
+        help="short-term models also scored, each in its block `ltm+stm:NAME`: "
+        f"{', '.join(config.IDYOM_STM_VARIANTS)} (config.IDYOM_STM_VARIANTS)",
+    )
 
 
 if __name__ == "__main__":

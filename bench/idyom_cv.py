@@ -192,9 +192,10 @@ def fine_tune(checkpoint, data, indices, options):
     return checkpoint | {"model_state": state}
 
 
-def score_fold(checkpoint, data, test, train):
-    """Per test song: notes, steps, pitch bits (the model's, and with IDyOM's short-term model:
-    idyom_stm.py), step nats, and the plan nats owed under the training songs' plans."""
+def score_fold(checkpoint, data, test, train, stms):
+    """Per test song: notes, steps, pitch bits (the model's, and with each of IDyOM's short-term
+    models: stms maps a block's name, such as `ltm+stm`, to its idyom_stm.STM), step nats, and
+    the plan nats owed under the training songs' plans."""
     model = models.load(checkpoint)
     songs, plans = [data.songs[i] for i in test], [data.plans[i] for i in test]
     fields = controls.checkpoint_fields(checkpoint, plans, songs)
@@ -213,9 +214,12 @@ def score_fold(checkpoint, data, test, train):
                 "notes": bits["notes"],
                 "steps": bits["steps"],
                 "pitch_bits": float(bits["pitch_bits"].sum()),
-                "ltm_stm_bits": float(idyom_stm.ltm_stm_bits(among, notes, midi).sum()),
                 "step_nats": bits["step_nats"],
                 "plan_nats": plan_nats(train_plans, [data.plans[i]], told_final=False),
+            }
+            | {
+                block: float(idyom_stm.ltm_stm_bits(among, notes, midi, stm).sum())
+                for block, stm in stms.items()
             }
         )
     return records
@@ -231,12 +235,12 @@ def charged(record, keys=config.IDYOM_KEYS, pitch="pitch_bits"):
     )
 
 
-def summarise(records, resamples, seed):
+def summarise(records, resamples, seed, blocks):
     """The figures of one set, setting and architecture, with 95% bootstrap intervals over songs:
-    the model's alone (the long-term model) and, under `ltm+stm`, with the short-term model."""
+    the model's alone (the long-term model) and, under each of blocks (`ltm+stm`, ...), with a
+    short-term model."""
     notes = np.array([r["notes"] for r in records], dtype=float)
     pitch, every = np.array([charged(r) for r in records]).T
-    both = np.array([charged(r, pitch="ltm_stm_bits")[0] for r in records])
     rng = np.random.default_rng(seed)
     draws = rng.integers(0, len(records), size=(resamples, len(records)))
 
@@ -244,7 +248,7 @@ def summarise(records, resamples, seed):
         ratios = bits[draws].sum(1) / notes[draws].sum(1)
         return [float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))]
 
-    return {
+    figures = {
         "pitch_bits": float(pitch.sum() / notes.sum()),
         "pitch_bits_95": interval(pitch),
         "all_bits": float(every.sum() / notes.sum()),
@@ -253,9 +257,12 @@ def summarise(records, resamples, seed):
         "nats_per_step": sum(r["step_nats"] for r in records) / sum(r["steps"] for r in records),
         "notes": int(notes.sum()),
         "songs": len(records),
-        "ltm+stm": {
+    }
+    for block in blocks:
+        both = np.array([charged(r, pitch=block)[0] for r in records])
+        figures[block] = {
             "pitch_bits": float(both.sum() / notes.sum()),
             "pitch_bits_95": interval(both),
-            "pitch_bits_uncharged": float(sum(r["ltm_stm_bits"] for r in records) / notes.sum()),
-        },
-    }
+            "pitch_bits_uncharged": float(sum(r[block] for r in records) / notes.sum()),
+        }
+    return figures

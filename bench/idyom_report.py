@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import idyom_cv
+import idyom_stm
 import torch
 
 import config
@@ -42,6 +43,7 @@ def run(options):
     out = Path(options.out)
     named = {n: [[data.names[i] for i in fold] for fold in f] for n, f in folds.items()}
     artefacts.write_json(out / f"{options.name}.folds.json", kept(out, options, ".folds") | named)
+    stms = short_term_models(options)
     mine = {}
     for arch in options.arch:
         pretrained = None
@@ -52,13 +54,28 @@ def run(options):
                 )
             for name in options.sets:
                 tuned = pretrained if setting == "with_deutschl" else None
-                records = cross_validate(data, folds[name], outside, options, arch, tuned)
-                figures = idyom_cv.summarise(records, options.bootstrap, options.seed)
+                records = cross_validate(data, folds[name], outside, options, arch, tuned, stms)
+                figures = idyom_cv.summarise(records, options.bootstrap, options.seed, list(stms))
                 figures["folds"] = len(folds[name])
                 place = mine.setdefault(name, {}).setdefault(setting, {})
-                figures["run"] = describe(options, round(time.perf_counter() - started))
+                seconds = round(time.perf_counter() - started)
+                figures["run"] = describe(options, seconds, stms)
                 place.setdefault("architectures", {})[arch] = figures
                 write(out, options.name, {"sets": merged(kept(out, options), mine)})
+
+
+def short_term_models(options):
+    """The short-term models to score, by block: `ltm+stm` the one the --stm-* flags set, then
+    `ltm+stm:NAME` for each --stm-variants NAME (config.IDYOM_STM_VARIANTS)."""
+    flags = idyom_stm.STM(
+        escape=options.stm_escape,
+        viewpoints=tuple(options.stm_viewpoints),
+        combine=options.stm_combine,
+        viewpoint_bias=options.viewpoint_bias,
+        ltm_stm_bias=options.ltm_stm_bias,
+    )
+    variants = {f"ltm+stm:{name}": idyom_stm.STM.named(name) for name in options.stm_variants}
+    return {"ltm+stm": flags} | variants
 
 
 def kept(out, options, suffix=""):
@@ -86,10 +103,10 @@ def smoke_outside(options, root):
     return [min(others, key=lambda f: len(list(f.iterdir())))]
 
 
-def cross_validate(data, folds, outside, options, arch, pretrained):
+def cross_validate(data, folds, outside, options, arch, pretrained, stms):
     """Per song records of every test fold: `within` trains a model on the other folds;
     with a pretrained model, `with_deutschl` fine-tunes it on them (--reuse: a fold's model
-    that --work holds is scored as it is)."""
+    that --work holds is scored as it is); stms: the short-term models, by block."""
     records = []
     for k, test in enumerate(folds):
         train = [i for j, fold in enumerate(folds) if j != k for i in fold]
@@ -100,7 +117,7 @@ def cross_validate(data, folds, outside, options, arch, pretrained):
             tuned = folder / "tuned" / f"fold{k}"
             checkpoint = tuned_model(tuned, data, train, options, arch, pretrained)
             train = outside + train
-        records += idyom_cv.score_fold(checkpoint, data, test, train)
+        records += idyom_cv.score_fold(checkpoint, data, test, train, stms)
         print(f"{arch} {data.sets[test[0]]} fold {k + 1}/{len(folds)}: {len(records)} songs")
     return records
 
@@ -130,9 +147,9 @@ def tuned_model(folder, data, train, options, arch, pretrained):
     return checkpoint
 
 
-def describe(options, seconds):
-    """How the figures were made: the command, the machine, the settings, the seconds since the
-    run began."""
+def describe(options, seconds, stms):
+    """How the figures were made: the command, the machine, the settings (the short-term models':
+    `stm` for `ltm+stm`, `stm_variants` by name), the seconds since the run began."""
     return {
         "command": shlex.join(["python", *sys.argv]),
         "seconds": seconds,
@@ -150,11 +167,9 @@ def describe(options, seconds):
         "folds": options.folds,
         "seed": options.seed,
         "keys_charged": config.IDYOM_KEYS,
-        "stm": {
-            "escape": config.IDYOM_STM_ESCAPE,
-            "viewpoints": ["pitch", "interval"],
-            "viewpoint_bias": config.IDYOM_VIEWPOINT_BIAS,
-            "ltm_stm_bias": config.IDYOM_LTM_STM_BIAS,
+        "stm": stms["ltm+stm"].settings(),
+        "stm_variants": {
+            block.split(":", 1)[1]: stm.settings() for block, stm in stms.items() if ":" in block
         },
         "reuse": options.reuse,
     }
@@ -164,21 +179,26 @@ def write(out, name, results):
     """idyom.json (per set and setting: the first architecture's figures, then each one's) and
     idyom.md."""
     for settings in results["sets"].values():
-        for figures in settings.values():
-            first = next(iter(figures["architectures"].values()))
-            figures.update({k: v for k, v in first.items()})
+        for setting, figures in settings.items():
+            architectures = figures["architectures"]
+            first = next(iter(architectures.values()))
+            settings[setting] = {"architectures": architectures} | first
     artefacts.write_json(out / f"{name}.json", results)
     artefacts.write_text(out / f"{name}.md", "\n".join(markdown(results, name)) + "\n")
 
 
+def rows(results):
+    """(set, setting, architecture, figures) of every result."""
+    for set_name, settings in results["sets"].items():
+        for setting, figures in settings.items():
+            for arch, f in figures["architectures"].items():
+                yield set_name, setting, arch, f
+
+
 def markdown(results, name):
-    """The table beside IDyOM's figures, and the rules of the comparison."""
-    runs = [
-        f["run"]
-        for settings in results["sets"].values()
-        for figures in settings.values()
-        for f in figures["architectures"].values()
-    ]
+    """The table beside IDyOM's figures, the short-term models compared, and the rules of the
+    comparison."""
+    runs = [f["run"] for *_, f in rows(results)]
     commands = list(dict.fromkeys(r["command"] for r in runs))
     lines = ["# Bits per note beside IDyOM (Pearce 2005, Table 6.7)", "", "Reproduce with:", ""]
     lines += [f"    {c}" for c in commands]
@@ -194,23 +214,61 @@ def markdown(results, name):
         f"settings and seconds are in `{name}.json`. Folds (seed {runs[-1]['seed']}): "
         f"`{name}.folds.json`. 95% intervals: bootstrap over songs.",
         "",
-        "| set | setting | model | pitch bits/note, ltm | 95% | ltm+stm | 95% | IDyOM | "
-        "key not charged: ltm, ltm+stm | all bits/note | nats/step | songs | notes |",
-        "|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| set | setting | model | pitch bits/note, ltm | 95% | ltm+stm | 95% | "
+        "ltm+stm, IDyOM's default STM | IDyOM | key not charged: ltm, ltm+stm | all bits/note | "
+        "nats/step | songs | notes |",
+        "|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for set_name, settings in results["sets"].items():
-        for setting, figures in settings.items():
-            for arch, f in figures["architectures"].items():
-                both = f.get("ltm+stm", {})
-                cells = [set_name, setting, arch, three(f["pitch_bits"]), span(f["pitch_bits_95"])]
-                cells += [three(both.get("pitch_bits")), span(both.get("pitch_bits_95"))]
-                cells += [IDYOM.get(set_name, "-")]
-                cells += [
-                    f"{three(f['pitch_bits_uncharged'])}, {three(both.get('pitch_bits_uncharged'))}"
-                ]
-                cells += [three(f["all_bits"]), three(f["nats_per_step"]), f["songs"], f["notes"]]
-                lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return lines + [""] + RULES
+    for set_name, setting, arch, f in rows(results):
+        both, default = f.get("ltm+stm", {}), f.get("ltm+stm:idyom-default", {})
+        cells = [set_name, setting, arch, three(f["pitch_bits"]), span(f["pitch_bits_95"])]
+        cells += [three(both.get("pitch_bits")), span(both.get("pitch_bits_95"))]
+        cells += [three(default.get("pitch_bits")), IDYOM.get(set_name, "-")]
+        cells += [f"{three(f['pitch_bits_uncharged'])}, {three(both.get('pitch_bits_uncharged'))}"]
+        cells += [three(f["all_bits"]), three(f["nats_per_step"]), f["songs"], f["notes"]]
+        lines.append(row(cells))
+    return lines + [""] + short_term_table(results) + RULES
+
+
+def short_term_table(results):
+    """Each result's short-term models side by side, where its run scored variants
+    (--stm-variants): `ltm+stm` (the --stm-* flags') first."""
+    lines = [
+        "## Short-term models compared",
+        "",
+        "Pitch bits/note (key charged) of the models alone (`ltm`) and combined with each "
+        "short-term model the run scored (`ltm+stm`: the `--stm-*` flags'; `ltm+stm:NAME`: "
+        "`--stm-variants NAME`, config.IDYOM_STM_VARIANTS).",
+        "",
+        "| set | setting | model | block | short-term model | pitch bits/note | 95% |",
+        "|---|---|---|---|---|---:|---|",
+    ]
+    for set_name, setting, arch, f in rows(results):
+        variants = f["run"].get("stm_variants", {})
+        if not variants:
+            continue
+        cells = [set_name, setting, arch]
+        lines.append(row(cells + ["ltm", "none", three(f["pitch_bits"]), span(f["pitch_bits_95"])]))
+        stms = {"ltm+stm": f["run"]["stm"]} | {f"ltm+stm:{n}": v for n, v in variants.items()}
+        for block, settings in stms.items():
+            figures = [three(f[block]["pitch_bits"]), span(f[block]["pitch_bits_95"])]
+            lines.append(row(cells + [f"`{block}`", stm_text(settings)] + figures))
+    return lines + [""]
+
+
+def stm_text(settings):
+    """A short-term model's settings in words."""
+    text = f"{' + '.join(settings['viewpoints'])}, escape {settings['escape'].upper()}"
+    if len(settings["viewpoints"]) > 1 and settings["combine"] == "at-once":
+        text += ", each viewpoint combined with the ltm at once"
+    elif len(settings["viewpoints"]) > 1:
+        text += f", viewpoints combined first (bias {settings['viewpoint_bias']:g})"
+    return f"{text}, ltm-stm bias {settings['ltm_stm_bias']:g}"
+
+
+def row(cells):
+    """A markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
 
 
 def three(x):
@@ -249,19 +307,19 @@ RULES = [
     "uncharged.",
     "- ltm+stm: at each note, the model's pitch distribution above (the long-term model) "
     "combined with IDyOM's short-term model (bench/idyom_stm.py): PPM* models learnt from the "
-    "song's earlier notes alone, one of the pitches (over the model's pitch symbols) and one of "
-    "the intervals between successive notes (IDyOM's cpitch and cpint), combined as IDyOM "
-    f"combines viewpoints (bias {config.IDYOM_VIEWPOINT_BIAS}), with IDyOM's short-term defaults "
-    "(unbounded order, interpolated, update exclusion) but for the escape method: "
-    f"{config.IDYOM_STM_ESCAPE.upper()}, not X. Long- and short-term models are combined by "
-    "IDyOM's entropy-weighted geometric mean, each distribution weighted by its relative entropy "
-    f"to the power -{config.IDYOM_LTM_STM_BIAS}, IDyOM's default bias for it (`*ltm-stm-bias*`), "
-    "fixed beforehand. The escape method and the interval model were chosen on fink `within` "
-    "(LSTM) among six short-term models (escape X or C; pitch, interval or both: their figures "
-    "are in docs/evaluation.md), then applied to kinder, which was scored with no other "
-    "short-term model but IDyOM's default (pitch alone, X): fink's ltm+stm figures are not held "
-    "out from that choice. "
-    "The key is charged as above; all bits/note and nats/step are the model's alone.",
+    "song's earlier notes alone, with IDyOM's short-term defaults (unbounded order, "
+    "interpolated, update exclusion) but for the escape method, and IDyOM's entropy-weighted "
+    "geometric mean with IDyOM's default biases, fixed beforehand. By default (config's "
+    "IDYOM_STM_* constants, the `--stm-*` flags): "
+    f"{stm_text(idyom_stm.STM().settings())}; the pitch model predicts among the model's pitch "
+    "symbols, the interval model (IDyOM's cpint) gives each pitch the probability of its "
+    "interval from the note before; each run's own is in the JSON (`run.stm`) and in the table "
+    "of short-term models above. The escape method and the interval model were chosen on fink "
+    "`within` (LSTM) among the six short-term models of that table (escape X or C; pitch, "
+    "interval or both), then applied to kinder, which was scored with no other short-term model "
+    "but IDyOM's default (`idyom-default`: pitch alone, X): fink's ltm+stm figures are not held "
+    "out from that choice. The key is charged as above; all bits/note and nats/step are the "
+    "model's alone.",
     "- IDyOM: Pearce (2005), PhD thesis, Table 6.7, the best long-term + short-term model, which "
     "also learns from the song so far; no published figure on fink in that table.",
 ]

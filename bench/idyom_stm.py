@@ -5,23 +5,55 @@ The short-term model (STM) learns from the song so far and nothing else: PPM* mo
 ppm-star.lisp) with IDyOM's STM defaults (mvs/params.lisp) but for the escape: unbounded order,
 the shortest deterministic context selected (else the longest one that occurred before),
 interpolated (`mixtures`), update exclusion, and exclusion of the symbols a longer context
-predicted from the next shorter context's token count; escape method config.IDYOM_STM_ESCAPE.
-Two viewpoints, as IDyOM's cpitch and cpint: one model of the pitches, over the pitch symbols
-the neural model predicts among, and one of the intervals between successive notes, each pitch
-given the probability of its interval from the note before (renormalised over the pitches).
-They are combined as IDyOM combines viewpoints (bias config.IDYOM_VIEWPOINT_BIAS).
+predicted from the next shorter context's token count. What varies is an `STM`: the escape
+method (IDyOM's A, B, C, D or X), the viewpoints, as IDyOM's cpitch and cpint (one model of the
+pitches, over the pitch symbols the neural model predicts among; one of the intervals between
+successive notes, each pitch given the probability of its interval from the note before,
+renormalised over the pitches), how they are combined and the two biases; the defaults are
+config's IDYOM_STM_* constants, config.IDYOM_STM_VARIANTS names others.
 
 The long-term model (LTM) is the neural model's distribution over those pitches at the note's
-onset, renormalised (melody.evaluation.surprisal.onset_pitch_log_probs). LTM and STM are combined
-by IDyOM's weighted geometric mean: each distribution's weight is its relative entropy (its
-entropy over log2 of the alphabet's size) to the power -bias, the log-probabilities averaged with
-the normalised weights, then renormalised; the bias is IDyOM's default for this combination
-(config.IDYOM_LTM_STM_BIAS), not fitted to the songs.
+onset, renormalised (melody.evaluation.surprisal.onset_pitch_log_probs). Distributions are
+combined by IDyOM's weighted geometric mean: each distribution's weight is its relative entropy
+(its entropy over log2 of the alphabet's size) to the power -bias, the log-probabilities
+averaged with the normalised weights, then renormalised. As IDyOM does (`viewpoints-first`),
+the STM's viewpoints are combined first (viewpoint bias), then LTM and STM (ltm-stm bias);
+`at-once` combines the LTM and every STM viewpoint in one mean (ltm-stm bias). The biases are
+IDyOM's defaults, not fitted to the songs.
 """
+
+import dataclasses
 
 import numpy as np
 
 import config
+
+# IDyOM's (k, d) per escape method: k added to each seen symbol's count, d dividing the types
+ESCAPES = {"a": (0, 1), "b": (-1, 1), "c": (0, 1), "d": (-0.5, 2), "x": (0, 1)}
+COMBINATIONS = ["viewpoints-first", "at-once"]
+
+
+@dataclasses.dataclass(frozen=True)
+class STM:
+    """A short-term model's settings (defaults: config's IDYOM_STM_* and *_BIAS constants)."""
+
+    escape: str = config.IDYOM_STM_ESCAPE
+    viewpoints: tuple = tuple(config.IDYOM_STM_VIEWPOINTS)
+    combine: str = config.IDYOM_STM_COMBINE
+    viewpoint_bias: float = config.IDYOM_VIEWPOINT_BIAS
+    ltm_stm_bias: float = config.IDYOM_LTM_STM_BIAS
+
+    @classmethod
+    def named(cls, name):
+        """The variant config.IDYOM_STM_VARIANTS calls name: its changes to the defaults."""
+        changes = dict(config.IDYOM_STM_VARIANTS[name])
+        return cls(**changes | {"viewpoints": tuple(changes.get("viewpoints", cls.viewpoints))})
+
+    def settings(self):
+        """The settings as JSON has them."""
+        biases = {"viewpoint_bias": float(self.viewpoint_bias)}
+        biases["ltm_stm_bias"] = float(self.ltm_stm_bias)
+        return dataclasses.asdict(self) | {"viewpoints": list(self.viewpoints)} | biases
 
 
 class PPM:
@@ -65,22 +97,25 @@ class PPM:
             return np.full(self.size, 1.0 / self.size)
         start, selected = self.select(chain)
         probs, escape, before = np.zeros(self.size), 1.0, None
+        k, d = ESCAPES[self.escape]
         for i, context in enumerate(chain[start:]):
             # IDyOM: full counts at a selected (shorter, deterministic) state, else excluded
             whole = (i == 0 and selected) or not self.update_exclusion
-            counts = (self.full if whole else self.excluded)[context]
-            if self.escape == "x":
-                types = 1 + np.count_nonzero(counts == 1)
-            else:  # method C
-                types = np.count_nonzero(counts)
+            seen = (self.full if whole else self.excluded)[context]
+            if self.escape == "x":  # the symbols seen once, and one
+                types = 1 + np.count_nonzero(seen == 1)
+            else:
+                types = np.count_nonzero(seen)
+            counts = np.where(seen > 0, seen + k, 0.0)
             tokens = counts.sum() if before is None else counts[~before].sum()
-            weight = tokens / (tokens + types)
+            denominator = tokens + (1 if self.escape == "a" else types / d)
+            weight = tokens / denominator if denominator > 0 else 0.0
             if tokens > 0:
                 probs += escape * weight * counts / tokens
             escape *= 1.0 - weight
-            before = counts > 0
-        seen = np.count_nonzero(self.full[()])
-        probs += escape / (self.size + 1 - seen)
+            before = seen > 0
+        known = np.count_nonzero(self.full[()])
+        probs += escape / (self.size + 1 - known)
         return probs / probs.sum()
 
     def learn(self, symbol):
@@ -147,13 +182,21 @@ def combine(probs, bias):
     return combined / combined.sum(-1, keepdims=True)
 
 
-def ltm_stm_bits(ltm_log_probs, notes, midi, bias=config.IDYOM_LTM_STM_BIAS):
+def ltm_stm_bits(ltm_log_probs, notes, midi, stm=STM()):
     """Each note's bits under the long-term model's distributions (a [notes, pitches] array of
     log-probabilities at the onsets; midi: each column's MIDI number) combined with the STM
     learnt from the song's earlier notes (notes: each note's pitch as a column)."""
     ltm = np.exp(np.asarray(ltm_log_probs, dtype=float))
     notes = np.asarray(notes, dtype=int)
-    stms = np.stack([stm_probs(notes, ltm.shape[1]), interval_stm_probs(notes, midi)])
-    stm = combine(stms, config.IDYOM_VIEWPOINT_BIAS)
-    combined = combine(np.stack([ltm, stm]), bias)
+    viewpoints = {
+        "pitch": lambda: stm_probs(notes, ltm.shape[1], stm.escape),
+        "interval": lambda: interval_stm_probs(notes, midi, stm.escape),
+    }
+    stms = np.stack([viewpoints[name]() for name in stm.viewpoints])
+    if stm.combine == "at-once":
+        models = np.concatenate([ltm[None], stms])
+    else:
+        short = stms[0] if len(stms) == 1 else combine(stms, stm.viewpoint_bias)
+        models = np.stack([ltm, short])
+    combined = combine(models, stm.ltm_stm_bias)
     return -np.log2(combined[np.arange(len(notes)), notes])

@@ -86,7 +86,7 @@ def smoke_run(tmp_path, *flags):
     return result.stdout, json.loads((tmp_path / "idyom-quick.json").read_text())
 
 
-def test_smoke_run_writes_every_figure_and_reuse_scores_the_same_models(tmp_path):
+def test_smoke_run_writes_every_figure_reuse_scores_the_same_models_under_other_stms(tmp_path):
     _, results = smoke_run(tmp_path)
     for setting in ("within", "with_deutschl"):
         figures = results["sets"]["kinder"][setting]
@@ -101,12 +101,29 @@ def test_smoke_run_writes_every_figure_and_reuse_scores_the_same_models(tmp_path
     assert sorted(len(fold) for fold in folds["kinder"]) == [6, 6]
     table = (tmp_path / "idyom-quick.md").read_text()
     assert "| kinder | within | lstm |" in table and "ltm+stm" in table
-    printed, again = smoke_run(tmp_path, "--reuse")
+    printed, again = smoke_run(tmp_path, "--reuse", "--stm-variants", "idyom-default")
     assert printed.count(": reused") == 5  # the pretrained model, 2 folds x 2 settings
     for setting in ("within", "with_deutschl"):
         first, second = results["sets"]["kinder"][setting], again["sets"]["kinder"][setting]
         assert second["pitch_bits"] == first["pitch_bits"]
         assert second["ltm+stm"] == first["ltm+stm"]
+        assert second["ltm+stm:idyom-default"] != first["ltm+stm"]
+        assert second["run"]["stm_variants"]["idyom-default"]["escape"] == "x"
+    assert "`ltm+stm:idyom-default` | pitch, escape X" in (tmp_path / "idyom-quick.md").read_text()
+    assert again["sets"]["kinder"]["within"]["run"]["stm"] == idyom_stm.STM().settings()
+    flags = ["--stm-escape", "X", "--stm-viewpoints", "pitch", "--reuse", "--settings", "within"]
+    _, third = smoke_run(tmp_path, *flags)  # the STM flags: IDyOM's default, as the variant
+    figures, second = third["sets"]["kinder"]["within"], again["sets"]["kinder"]["within"]
+    assert figures["run"]["stm"] == {
+        "escape": "x",
+        "viewpoints": ["pitch"],
+        "combine": config.IDYOM_STM_COMBINE,
+        "viewpoint_bias": config.IDYOM_VIEWPOINT_BIAS,
+        "ltm_stm_bias": config.IDYOM_LTM_STM_BIAS,
+    }
+    assert figures["ltm+stm"]["pitch_bits"] != second["ltm+stm"]["pitch_bits"]
+    same = second["ltm+stm:idyom-default"]["pitch_bits"]
+    assert figures["ltm+stm"]["pitch_bits"] == pytest.approx(same, rel=1e-12)
 
 
 def test_report_section_draws_each_held_out_songs_bits_under_its_score(structured, tmp_path):
@@ -164,6 +181,15 @@ def test_the_interval_model_expects_a_motif_repeated_a_step_higher():
     by_pitch = idyom_stm.stm_probs(notes, len(midi))
     np.testing.assert_allclose(by_interval.sum(1), 1.0)
     assert by_interval[5, 3] > by_pitch[5, 3]  # F, new as a pitch, is the step up again
+
+
+def test_every_escape_method_leaves_room_for_the_unseen_and_each_differs():
+    notes = [0, 1, 0, 1, 2, 0, 1, 1]
+    rows = {e: idyom_stm.stm_probs(notes, 4, escape=e) for e in idyom_stm.ESCAPES}
+    for probs in rows.values():
+        np.testing.assert_allclose(probs.sum(1), 1.0)
+        assert (probs[:, 3] > 0).all()  # never seen, never impossible
+    assert len({probs.tobytes() for probs in rows.values()}) == len(rows)
 
 
 def test_equal_entropies_combine_to_the_renormalised_geometric_mean():
