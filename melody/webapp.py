@@ -15,7 +15,14 @@ import anyio
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    ValidationError,
+)
 from starlette.exceptions import HTTPException  # the router's 404 and 405 too
 
 import config
@@ -76,11 +83,12 @@ class GenerateRequest(BaseModel):
     bpm: float = Field(config.BPM, ge=config.WEB_MIN_BPM, le=config.WEB_MAX_BPM)
     random_seed: int | None = Field(None, ge=0, le=2**63 - 1)
     score_width: int = Field(config.WEB_SCORE_WIDTH, ge=200, le=4000)
+    surprisal: StrictBool = False  # each note's information content (true or false, nothing else)
 
 
 class RegenerateRequest(BaseModel):
     """POST /api/regenerate's body: a kept melody, the bars to sample again (score numbers: 0 is
-    a pickup; None: all), and whether to keep their rhythm."""
+    a pickup; None: all), whether to keep their rhythm, and whether to score its notes."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -89,6 +97,7 @@ class RegenerateRequest(BaseModel):
     keep: Literal["rhythm"] | None = None
     random_seed: int | None = Field(None, ge=0, le=2**63 - 1)
     score_width: int = Field(config.WEB_SCORE_WIDTH, ge=200, le=4000)
+    surprisal: StrictBool = False
 
 
 async def read_body(request, limit, what):

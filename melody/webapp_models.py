@@ -150,6 +150,11 @@ def control_specs(generator, limits):
          "max": 2**63 - 1, "default": None, "none": "fresh",
          "help": "the same seed and settings make the same melody; empty: a new one"}
     )  # fmt: skip
+    specs.append(
+        {"name": "surprisal", "label": "surprisal", "kind": "bool", "default": False,
+         "help": "draw under each score how surprising the model finds each note: the bits of "
+                 "its pitch, its onset given (high: unexpected)"}
+    )  # fmt: skip
     return specs
 
 

@@ -3,6 +3,7 @@ files written only when asked for), and what POST /api/generate, POST /api/regen
 /api/primer do (in worker threads: each call here blocks).
 """
 
+import math
 import secrets
 import sys
 import tempfile
@@ -167,19 +168,23 @@ def generate(models, store, request, limits):
         ambitus=request.ambitus,
         form=request.form or None,  # unset or empty: the form comes with the plan drawn
     )
+    bits = note_bits(generator, melodies) if request.surprisal else [None] * len(melodies)
     out = []
-    for melody in melodies:
+    for melody, melody_bits in zip(melodies, bits):
         key = melody_key(request.key, melody.mode)
         entry = Entry(melody, key, request.bpm, generator.time_step, model_id)
         melody_id = store.add(entry)
-        out.append(melody_json(melody_id, entry, len(seed), request.score_width, generator))
+        out.append(
+            melody_json(melody_id, entry, len(seed), request.score_width, generator, melody_bits)
+        )
     return {"model": model_id, "random_seed": random_seed, "melodies": out}
 
 
-def melody_json(melody_id, entry, seed_length, width, generator):
+def melody_json(melody_id, entry, seed_length, width, generator, bits=None):
     """One kept melody as POST /api/generate returns it: its symbols, score (and when each drawn
     note sounds, in quarter lengths), file links, plan, and the number of each bar the score draws
-    (in order: 0 a pickup); `complete` is False where the steps ran out before its bars did."""
+    (in order: 0 a pickup); `complete` is False where the steps ran out before its bars did;
+    `surprisal`: its notes' bits (note_bits) where asked, else None."""
     melody = entry.melody
     links = {kind: f"/api/melodies/{melody_id}.{kind}" for kind in FILES}
     bar = generator.controls.bar_steps(melody.meter) if generator.controls else None
@@ -206,6 +211,43 @@ def melody_json(melody_id, entry, seed_length, width, generator):
         "key": entry.key or ("A minor" if melody.mode == "minor" else "C major"),
         "bpm": entry.bpm,
         "seconds_per_step": render.step_seconds(entry.time_step, entry.bpm),
+        "surprisal": None if bits is None else surprisal_json(bits, melody, times, entry.time_step),
+    }
+
+
+def note_bits(generator, melodies):
+    """Each melody's information content per note under the model that made it, told the plan it
+    was made to (evaluation.surprisal.planned_songs_bits: one forward pass over each melody)."""
+    from melody.evaluation import surprisal  # it brings pandas and matplotlib: only when asked
+
+    return surprisal.planned_songs_bits(
+        generator.model,
+        generator.controls,
+        generator.vocabulary,
+        melodies,
+        [melody.plan for melody in melodies],
+        device=generator.device,
+    )
+
+
+def surprisal_json(bits, melody, times, time_step):
+    """A melody's `surprisal`: per note, in order, its pitch's bits (its onset given, as IDyOM
+    predicts), its whole onset step's bits, its step and the id of the drawn note that starts it
+    (None where the score draws none there); the means per note (None without notes), and every
+    step's bits (holds, rests, the closing `/`) over its notes, as evaluate.py reports them."""
+    first_drawn = {}
+    for note_id, (start, _) in sorted(times.items(), key=lambda item: item[1][0]):
+        first_drawn.setdefault(round(start / time_step), note_id)
+    onsets = [step for step, symbol in enumerate(melody) if symbol.isdigit()]
+    notes = len(onsets)
+    return {
+        "pitch_bits": [round(float(b), 4) for b in bits["pitch_bits"]],
+        "step_bits": [round(float(b), 4) for b in bits["step_bits"]],
+        "onsets": onsets,
+        "drawn": [first_drawn.get(step) for step in onsets],
+        "mean_pitch_bits": float(bits["pitch_bits"].mean()) if notes else None,
+        "mean_step_bits": float(bits["step_bits"].mean()) if notes else None,
+        "all_bits_per_note": bits["step_nats"] / notes / math.log(2) if notes else None,
     }
 
 
@@ -233,7 +275,14 @@ def regenerate(models, store, request):
     return {
         "model": model_id,
         "random_seed": random_seed,
-        "melody": melody_json(melody_id, kept, 0, request.score_width, generator),
+        "melody": melody_json(
+            melody_id,
+            kept,
+            0,
+            request.score_width,
+            generator,
+            note_bits(generator, [edited])[0] if request.surprisal else None,
+        ),
     }
 
 

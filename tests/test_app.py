@@ -3,6 +3,7 @@ server under 20 concurrent requests and a 50 MB upload, and the page driven by h
 
 import io
 import json
+import math
 import os
 import shutil
 import socket
@@ -16,13 +17,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import mido
+import numpy as np
 import pytest
 from conftest import ROOT
 from fastapi.testclient import TestClient
 from music21 import converter, key, meter, note, stream
 
 import config
-from melody import editing, readers, render, webapp, writers
+from melody import artefacts, controls, editing, readers, render, webapp, writers
+from melody.evaluation import surprisal
+from melody.generation import MelodyGenerator
+from melody.models import song_log_probs
 
 TIMEOUT = 60  # seconds any one request or wait may take, on a busy 2-core machine
 
@@ -207,6 +212,7 @@ def test_new_pitches_over_the_same_rhythm(client, kept):
         ({"colour": "blue"}, 422, "colour: Extra inputs are not permitted"),
         ({"melody_id": "0123456789abcdef"}, 404, "melody '0123456789abcdef' is not kept"),
         ({"melody_id": None}, 422, "melody_id: Input should be a valid string"),
+        ({"surprisal": "yes"}, 422, "surprisal: Input should be a valid boolean"),
     ],
 )
 def test_bad_edits_are_refused_with_a_sentence(client, kept, body, status, words):
@@ -227,6 +233,43 @@ def test_abc_and_kern_are_downloads_that_read_back(client, kept, tmp_path):
         song = editing.read_melody(path)
         assert (song.meter, song.pickup, song.key) == ("3/4", 4, "D major")
         assert song == writers.written_symbols(kept["symbols"], config.TIME_STEP, "3/4", 4)
+
+
+def test_surprisal_is_each_notes_bits_as_the_report_counts_them(client, model):
+    """Issue 23 item 5: asked, each melody carries its notes' bits, in order, as evaluate.py's
+    surprisal section computes them (the model told the melody's plan); not asked, none."""
+    asked = {"meter": "3/4", "bars": 4, "mode": "minor", "num_melodies": 2, "random_seed": 9}
+    assert all(m["surprisal"] is None for m in post(client, **asked).json()["melodies"])
+    response = post(client, surprisal=True, **asked)
+    assert response.status_code == 200, response.text
+    generator = MelodyGenerator(model)
+    melodies = generator.generate_melodies("", 2, config.WEB_STEPS, rng=9, meter="3/4", bars=4,
+                                           mode="minor")  # fmt: skip
+    for melody, shown in zip(melodies, response.json()["melodies"]):
+        assert list(melody) == shown["symbols"]
+        bits = shown["surprisal"]
+        onsets = [i for i, s in enumerate(melody) if s.isdigit()]
+        assert bits["onsets"] == onsets and len(bits["pitch_bits"]) == len(onsets) > 0
+        pitch, step = np.array(bits["pitch_bits"]), np.array(bits["step_bits"])
+        assert np.isfinite(pitch).all() and (pitch >= 0).all() and (step >= pitch - 1e-3).all()
+        assert bits["mean_pitch_bits"] == pytest.approx(pitch.mean(), abs=1e-3)
+        assert bits["mean_step_bits"] == pytest.approx(step.mean(), abs=1e-3)
+        song = [generator.index[s] for s in melody]
+        delimiter = generator.index["/"]
+        fields = controls.checkpoint_fields(artefacts.load_torch(model), [melody.plan], [song])
+        log_probs = song_log_probs(generator.model, [song], delimiter, controls=fields)
+        report = surprisal.songs_bits(log_probs, [song], generator.vocabulary, delimiter)[0]
+        np.testing.assert_allclose(pitch, report["pitch_bits"], atol=1e-4)
+        assert bits["all_bits_per_note"] == pytest.approx(
+            report["step_nats"] / len(onsets) / math.log(2)
+        )
+        for note_id, onset in zip(bits["drawn"], onsets):  # each note's first drawn note
+            assert f'id="{note_id}"' in shown["svg"]
+            assert shown["note_times"][note_id][0] == pytest.approx(onset * config.TIME_STEP)
+    kept = response.json()["melodies"][0]
+    edited = edit(client, melody_id=kept["id"], bars=[2], surprisal=True).json()["melody"]
+    assert len(edited["surprisal"]["pitch_bits"]) == sum(s.isdigit() for s in edited["symbols"])
+    assert edit(client, melody_id=kept["id"], bars=[2]).json()["melody"]["surprisal"] is None
 
 
 def test_malformed_json_is_refused(client):
@@ -599,5 +642,59 @@ def test_page_on_a_390_px_phone_wraps_the_score_and_scrolls_to_it(server, tmp_pa
         assert -1 < top < driver.execute_script("return innerHeight / 2")  # -1: subpixel scrolls
         screenshot = os.environ.get("WEBAPP_PHONE_SCREENSHOT")  # docs/webapp-phone.png
         driver.save_screenshot(screenshot or str(tmp_path / "webapp-phone.png"))
+    finally:
+        driver.quit()
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_page_charts_each_notes_surprisal_under_its_score_in_chromium(server, tmp_path, width):
+    """Issue 23 item 5: with the surprisal box ticked, a chart under the score: a row per line of
+    the score, a dot under each note, the mean in words, a label for screen readers, nothing
+    wider than the screen; pointing at a dot colours its note."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = open_browser(tmp_path, width)
+    try:
+        wait = WebDriverWait(driver, TIMEOUT)
+        driver.get(server)
+        wait.until(lambda d: d.find_element(By.ID, "message").text == "ready")
+        box = driver.find_element(By.NAME, "surprisal")
+        assert box.get_attribute("type") == "checkbox" and not box.is_selected()
+        assert driver.find_element(By.ID, "help-surprisal").text
+        box.click()
+        generate_on_page(driver, wait, {"meter": "3/4", "bars": "8", "random_seed": "3"})
+        card = driver.find_element(By.CSS_SELECTOR, ".melody")
+        chart = card.find_element(By.CSS_SELECTOR, ".surprisal svg")
+        melody = shown(driver, card)
+        dots = chart.find_elements(By.TAG_NAME, "circle")
+        assert len(dots) == sum(s.isdigit() for s in melody["symbols"]) > 0
+        mean = melody["surprisal"]["mean_pitch_bits"]
+        caption = card.find_element(By.CSS_SELECTOR, ".surprisal figcaption").text
+        assert f"{mean:.1f} bits per note on average" in caption
+        assert chart.get_attribute("aria-label").startswith("Surprisal per note, in bits")
+        lines = len(card.find_elements(By.CSS_SELECTOR, ".score g.system"))
+        assert int(chart.get_attribute("height")) == 48 * lines and (width > 500 or lines > 1)
+        # each dot under its note: its centre within 2 px of the notehead's, below the score
+        misses = driver.execute_script(
+            "const [card, dots] = arguments; const melody = card.versions.at(-1);"
+            "const score = card.querySelector('.score svg').getBoundingClientRect();"
+            "return dots.map((dot, k) => {"
+            "  const note = card.querySelector(`[id='${melody.surprisal.drawn[k]}'] .notehead`);"
+            "  const [a, b] = [dot, note].map((e) => e.getBoundingClientRect());"
+            "  return [Math.abs(a.x + a.width / 2 - b.x - b.width / 2), a.top - score.bottom];"
+            "});",
+            card,
+            dots,
+        )
+        assert max(x for x, _ in misses) < 2 and min(below for _, below in misses) > 0
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
+        if width > 500:
+            driver.set_window_size(1280, 2000)  # the whole card in the screenshot
+            ActionChains(driver).move_to_element(dots[0]).perform()
+            assert card.find_elements(By.CSS_SELECTOR, ".score g.note.surprised")
+            screenshot = os.environ.get("WEBAPP_SURPRISAL_SCREENSHOT")  # docs/webapp-surprisal.png
+            card.screenshot(screenshot or str(tmp_path / "webapp-surprisal.png"))
     finally:
         driver.quit()

@@ -77,6 +77,9 @@ def refusal(response):
         ({"meter": "3/4" * 100}, "meter"),
         ({"form": "A1B2"}, "form"),
         ({"score_width": 10}, "score_width"),
+        ({"surprisal": "true"}, "surprisal"),  # issue 23 item 5: a bool, nothing else
+        ({"surprisal": 1}, "surprisal"),
+        ({"surprisal": None}, "surprisal"),
     ],
 )
 def test_each_field_is_refused_past_the_pages_limits_naming_it(client, controls, field):

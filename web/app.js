@@ -1,7 +1,7 @@
 // The page: controls drawn from the model's own list (GET /api/models, which also names the primer
 // files the server reads), POST /api/generate, each melody shown as its score with its audio and
 // downloads, its bars chosen by clicking them and sampled again (POST /api/regenerate) with an
-// undo, and this session's history.
+// undo, each note's surprisal charted under its score where asked, and this session's history.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -29,7 +29,7 @@ function currentModel() { return models.find((m) => m.id === $("model").value); 
 // to the model.
 function drawControls() {
   const box = $("control-fields");
-  const previous = Object.fromEntries([...box.querySelectorAll("[name]")].map((e) => [e.name, e.value]));
+  const previous = Object.fromEntries([...box.querySelectorAll("[name]")].map((e) => [e.name, e.type === "checkbox" ? e.checked : e.value]));
   box.replaceChildren();
   for (const spec of currentModel().controls) {
     const row = document.createElement("div");
@@ -41,6 +41,9 @@ function drawControls() {
       input = document.createElement("select");
       input.append(new Option(spec.none || "", ""));
       for (const option of spec.options) input.append(new Option(option, option));
+    } else if (spec.kind === "bool") {
+      input = document.createElement("input");
+      input.type = "checkbox";
     } else {
       input = document.createElement("input");
       input.type = spec.kind === "text" ? "text" : "number";
@@ -49,7 +52,8 @@ function drawControls() {
     }
     input.name = spec.name;
     input.dataset.kind = spec.kind;
-    input.value = previous[spec.name] ?? (spec.default ?? "");
+    if (spec.kind === "bool") input.checked = previous[spec.name] ?? Boolean(spec.default);
+    else input.value = previous[spec.name] ?? (spec.default ?? "");
     const help = document.createElement("small");
     help.className = "help";
     help.id = `help-${spec.name}`;
@@ -104,6 +108,10 @@ function undoSeed() {
 function readControls() {
   const request = { model: $("model").value, seed: $("seed").value.trim() };
   for (const input of $("control-fields").querySelectorAll("[name]")) {
+    if (input.type === "checkbox") {
+      if (input.checked) request[input.name] = true;  // unticked: the default, left out
+      continue;
+    }
     if (input.value === "") continue;  // left to the model
     const text = input.dataset.kind === "select" || input.dataset.kind === "text";
     request[input.name] = text ? input.value : Number(input.value);
@@ -127,7 +135,8 @@ function readLink() {
   if (params.has("model") && currentModelOf(params.get("model"))) { $("model").value = params.get("model"); drawControls(); }
   if (params.has("seed")) $("seed").value = params.get("seed");
   for (const input of $("control-fields").querySelectorAll("[name]")) {
-    if (params.has(input.name)) input.value = params.get(input.name);
+    if (input.type === "checkbox") input.checked = params.get(input.name) === "true";
+    else if (params.has(input.name)) input.value = params.get(input.name);
   }
   return true;
 }
@@ -186,6 +195,7 @@ function showResult(result, link) {
     // bar numbers chosen, kept across versions
     Object.assign(card, { number: i + 1, versions: [melody], selected: new Set() });
     card.innerHTML = `<h3></h3><div class="score" title="click bars to choose them"></div>
+      <figure class="surprisal" hidden></figure>
       <div class="edit-tools">
         <button type="button" class="regenerate">regenerate selected</button>
         <button type="button" class="same-rhythm">new pitches, same rhythm</button>
@@ -202,8 +212,8 @@ function showResult(result, link) {
     card.querySelector(".regenerate").addEventListener("click", () => edit(card, null));
     card.querySelector(".same-rhythm").addEventListener("click", () => edit(card, "rhythm"));
     card.querySelector(".undo-edit").addEventListener("click", () => undoEdit(card));
-    showVersion(card);
     box.append(card);
+    showVersion(card);  // once on the page: the surprisal chart reads where the notes are drawn
   });
 }
 
@@ -226,6 +236,7 @@ function showVersion(card) {
   card.querySelector(".undo-edit").disabled = !edits;
   markBars(card);
   follow(audio, score, melody);
+  drawSurprisal(card.querySelector(".surprisal"), score.querySelector("svg"), melody.surprisal);
 }
 
 // The score's bars in order, each with its number (verovio draws one g.measure per bar).
@@ -282,7 +293,7 @@ async function edit(card, keep) {
     const result = await api("/api/regenerate", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ melody_id: melody.id, bars, keep, score_width: width }),
+      body: JSON.stringify({ melody_id: melody.id, bars, keep, score_width: width, surprisal: surprisalAsked() }),
     });
     card.versions.push(result.melody);
     const which = bars ? `bar${bars.length === 1 ? "" : "s"} ${barList(bars)}` : "every bar";
@@ -295,6 +306,69 @@ async function edit(card, keep) {
     buttons.forEach((b) => { b.disabled = false; });
     showVersion(card);
   }
+}
+
+function surprisalAsked() {
+  return Boolean($("control-fields").querySelector("[name=surprisal]")?.checked);
+}
+
+const SVG = "http://www.w3.org/2000/svg";
+const ROW = 48;  // the chart's height per line of the score, in the score's own pixels
+
+function svgElement(name, attributes, text) {
+  const element = document.createElementNS(SVG, name);
+  for (const [key, value] of Object.entries(attributes)) element.setAttribute(key, value);
+  if (text !== undefined) element.textContent = text;
+  return element;
+}
+
+// Each note's surprisal (the bits of its pitch, its onset given) as a line chart under the score:
+// a row per line of the score, each dot under the note it scores (the drawn note's x, in the
+// score's own pixels: the chart scales with the score), the mean in words. Pointing at a dot
+// colours its note.
+function drawSurprisal(figure, score, surprisal) {
+  figure.replaceChildren();
+  figure.hidden = !surprisal || !score;
+  if (figure.hidden) return;
+  const mean = surprisal.mean_pitch_bits;
+  const caption = document.createElement("figcaption");
+  caption.textContent = mean === null ? "Surprisal: no notes to score."
+    : `Surprisal: ${mean.toFixed(1)} bits per note on average (each note's pitch, its onset given; higher is less expected).`;
+  const width = score.width.baseVal.value;
+  const box = score.getBoundingClientRect();
+  const scale = width / (box.width || width);
+  const systems = [...score.querySelectorAll("g.system")];
+  const points = [];
+  surprisal.pitch_bits.forEach((bits, k) => {
+    const note = surprisal.drawn[k] && score.querySelector(`#${CSS.escape(surprisal.drawn[k])}`);
+    if (!note) return;
+    const head = (note.querySelector(".notehead") || note).getBoundingClientRect();
+    const x = (head.left + head.width / 2 - box.left) * scale;
+    points.push({ k, bits, x, row: Math.max(0, systems.indexOf(note.closest("g.system"))), note });
+  });
+  const rows = Math.max(1, systems.length, ...points.map((p) => p.row + 1));
+  const top = Math.max(1, Math.ceil(Math.max(...surprisal.pitch_bits, 0)));
+  const y = (p) => p.row * ROW + 6 + (1 - p.bits / top) * (ROW - 14);
+  const highest = surprisal.pitch_bits.indexOf(Math.max(...surprisal.pitch_bits));
+  const label = mean === null ? "no notes" : `${surprisal.pitch_bits.length} notes, ${mean.toFixed(1)} bits each on average; the most, ${surprisal.pitch_bits[highest].toFixed(1)}, at note ${highest + 1}`;
+  const chart = svgElement("svg", { width, height: rows * ROW, viewBox: `0 0 ${width} ${rows * ROW}`, role: "img", "aria-label": `Surprisal per note, in bits: ${label}` });
+  chart.append(svgElement("title", {}, `surprisal per note: ${label}`));
+  for (let row = 0; row < rows; row++) {
+    const base = row * ROW + ROW - 8;
+    chart.append(svgElement("line", { class: "axis", x1: 0, x2: width, y1: base, y2: base }));
+    chart.append(svgElement("line", { class: "grid", x1: 0, x2: width, y1: row * ROW + 6, y2: row * ROW + 6 }));
+    chart.append(svgElement("text", { x: 2, y: row * ROW + 16 }, `${top} bits`));
+    const line = points.filter((p) => p.row === row);
+    chart.append(svgElement("polyline", { points: line.map((p) => `${p.x},${y(p)}`).join(" ") }));
+  }
+  for (const p of points) {
+    const dot = svgElement("circle", { cx: p.x, cy: y(p), r: 3.5 });
+    dot.append(svgElement("title", {}, `note ${p.k + 1}: ${p.bits.toFixed(1)} bits (its pitch), ${surprisal.step_bits[p.k].toFixed(1)} bits (its onset and pitch)`));
+    dot.addEventListener("pointerenter", () => p.note.classList.add("surprised"));
+    dot.addEventListener("pointerleave", () => p.note.classList.remove("surprised"));
+    chart.append(dot);
+  }
+  figure.append(chart, caption);
 }
 
 function undoEdit(card) {

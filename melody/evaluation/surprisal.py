@@ -5,7 +5,9 @@ A model predicts one 16th step at a time; a note is the step where a pitch symbo
   pitch bits   -log2 of the probability of its pitch among the pitches alone, renormalised at its
                onset (the onset given, as IDyOM predicts pitch: Pearce 2005);
   all bits     the nats of every step of the song (onsets, holds, rests, the closing `/`) over its
-               notes, in bits: what predicting the whole song costs per note.
+               notes, in bits: what predicting the whole song costs per note;
+  step bits    -log2 of the probability of its symbol at its onset step, when it starts and
+               which pitch together (the web app shows them beside the pitch bits).
 """
 
 import io
@@ -19,6 +21,7 @@ import torch
 
 import config
 from melody import controls, render
+from melody.encoding import DELIMITER
 from melody.evaluation.common import Section, markdown, save_figure, three
 from melody.models import load, song_log_probs
 
@@ -59,6 +62,34 @@ def songs_bits(log_probs, songs, vocabulary, delimiter_index):
         bits, nats = song_bits(lp, song, pitches, delimiter_index)
         result.append({"pitch_bits": bits, "step_nats": nats, "steps": len(song) + 1})
         result[-1]["notes"] = len(bits)
+    return result
+
+
+def onset_step_bits(log_probs, song, pitches, delimiter_index):
+    """Each note's whole step in bits: -log2 of the probability of its symbol at its onset step,
+    when it starts and which pitch together (song_bits's pitch bits take the onset as given)."""
+    targets = torch.tensor(list(song) + [delimiter_index], dtype=torch.long)
+    onsets = torch.isin(targets, pitches).nonzero().squeeze(1)
+    nats = -log_probs.double()[onsets, targets[onsets]]
+    return (nats / math.log(2)).numpy()
+
+
+def planned_songs_bits(model, space, vocabulary, songs, plans, device="cpu"):
+    """songs_bits of songs given as symbols ("60", "_", ...), each told its plan (a
+    controls.Plan) as the report's section tells a held-out song its own (space.song_fields; space
+    None: a model that reads symbols alone), with each note's onset_step_bits as "step_bits".
+    One song at a time: a Transformer's attention over a song past its context grows with the
+    square of its length, so a batch of long songs would hold many such maps at once."""
+    index = {symbol: i for i, symbol in enumerate(vocabulary)}
+    delimiter = index[DELIMITER]
+    pitches = pitch_indices(vocabulary)
+    result = []
+    for symbols, plan in zip(songs, plans):
+        song = [index[s] for s in symbols]
+        fields = None if space is None else [space.song_fields(plan, len(song))]
+        log_probs = song_log_probs(model, [song], delimiter, device=device, controls=fields)
+        result += songs_bits(log_probs, [song], vocabulary, delimiter)
+        result[-1]["step_bits"] = onset_step_bits(log_probs[0], song, pitches, delimiter)
     return result
 
 
