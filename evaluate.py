@@ -128,6 +128,13 @@ def add_test_flags(parser):
         default="cuda" if torch.cuda.is_available() else "cpu",
         help="where the models score and sample: cuda when available (default: %(default)s)",
     )
+    parser.add_argument(
+        "--sections",
+        nargs="+",
+        choices=report.SECTION_NAMES,
+        default=None,
+        help="the report's sections to run, by module name (default: all of them)",
+    )
     kit = parser.add_mutually_exclusive_group()
     kit.add_argument(
         "--listening-test",

@@ -291,6 +291,16 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
         str(out), str(tmp_path / "again")
     )
 
+    # some sections only: the report has those, and says how to run them again
+    some = tmp_path / "some"
+    evaluate.main([str(f) for f in flags[:-1]] + [str(some), "--sections", "memorisation", "form"])
+    report = (some / "report.md").read_text()
+    assert "## 3. Memorisation" in report and "## 1. Held-out prediction" not in report
+    assert "--sections memorisation form" in report
+    assert sorted(json.loads((some / "results.json").read_text())) == [
+        "form", "form_letters", "memorisation", "models"
+    ]  # fmt: skip
+
 
 def test_missing_model_is_one_line(tiny_artefacts, tmp_path):
     result = run_evaluate(

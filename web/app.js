@@ -175,7 +175,8 @@ async function generate(event) {
 // What a melody is, as its title: a melody cut short by the steps says so.
 function describe(melody) {
   const bars = !melody.bars ? "" : melody.complete ? `${melody.bars} bars` : `cut at ${melody.symbols.length} steps of ${melody.bars} bars planned`;
-  return [melody.meter, melody.key, bars, melody.style || "", `${melody.symbols.length - melody.seed_length} steps after the seed`]
+  const form = melody.form ? `form ${melody.form}` : "";
+  return [melody.meter, melody.key, bars, melody.style || "", form, `${melody.symbols.length - melody.seed_length} steps after the seed`]
     .filter(Boolean).join(", ");
 }
 

@@ -37,6 +37,7 @@ from melody.generation import Melody, MelodyGenerator
 
 # The report's sections, in the order of report.md and results.json
 SECTIONS = [prediction, features, memorisation, structure, classifier, styles, form, surprisal]
+SECTION_NAMES = [module.__name__.rsplit(".", 1)[-1] for module in SECTIONS]  # --sections' words
 BAR_QUARTERS = 4  # a "bar" for onsets per bar and memorisation windows: 4 quarters (16 16ths)
 
 
@@ -200,7 +201,8 @@ class Run:
 
 def write_report(run):
     """Run the sections; write report.md and results.json; print the headline figures."""
-    sections = {module: module.section(run) for module in SECTIONS}
+    chosen = run.args.sections or SECTION_NAMES
+    sections = {m: m.section(run) for m, name in zip(SECTIONS, SECTION_NAMES) if name in chosen}
     tables = {"models": models_frame(run)}
     tables |= {name: frame for s in sections.values() for name, frame in s.tables.items()}
     lines = header_lines(run, tables["models"])
@@ -220,8 +222,9 @@ def print_summary(run, sections):
         f"{p}: " + "; ".join(s.headline[p] for s in sections.values() if p in s.headline)
         for p in run.paths
     ]
-    lines = sections[prediction].summary + per_model
-    lines += sections[styles].summary + sections[classifier].summary
+    lines = [line for m in (prediction,) if m in sections for line in sections[m].summary]
+    lines += per_model
+    lines += [line for m in (styles, classifier) if m in sections for line in sections[m].summary]
     lines += [f"wrote {run.out / 'report.md'} and {run.out / 'results.json'}"]
     print("\n".join(lines))
 
@@ -285,8 +288,11 @@ def command(args, paths):
         "--out": args.out,
         "--device": args.device,
     }
+    chosen = args.sections
+    some = ["--sections", *chosen] if chosen and set(chosen) != set(SECTION_NAMES) else []
     return (
         ["python", "evaluate.py"]
         + [a for p in paths for a in ("--model", p)]
         + [str(a) for flag, value in settings.items() for a in (flag, value)]
+        + some
     )
