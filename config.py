@@ -42,6 +42,7 @@ MAX_FILE_BYTES = 64 * 1024 * 1024  # a file's (an ABC file may hold thousands of
 MAX_SONG_NOTES = 20_000  # notes and rests in a song
 MAX_MIDI_EVENTS = 100_000  # events of a MIDI file (pitch bends and the like count: mido is slow)
 MAX_SONG_QUARTERS = 16_384  # quarter notes from its start to its end (1,024 bars of 4/4)
+MAX_BAR_QUARTERS = 64  # a meter's bar (16/4): music21 fills memory for a meter like 9999999/4
 MAX_HELD_BARS = 8  # a longer note or silence in a MIDI file marks a damaged file, not a song
 # Address space a song's read may take beyond what its process maps: a primer's child process,
 # each song in a preprocessing worker (preprocess.py --parse-memory)

@@ -308,6 +308,16 @@ def test_a_60000_note_midi_upload_is_refused_fast(client):
     assert f"more than {config.MAX_SONG_NOTES} notes (60000)" in words and "long.mid" in words
 
 
+def test_an_abc_primer_in_a_meter_of_a_huge_bar_is_refused_fast(client):
+    """music21 took gigabytes over it; the reader bounds the meter first."""
+    started = time.monotonic()
+    response = client.post(
+        "/api/primer?name=wide.abc", content=b"X:1\nM:9999999/4\nL:1/8\nK:G\nGABc|]\n",
+        headers={"content-type": "application/octet-stream"},
+    )  # fmt: skip
+    assert "a bar longer than" in refusal(response) and time.monotonic() - started < 1
+
+
 def test_the_score_has_a_final_barline(client):
     melody = post(client, steps=16, random_seed=4).json()["melodies"][0]
     assert b"<bar-style>light-heavy</bar-style>" in client.get(melody["musicxml"]).content

@@ -157,6 +157,24 @@ def test_a_huge_duration_or_note_count_is_refused_before_music21(monkeypatch):
     assert midi.parse("x.mid", midi_many)["skip"].startswith("more than")
 
 
+HUGE_METER = [
+    (abc, b"X:1\nM:9999999/4\nL:1/8\nK:G\nGABc|]\n"),
+    (musicxml, score().replace("<beats>3</beats>", "<beats>9999999</beats>").encode()),
+    (readers.kern, b"**kern\n*M9999999/4\n4c\n*-\n"),
+]
+
+
+@pytest.mark.parametrize("reader, data", HUGE_METER, ids=["abc", "musicxml", "kern"])
+def test_a_meter_with_a_huge_bar_is_refused_before_music21_reads_it(reader, data):
+    """music21 filled gigabytes for a 35-byte ABC tune in 9999999/4."""
+    started = time.monotonic()
+    assert reader.parse("x", data) == {
+        "skip": f"meter 9999999/4: a bar longer than {config.MAX_BAR_QUARTERS} quarter notes, "
+        "not a song's"
+    }
+    assert time.monotonic() - started < 1
+
+
 def test_a_long_midi_file_is_refused_on_its_bytes_before_mido_reads_it(monkeypatch):
     many = midi_bytes([m for _ in range(config.MAX_SONG_NOTES + 1) for m in note(60, 1)])
     late = midi_bytes(note(60, 96, rest_before=96 * (config.MAX_SONG_QUARTERS + 1)))

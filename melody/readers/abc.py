@@ -50,6 +50,9 @@ def _bounds(text):
     """A skip for a tune with more notes, or longer, than config.MAX_SONG_* allow, counted
     before music21 sees it (a note of length 99999999 is a few bytes of ABC); or None. Chords,
     tuplets and broken rhythm are counted at their longest: this over-counts, never under."""
+    long_bar = common.long_bar(re.findall(r"M:\s*(\d{1,12})\s*/\s*(\d{1,12})", text))
+    if long_bar:
+        return long_bar
     notes = _NOTE.findall(_TEXT.sub("", _FIELD_OR_COMMENT.sub("", text)))
     if len(notes) > config.MAX_SONG_NOTES:
         return common.too_many_notes(len(notes))

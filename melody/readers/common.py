@@ -72,6 +72,19 @@ def too_big(size):
     return {"skip": f"over {config.MAX_SONG_BYTES} bytes ({size}): not one song"}
 
 
+def long_bar(meters):
+    """A skip for a song with a meter (numerator, denominator strings, as a reader's pattern
+    finds them) whose bar is longer than config.MAX_BAR_QUARTERS; or None."""
+    for numerator, denominator in meters:
+        quarters = 4 * int(numerator) / max(1, int(denominator))
+        if quarters > config.MAX_BAR_QUARTERS:
+            return {
+                "skip": f"meter {numerator}/{denominator}: a bar longer than "
+                f"{config.MAX_BAR_QUARTERS} quarter notes, not a song's"
+            }
+    return None
+
+
 def too_long(quarters):
     return {"skip": f"longer than {config.MAX_SONG_QUARTERS} quarter notes ({quarters:.0f})"}
 

@@ -214,6 +214,9 @@ def parse(path, data):
         return text
     if "**kern" not in text:
         return {"skip": "not kern (no **kern spine)"}
+    long_bar = common.long_bar(re.findall(r"\*M(\d{1,12})/(\d{1,12})", text))
+    if long_bar:
+        return long_bar
     try:
         song = read_kern(text)
     except Exception:  # UnsupportedKern, or a reader bug: music21 is the reference either way

@@ -68,6 +68,10 @@ def _declared_encoding(data):
 
 def _bounds(text):
     """A skip for a score with more notes, or a longer one, than config.MAX_SONG_* allow."""
+    meters = r"<beats>\s*(\d{1,12})\s*</beats>\s*<beat-type>\s*(\d{1,12})\s*<"
+    long_bar = common.long_bar(re.findall(meters, text))
+    if long_bar:
+        return long_bar
     notes = text.count("<note")
     if notes > config.MAX_SONG_NOTES:
         return common.too_many_notes(notes)
