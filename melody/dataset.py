@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import importlib
 import json
+import multiprocessing
 import os
 import re
 import shlex
@@ -48,6 +49,8 @@ def _on_alarm(signum, frame):
 
 # Not cached: they depend on the machine's load and on --parse-memory
 TIMED_OUT, OUT_OF_MEMORY = readers.TIMED_OUT, readers.OUT_OF_MEMORY
+WORKER_DIED = "its reader crashed"
+LOST_WORKER_SECONDS = 10  # past its timeout, a song's worker is taken for dead
 
 
 def _parse_job(job):
@@ -71,6 +74,8 @@ def _parse_job(job):
         if timed:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        if memory:  # the result still has to reach the main process
+            readers.limit_memory(None)
 
 
 def _ignore_sigint():
@@ -84,10 +89,23 @@ def _parse_all(jobs, workers):
         return []
     importlib.import_module("music21.converter")  # before the fork: no song's limit pays for it
     workers = min(workers, len(jobs))
-    bar = dict(total=len(jobs), desc="parsing", unit="song", leave=False)
-    chunksize = max(1, min(64, len(jobs) // (workers * 8)))
     with Pool(workers, initializer=_ignore_sigint) as pool:
-        return list(tqdm(pool.imap(_parse_job, jobs, chunksize=chunksize), **bar))
+        pending = [pool.apply_async(_parse_job, (job,)) for job in jobs]
+        return [
+            _result(job, waiting)
+            for job, waiting in zip(jobs, tqdm(pending, desc="parsing", unit="song", leave=False))
+        ]
+
+
+def _result(job, waiting):
+    """A job's result. The songs before it are done, so it runs now and its timeout bounds it; a
+    worker that C code killed (an allocation failed past --parse-memory) never answers, and the
+    pool starts another: the song is skipped, never waited for."""
+    timeout = job[3]
+    try:
+        return waiting.get(timeout + LOST_WORKER_SECONDS if timeout else None)
+    except multiprocessing.TimeoutError:
+        return {"skip": WORKER_DIED, "detail": "its worker died or hung reading it"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -123,7 +141,7 @@ def _save_cache(path, cache, hashes, results):
     fresh = {
         digest: result
         for digest, result in zip(hashes, results)
-        if digest is not None and result.get("skip") not in (TIMED_OUT, OUT_OF_MEMORY)
+        if digest is not None and result.get("skip") not in (TIMED_OUT, OUT_OF_MEMORY, WORKER_DIED)
     }
     if fresh != cache:
         write_text(

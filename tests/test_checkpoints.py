@@ -88,10 +88,11 @@ def assert_current(checkpoint):
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_every_shipped_checkpoint_loads_in_the_current_form(path):
     raw = torch.load(path, map_location="cpu", weights_only=True)
-    assert raw["format"] == LEGACY_FORMAT
+    assert raw["format"] in (LEGACY_FORMAT, MODEL_FORMAT)  # fixtures old, pretrained models new
     checkpoint = artefacts.load_torch(path)
     assert_current(checkpoint)
-    assert checkpoint["training_window"] == raw.get("sequence_length")
+    window = raw.get("training_window", raw.get("sequence_length"))
+    assert checkpoint["training_window"] == window
     assert checkpoint["arch"] == raw.get("arch", "lstm")
     assert type(models.load(checkpoint)).arch == checkpoint["arch"]
 

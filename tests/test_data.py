@@ -198,7 +198,7 @@ def test_evaluate_finds_the_data_and_reports_the_style_matrix(two, monkeypatch):
     monkeypatch.chdir(two)
     model = f"{config.RUNS_DIR}/two/model.pth"
     evaluate.main(
-        ["--model", model, "--num-melodies", "8", "--max-order", "2", "--bootstrap", "5"]
+        ["--model", model, "--num-melodies", "24", "--max-order", "2", "--bootstrap", "5"]
         + ["--cv-folds", "2"]
     )
     out = two / config.RUNS_DIR / "two" / config.EVALUATION_DIR  # beside the model

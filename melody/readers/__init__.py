@@ -102,7 +102,7 @@ def _read_child(path, send, memory):
 def limit_memory(memory):
     """Allow this process `memory` bytes of address space on top of what it maps already (the
     fork of a process with torch maps gigabytes it never touches); past them, an allocation is a
-    MemoryError. Called again, it sets the limit anew."""
+    MemoryError. Called again, it sets the limit anew; None lifts it."""
     try:
         import resource
 
@@ -110,5 +110,10 @@ def limit_memory(memory):
     except (ImportError, OSError):  # Windows, or no /proc: the timeout alone bounds the read
         return
     _, hard = resource.getrlimit(resource.RLIMIT_AS)
-    limit = mapped + memory if hard == resource.RLIM_INFINITY else min(mapped + memory, hard)
+    if memory is None:
+        limit = hard
+    elif hard == resource.RLIM_INFINITY:
+        limit = mapped + memory
+    else:
+        limit = min(mapped + memory, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
