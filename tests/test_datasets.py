@@ -1,6 +1,7 @@
 """Datasets: a folder of mixed formats, `--name` writing data/NAME/, music21's corpora and their
 collections, `--download REGION`, and a binary file passed where a dataset belongs."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,9 @@ from conftest import FIXTURES, ROOT
 
 import config
 import preprocess
-from melody import artefacts
+from melody import artefacts, dataset, readers
 from melody.artefacts import UserError
+from melody.readers import abc
 from melody.sources import find_sources
 
 ABC = "X:1\nT:up\nM:3/4\nL:1/8\nK:G\nG2 AB c2|d4 B2|c2 A2 F2|G6|]\n"
@@ -77,26 +79,32 @@ def test_a_song_that_takes_too_long_to_read_is_skipped_and_not_cached(mixed, tmp
     assert again.kept == 3 and again.from_cache == 4  # the two tunes were read again
 
 
-def test_a_song_that_takes_too_much_memory_to_read_is_skipped_and_not_cached(tmp_path):
-    """Past --parse-memory a worker gives the song up (a MemoryError), or C code kills it (an
-    allocation failed): either way the song is skipped and the run goes on, never waiting."""
-    folder = tmp_path / "data"
-    folder.mkdir()
-    shutil.copy(FIXTURES / "minor.krn", folder)
-    tune = "X:1\nM:4/4\nL:1/16\nK:C\n" + "CDEF GABc |" * 500 + "]\n"  # music21: megabytes
-    (folder / "long.abc").write_text(tune)
-    flags = ["--dataset", str(folder), "--parse-memory", "5", "--parse-timeout", "2"]
-    flags += ["--workers", "1", "--verbose"]
-    for cached in (0, 1):
-        result = script("preprocess.py", *flags, cwd=tmp_path)
-        assert result.returncode == 0, result.stderr
-        assert "2 found" in result.stdout and f"({cached} from cache" in result.stdout
-        assert "1 kept" in result.stdout and "1 skipped" in result.stdout
-        assert "ran out of memory reading it: long.abc" in result.stdout or (
-            "its reader crashed: long.abc X:1 (its worker died or hung reading it)"
-            in result.stdout
-        )
-    assert (tmp_path / config.SAVE_DIR / "0").read_text().startswith("69 _ _ _ 72")
+class Greedy:
+    """A reader that takes a gigabyte, or kills its worker as C code failing an allocation does,
+    for the songs named so; any other song is read as abc reads it."""
+
+    SUFFIXES = (".abc",)
+
+    @staticmethod
+    def parse(path, data):
+        if data == b"greedy":
+            return bytearray(2**30)
+        if data == b"fatal":
+            os._exit(1)
+        return abc.parse(path, data)
+
+
+def test_a_song_past_the_memory_limit_or_whose_worker_dies_is_skipped(monkeypatch):
+    """Past --parse-memory a worker gives the song up (a MemoryError), or C code kills it: either
+    way the song is skipped and the next one read, never waited for. Real worker processes."""
+    monkeypatch.setitem(readers.READERS, ".abc", Greedy)
+    monkeypatch.setattr(dataset, "LOST_WORKER_SECONDS", 1)
+    tune = b"X:1\nM:2/4\nL:1/8\nK:C\nCDEF|GABc|]\n"
+    jobs = [(".abc", None, data, 5, 50 * 2**20) for data in (b"greedy", b"fatal", tune)]
+    greedy, fatal, read = dataset._parse_all(jobs, workers=1)
+    assert greedy == {"skip": dataset.OUT_OF_MEMORY, "detail": "over 50 MB (--parse-memory)"}
+    assert fatal["skip"] == dataset.WORKER_DIED == "its reader crashed"
+    assert "events" in read
 
 
 def test_name_writes_every_artefact_into_data_name(mixed, tmp_path):
