@@ -44,6 +44,8 @@ MODES = ["major", "minor"]
 TONICS = {"major": 0, "minor": 9}  # songs are moved to C major or A minor (encoding.py)
 # Semitones above the tonic of each scale degree, 1-7: how a final is asked for
 DEGREES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
+# The pitch classes of the key every song is moved to: C major's, which A minor shares
+KEY_PITCH_CLASSES = frozenset((TONICS["major"] + d) % 12 for d in DEGREES["major"])
 # The fields of a song's shape, after the style: their number of values (the next is "none")
 SHAPES = {"final": 12}
 

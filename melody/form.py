@@ -15,13 +15,17 @@ songs count it, is bars / phrase_bars phrases. The form notation, one letter per
 
     A      a new phrase where A comes first; where it comes back, A again (the same symbols)
     A'     A varied: its first half (the opening) as A's, a new close (A'' the same)
+    A^     A moved (a sequence): A's notes moved up or down together, by an interval that
+           keeps every note in the key (C major or A minor, where the songs are kept); the model
+           picks the interval with the first note, else (no interval fits) A's rhythm
     A~     A's rhythm (onsets, holds and rests) with other pitches
     /N     after the letters: N bars per phrase ("AABB/4"); without it, the bars asked divided
            by the letters ("AABB" in 8 bars: 2-bar phrases)
     -      no form: nothing is made to come back (unset, a melody takes the form of the training
            song its plan is drawn from, bar by bar: song_form)
 
-phrase_form reads the same notation back from a melody ("AA'BB").
+phrase_form reads the same notation back from a melody ("AA'BB"); Form.copies says, step by
+step, what a melody of a form takes from where.
 """
 
 import re
@@ -42,10 +46,11 @@ REPEAT_SHARES = (
     "rhythm repeats",
     "transposed repeats",
 )
-VARIED, RHYTHM = "'", "~"
+VARIED, MOVED, RHYTHM = "'", "^", "~"
+EXACT = ""  # Form.copies' mark of a step that takes the earlier step's symbol as it is
 NO_FORM = "-"  # asked for no form (None: a training song's, drawn with the plan)
-_FORM = re.compile(r"\s*((?:[A-Za-z](?:'+|~)?)+)\s*(?:/\s*(\d+))?\s*")
-_TOKEN = re.compile(r"([A-Za-z])('+|~)?")
+_FORM = re.compile(r"\s*((?:[A-Za-z](?:'+|~|\^)?)+)\s*(?:/\s*(\d+))?\s*")
+_TOKEN = re.compile(r"([A-Za-z])('+|~|\^)?")
 
 
 def bars_of(symbols, bar_steps, pickup):
@@ -141,8 +146,9 @@ def phrase_form(symbols, bar_steps, phrase_length=None, pickup=0):
 
     A phrase takes the letter of the first earlier phrase with a letter of its own whose symbols
     it has, else (unless a later phrase has its symbols: then it needs a letter of its own to be
-    repeated by) whose first half it has (A'), else whose rhythm it has (A~), else the next new
-    letter; a last phrase short of the pickup is compared with the others' openings."""
+    repeated by) whose first half it has (A'), else whose notes it has moved (A^), else whose
+    rhythm it has (A~), else the next new letter; a last phrase short of the pickup is compared
+    with the others' openings."""
     length = (phrase_length or phrase_bars(bar_steps)) * bar_steps
     phrases = phrases_of(symbols, bar_steps, pickup, length // bar_steps)
     letters, origins = [], []  # origins: (letter, phrase) where each letter came first
@@ -150,11 +156,15 @@ def phrase_form(symbols, bar_steps, phrase_length=None, pickup=0):
         half = min(length // 2, len(phrase))
         found = next((a for a, o in origins if o[: len(phrase)] == phrase), None)
         if found is None and phrase not in phrases[k + 1 :]:  # else a letter to come back to
-            found = next(
-                (a + VARIED for a, o in origins if half and o[:half] == phrase[:half]), None
-            ) or next(
-                (a + RHYTHM for a, o in origins if rhythm(o[: len(phrase)]) == rhythm(phrase)),
-                None,
+            found = (
+                next((a + VARIED for a, o in origins if half and o[:half] == phrase[:half]), None)
+                or next(
+                    (a + MOVED for a, o in origins if transposition(o[: len(phrase)], phrase)), None
+                )
+                or next(
+                    (a + RHYTHM for a, o in origins if rhythm(o[: len(phrase)]) == rhythm(phrase)),
+                    None,
+                )
             )
         if found is None:
             found = letter(len(origins))
@@ -220,9 +230,9 @@ class Form:
         return bars, length
 
     def copies(self, bars, bar_steps, pickup=0):
-        """[(step, earlier step, rhythm only)] of a melody of `bars` bars after a pickup of that
-        many steps: each step of a phrase that comes back (up to the melody's end), and the step
-        of its letter's first phrase that it takes."""
+        """[(step, earlier step, mark)] of a melody of `bars` bars after a pickup of that many
+        steps: each step of a phrase that comes back (up to the melody's end), the step of its
+        letter's first phrase that it takes, and how: EXACT (its symbol), MOVED or RHYTHM."""
         _, length = self.fit(bars, bar_steps)
         steps, end = length * bar_steps, bars * bar_steps
         first, copies = {}, []
@@ -233,9 +243,8 @@ class Form:
                 continue
             source, span = pickup + first[name] * steps, steps // 2 if mark == VARIED else steps
             start = pickup + k * steps
-            copies += [
-                (start + o, source + o, mark == RHYTHM) for o in range(min(span, end - start))
-            ]
+            how = EXACT if mark == VARIED else mark
+            copies += [(start + o, source + o, how) for o in range(min(span, end - start))]
         return copies
 
 
@@ -245,9 +254,9 @@ def parse_form(text):
     length = int(match[2]) if match and match[2] else None
     if not match or length == 0:
         raise ValueError(
-            f"form {text!r} is not a form like 'AABB', \"ABA'C\" or 'AA~B/4': a letter per "
-            "phrase, ' after one for a new close, ~ for its rhythm with other notes, /N for "
-            "N bars per phrase"
+            f"form {text!r} is not a form like 'AABB', \"ABA'C\" or 'AA^B~/4': a letter per "
+            "phrase, ' after one for a new close, ^ for its notes moved, ~ for its rhythm "
+            "with other notes, /N for N bars per phrase"
         )
     letters = tuple(
         a.upper() + (VARIED if mark.startswith(VARIED) else mark)

@@ -13,6 +13,7 @@ import torch
 
 import config
 from melody import controls
+from melody import form as forms
 from melody import models as model
 from melody.encoding import DELIMITER, HOLD
 
@@ -167,40 +168,93 @@ def sample_symbols(
 
 class Copying:
     """Constrained decoding to a form (form.py): each step of a phrase that comes back takes the
-    symbol of the earlier step it copies; where it copies the rhythm only, a hold or a rest is
-    taken as it is and an onset is sampled among the pitches."""
+    symbol of the earlier step it copies. Where it copies the rhythm only, a hold or a rest is
+    taken as it is and an onset is sampled among the pitches. Where it copies the notes moved, the
+    first onset is sampled among the pitches that move every note of the earlier phrase within the
+    key (controls.KEY_PITCH_CLASSES) and the later onsets follow it; where no move fits, the
+    phrase copies the rhythm only."""
 
     def __init__(self, copies, seed_rows, num_steps, index):
-        """copies: per row, [(step, earlier step, rhythm only)] counted from the song start
+        """copies: per row, [(step, earlier step, mark)] counted from the song start
         (form.Form.copies); a step of the seed stays the seed's."""
         rows, seed_length = seed_rows.shape
         total = seed_length + num_steps
         self.source = torch.full((rows, total), -1, dtype=torch.long)
         self.rhythm_only = torch.zeros((rows, total), dtype=torch.bool)
+        self.phrase_start = torch.full((rows, total), -1, dtype=torch.long)  # of a moved phrase
+        self.moved_from = {}  # (row, its first step) -> the earlier steps a moved phrase moves
         for row, row_copies in enumerate(copies):
-            for step, earlier, rhythm_only in row_copies:
+            previous = None
+            for step, earlier, mark in row_copies:
+                if mark == forms.MOVED:
+                    if previous != (step - 1, earlier - 1, mark):  # a moved phrase begins
+                        first = step
+                    self.moved_from.setdefault((row, first), []).append(earlier)
+                previous = (step, earlier, mark)
                 if seed_length <= step < total:
-                    self.source[row, step], self.rhythm_only[row, step] = earlier, rhythm_only
+                    self.source[row, step] = earlier
+                    self.rhythm_only[row, step] = mark == forms.RHYTHM
+                    self.phrase_start[row, step] = first if mark == forms.MOVED else -1
         self.history = torch.cat([seed_rows, torch.zeros(rows, num_steps, dtype=torch.long)], 1)
-        vocabulary = sorted(index, key=index.get)
-        self.pitches = torch.tensor([symbol.isdigit() for symbol in vocabulary])
+        self.vocabulary = sorted(index, key=index.get)
+        self.index = index
+        self.pitches = torch.tensor([symbol.isdigit() for symbol in self.vocabulary])
+        self.shifts = {}  # (row, moved phrase's first step) -> semitones, None: no move fits
         self.forced = self.earlier = None
+        self.choosing = {}  # row -> (moved phrase, its first onset's earlier pitch) at this step
 
     def restrict(self, logits, t):
-        """Before step t is sampled: note what it copies, and leave a rhythm-only onset pitches
-        alone to choose from (logits edited in place)."""
+        """Before step t is sampled: note what it copies, and leave an onset that is sampled (of a
+        rhythm copied, or the first of a moved phrase) the pitches alone to choose from, the moves
+        that fit alone in a moved phrase (logits edited in place)."""
         source = self.source[:, t]
         self.earlier = self.history[torch.arange(len(source)), source.clamp(min=0)]
-        onset = (source >= 0) & self.rhythm_only[:, t] & self.pitches[self.earlier]
-        self.forced = (source >= 0) & ~onset
-        mask = onset[:, None] & ~self.pitches[None, :]
+        onset = (source >= 0) & self.pitches[self.earlier]
+        free = onset & self.rhythm_only[:, t]
+        self.choosing = {}
+        for row in (onset & (self.phrase_start[:, t] >= 0)).nonzero().flatten().tolist():
+            phrase, pitch = (row, int(self.phrase_start[row, t])), self._pitch(self.earlier[row])
+            if phrase not in self.shifts:
+                allowed = self._moves(phrase, pitch)
+                if allowed is not None:
+                    logits[row].masked_fill_(~allowed.to(logits.device), float("-inf"))
+                    self.choosing[row] = (phrase, pitch)
+                self.shifts[phrase] = None  # set by keep where a move is chosen
+            shift = self.shifts[phrase]
+            moved = None if shift is None else self.index.get(str(pitch + shift))
+            if moved is None:
+                free[row] = True
+            else:
+                self.earlier[row] = moved
+        self.forced = (source >= 0) & ~free
+        mask = free[:, None] & ~self.pitches[None, :]
         logits.masked_fill_(mask.to(logits.device), float("-inf"))
 
     def keep(self, next_symbols, t):
-        """The symbols of step t, copies where forced, remembered for the steps that copy them."""
+        """The symbols of step t, copies where forced, remembered for the steps that copy them;
+        the first onset of a moved phrase sets the move of the others."""
         next_symbols = torch.where(self.forced, self.earlier, next_symbols)
+        for row, (phrase, pitch) in self.choosing.items():
+            self.shifts[phrase] = self._pitch(next_symbols[row]) - pitch
         self.history[:, t] = next_symbols
         return next_symbols
+
+    def _pitch(self, symbol_index):
+        return int(self.vocabulary[int(symbol_index)])
+
+    def _moves(self, phrase, pitch):
+        """The pitches [vocab] a moved phrase's first onset (moving `pitch`) may take: those that
+        move every note of the earlier phrase onto the key and the vocabulary; None if none does."""
+        notes = {self.vocabulary[int(self.history[phrase[0], e])] for e in self.moved_from[phrase]}
+        notes = [int(n) for n in notes if n.isdigit()]
+        allowed = torch.zeros(len(self.vocabulary), dtype=torch.bool)
+        for shift in range(-11, 12):  # less than an octave: a sequence, not the tune again
+            if shift and all(
+                (n + shift) % 12 in controls.KEY_PITCH_CLASSES and str(n + shift) in self.index
+                for n in notes
+            ):
+                allowed[self.index[str(pitch + shift)]] = True
+        return allowed if allowed.any() else None
 
 
 def candidates_to_sample(candidates, plans, end, stop):

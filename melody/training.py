@@ -302,8 +302,10 @@ def resume_run(run, saved):
     if saved["scaler_state"]:  # empty when the run began without fp16 (on a CPU, or a bf16 GPU)
         run.scaler.load_state_dict(saved["scaler_state"])
     devices.restore_rng_states(saved["rng_states"], run.device)
-    run.history, run.best = saved["history"], saved["best_checkpoint"]
-    run.since_best = saved["epochs_since_best"]
+    run.history, run.since_best = saved["history"], saved["epochs_since_best"]
+    # The plans as this code reads them from the same songs (the digest says so), so that a
+    # resumed model draws today's forms
+    run.best = {**saved["best_checkpoint"], "controls": run.space.as_dict()}
     if run.rank == 0:  # model.pth matches the state even if a kill fell between the two
         artefacts.save_torch(run.paths["model_path"], run.best)
 

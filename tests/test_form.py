@@ -16,6 +16,7 @@ from melody.controls import Plan
 from melody.evaluation import form as report_form
 from melody.evaluation import twosample
 from melody.generation import MelodyGenerator
+from melody.sampling import Copying
 
 # Bars of 2/4 (8 sixteenths)
 C = "60 _ 62 _ 64 _ 65 _".split()
@@ -77,6 +78,7 @@ def test_phrase_letters_read_exact_varied_and_rhythm_returns():
     assert form.phrase_form(variant, 8, 1) == ["A", "B", "B", "B'"]
     assert form.phrase_form(C + C_OTHER + C + C_OTHER, 8, 1) == ["A", "B", "A", "B"]
     assert form.phrase_form(C + C_OTHER + C, 8, 1) == ["A", "A~", "A"]
+    assert form.phrase_form(C + C_HIGH + C_OTHER, 8, 1) == ["A", "A^", "A~"]  # moved: a sequence
     # 2/4 suggests 4-bar phrases, from the first barline; the last one ends short of the pickup
     assert form.phrase_form(["r", "_"] + a * 4 + a_rhythm[:-2], 8, pickup=2) == ["A", "A"]
     assert form.phrase_form(["r", "_"] + a * 5 + a_rhythm[:-4], 8, pickup=2) == ["A", "A"]  # short
@@ -95,6 +97,7 @@ def test_self_similarity_says_which_bars_come_back_and_how():
 def test_form_notation_is_parsed_and_fitted_to_the_bars():
     parsed = form.parse_form(" aa'B b~ /4 ".replace(" ", ""))
     assert parsed.letters == ("A", "A'", "B", "B~") and parsed.phrase_bars == 4
+    assert form.parse_form("AA^BB~").letters == ("A", "A^", "B", "B~")
     assert form.parse_form("AA''B").letters == ("A", "A'", "B")
     assert form.parse_form("AABB").fit(8, 8) == (8, 2)
     assert form.parse_form("AABB").fit(None, 8) == (16, 4)  # 2/4: 4-bar phrases
@@ -125,6 +128,8 @@ def test_a_form_that_does_not_fit_the_bars_is_one_line(text, bars, words):
         ("A1", "is not a form"),
         ("AB'", "form \"AB'\": B' varies B, which has not come yet"),
         ("A~", "A~ varies A, which has not come yet"),
+        ("AB^", r"B\^ varies B, which has not come yet"),
+        ("AA^~", "is not a form"),
     ],
 )
 def test_bad_forms_are_refused_in_one_line(text, words):
@@ -135,9 +140,10 @@ def test_bad_forms_are_refused_in_one_line(text, words):
 
 def test_copies_say_which_earlier_step_each_returning_step_takes():
     copies = form.parse_form("AA'BA~").copies(4, 2)  # 1-bar phrases of 2 steps
-    assert copies == [(2, 0, False), (6, 0, True), (7, 1, True)]  # A' takes A's first half
+    assert copies == [(2, 0, ""), (6, 0, "~"), (7, 1, "~")]  # A' takes A's first half
+    assert form.parse_form("AA^").copies(2, 2) == [(2, 0, "^"), (3, 1, "^")]
     # after a pickup of 1 step, the last phrase ends with the song, a step short
-    assert form.parse_form("AA").copies(2, 2, pickup=1) == [(3, 1, False)]
+    assert form.parse_form("AA").copies(2, 2, pickup=1) == [(3, 1, "")]
     with pytest.raises(ValueError, match="needs bars"):
         form.parse_form("AB").copies(2, None)
 
@@ -178,6 +184,7 @@ def test_a_training_songs_form_is_read_bar_by_bar_for_generation_to_follow():
     song = C + LONG + C + C_OTHER + C  # its last bar left new: the model closes the melody
     assert form.song_form(song, controls.bar_steps("2/4")) == "ABAA~C/1"
     assert form.song_form(C + LONG, controls.bar_steps("?")) is None
+    assert form.song_form(C + C_HIGH + LONG, controls.bar_steps("2/4")) == "AA^B/1"
     # 27 bars, each with its own first note and rhythm: more new bars than letters
     many = [[str(40 + i)] + ["61" if i >> k & 1 else "_" for k in range(7)] for i in range(27)]
     assert form.song_form(sum(many, []), controls.bar_steps("2/4")) is None
@@ -219,6 +226,50 @@ def test_a_varied_return_keeps_the_opening_and_a_rhythm_return_the_rhythm(mg):
         assert form.rhythm(first) == form.rhythm(last) and first != last
 
 
+VOCABULARY = ["/", "_", "r"] + [str(p) for p in range(55, 73)]
+
+
+def follow(copying, steps, choose):
+    """Sample steps with Copying as sample_symbols does, from logits that favour `choose` where
+    allowed; [(allowed pitches, symbol)] per step."""
+    taken = []
+    for t in steps:
+        logits = torch.zeros(1, len(VOCABULARY))
+        copying.restrict(logits, t)
+        allowed = [v for v, x in zip(VOCABULARY, logits[0]) if x > float("-inf")]
+        wish = VOCABULARY.index(choose) if choose in allowed else logits[0].argmax()
+        symbol = copying.keep(torch.tensor([wish]), t)
+        taken.append((allowed, VOCABULARY[int(symbol)]))
+    return taken
+
+
+def test_a_moved_phrase_starts_where_the_key_allows_and_the_rest_follows():
+    index = {v: i for i, v in enumerate(VOCABULARY)}
+    seed = torch.tensor([[index[s] for s in "60 62 _ 65".split()]])  # C D (held) F
+    copying = Copying([[(4, 0, "^"), (5, 1, "^"), (6, 2, "^"), (7, 3, "^")]], seed, 4, index)
+    taken = follow(copying, range(4, 8), "67")
+    # C D F moved within C major: down a fourth or a minor third, up a tone or a fifth; not up a
+    # third (E F# A)
+    assert taken[0][0] == ["55", "57", "62", "67"]
+    assert [s for _, s in taken] == ["67", "69", "_", "72"]
+    # no move keeps all seven notes of the scale in it: the rhythm alone comes back
+    scale = "60 62 64 65 67 69 71".split()
+    seed = torch.tensor([[index[s] for s in scale]])
+    copies = [[(7 + k, k, "^") for k in range(7)]]
+    taken = follow(Copying(copies, seed, 7, index), range(7, 14), "66")
+    assert [s for _, s in taken] == ["66"] * 7 and all("66" in a for a, _ in taken)
+
+
+def test_generation_moves_a_phrase_in_the_key(mg):
+    opening = "60 _ 62 _ 64 _ 62 _".split()  # C D E D: moved up a fourth or a fifth in the key
+    melodies = mg.generate_melodies(
+        opening, 6, 400, form="AA^BB", bars=4, meter="2/4", pickup=0, rng=4
+    )
+    for melody in melodies:
+        assert form.transposition(opening, melody[8:16]) in (5, 7)  # F G A G or G A B A
+        assert form.phrase_form(melody, 8, 1) == ["A", "A^", "B", "B"]
+
+
 def test_the_checkpoint_keeps_each_training_songs_form(structured):
     folder, _ = structured
     space = controls.checkpoint_space(torch.load(folder / "model.pth", weights_only=True))
@@ -239,9 +290,9 @@ def test_unset_the_form_of_the_training_song_drawn_is_followed(mg):
             bar = controls.bar_steps(melody.meter)
             copies = form.parse_form(melody.form).copies(melody.bars, bar, melody.pickup)
             assert len(melody) == melody.bars * bar
-            for step, earlier, rhythm_only in copies:
+            for step, earlier, mark in copies:
                 same = form.rhythm([melody[step]]) == form.rhythm([melody[earlier]])
-                assert same if rhythm_only else melody[step] == melody[earlier]
+                assert same if mark else melody[step] == melody[earlier]
     free = mg.generate_melodies("", 6, 400, rng=2, form="-")
     assert not any(m.form for m in free)
 
