@@ -191,6 +191,6 @@ def plan_specs(space):
     )  # fmt: skip
     specs.append(
         {"name": "form", "label": "form", "kind": "text", "default": None, "none": "drawn",
-         "help": "the phrases' pattern, such as AABB or ABA'C; empty: a real song's; -: none"}
+         "help": "the phrases' pattern, such as AABB, ABA'C or AA^B; empty: a real song's; -: none"}
     )  # fmt: skip
     return specs

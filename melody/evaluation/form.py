@@ -185,8 +185,8 @@ def report_lines(args, tables):
         "",
         f"The form of the first {OPENING_PHRASES} phrases (4 bars each in a meter of short "
         "bars, 2 in a long one, from the first barline): a letter per phrase, A again "
-        "where a phrase returns, A' where its first half does, A~ where its rhythm does "
-        "(`--form` takes the same notation), `form_letters`:",
+        "where a phrase returns, A' where its first half does, A^ where its notes do moved, "
+        "A~ where its rhythm does (`--form` takes the same notation), `form_letters`:",
         "",
     ]
     lines += markdown(tables["form_letters"], {"share": percent})
@@ -197,9 +197,9 @@ def report_lines(args, tables):
         "",
         "Melodies asked for a form (`--form`): one per training song of the sample above, asked "
         "for its meter, mode, pickup and its form bar by bar (each bar new, the same as an "
-        "earlier bar, its first half, or its rhythm: 1-bar phrases; the last bar new, for the "
-        "model's own close); the classifier test of "
-        "section 5 against the held-out songs, `form_classifier_auc`:",
+        "earlier bar, its first half, its notes moved, or its rhythm: 1-bar phrases; the last "
+        "bar new, for the model's own close); the classifier test of section 5 against the "
+        "held-out songs, `form_classifier_auc`:",
         "",
     ]
     return lines + markdown(
