@@ -95,6 +95,9 @@ SEED_MELODY = (
 PRIMER_BARS = 2  # bars of a primer file (melodygenerator.py --primer) the melody continues
 GENERATION_STEPS = 500  # most symbols generated per melody; a melody may end sooner, at `/`
 TEMPERATURE = 1.0  # 1 samples the model's own distribution; lower is safer, higher is wilder
+# Each note's pitch, apart from when notes start: below 1 the model's likelier pitches more
+# often (docs/controls.md, 'Sampling', says why this default)
+PITCH_TEMPERATURE = 0.85
 SMALL_BATCH = 8  # sampling up to this many melodies on a CPU uses one torch thread (model.py)
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them
 # Melodies sampled per melody returned; the one that best fits its plan's final and ambitus is

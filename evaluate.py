@@ -43,13 +43,13 @@ def parse_args(argv):
         "listening test."
     )
     add_report_flags(parser)
-    add_sampling_flags(parser, ["--temperature", "--top-p", "--candidates"])
+    add_sampling_flags(parser, ["--temperature", "--pitch-temperature", "--top-p", "--candidates"])
     add_test_flags(parser)
     args = parser.parse_args(argv)
-    if args.num_melodies < 1 or args.max_order < 1 or not args.temperature > 0:
-        raise UserError(
-            "--num-melodies and --max-order must be at least 1 and --temperature above 0"
-        )
+    if args.num_melodies < 1 or args.max_order < 1:
+        raise UserError("--num-melodies and --max-order must be at least 1")
+    if not args.temperature > 0 or not args.pitch_temperature > 0:
+        raise UserError("--temperature and --pitch-temperature must be above 0")
     if args.cv_folds < 2 or args.bootstrap < 1:
         raise UserError("--cv-folds must be at least 2 and --bootstrap at least 1")
     if args.listening_test is not None and args.listening_test < 1:

@@ -36,6 +36,12 @@ SAMPLING_FLAGS = {  # flag -> argparse settings
         default=config.TEMPERATURE,
         help="below 1 safer, above 1 wilder (default: %(default)s)",
     ),
+    "--pitch-temperature": dict(
+        type=float,
+        default=config.PITCH_TEMPERATURE,
+        help="the same for which pitch each note takes, apart from when notes start; 1: the "
+        "model's own (default: %(default)s)",
+    ),
     "--top-k": dict(
         type=int,
         default=None,

@@ -144,7 +144,7 @@ def fill_gap(generator, symbols, gap, until, keep, fields, settings):
                 mask = masks[t - start]
                 weights += log_probs.masked_fill(~mask, float("-inf")).logsumexp(-1).double()
                 masked = logits.masked_fill(~mask.to(logits.device), float("-inf"))
-                choice = sampling.sample(masked, *settings["sampling"], draw)
+                choice = sampling.sample(masked, *settings["sampling"], draw, *settings["pitches"])
                 tokens[:, t - start] = choice
             else:
                 choice = torch.full((k,), forced[t - stop], dtype=torch.long)
@@ -167,6 +167,7 @@ def regenerate(
     temperature=1.0,
     top_k=None,
     top_p=None,
+    pitch_temperature=None,
 ):
     """A new Melody: the bars asked (score numbers: pickup 0, first full bar 1; None: all) sampled
     again and every other bar kept exactly, with the melody's plan (meter, mode, pickup, length,
@@ -182,7 +183,9 @@ def regenerate(
             f"the melody has symbols this model does not know: {' '.join(unknown)} (notes "
             "outside the range it was trained on): give another melody or model"
         )
-    sampling.check_sampling(temperature, top_k, top_p)
+    if pitch_temperature is None:
+        pitch_temperature = config.PITCH_TEMPERATURE
+    sampling.check_sampling(temperature, top_k, top_p, pitch_temperature)
     k = config.EDIT_CANDIDATES if candidates is None else candidates
     sampling.check_count("candidates", k, minimum=1)
     bar = controls.bar_steps(outputs.score_meter(melody.meter), generator.time_step)
@@ -193,6 +196,7 @@ def regenerate(
         draw = torch.Generator().manual_seed(int(torch.randint(2**62, (1,))))
     fields = edit_fields(generator, melody, k, draw)
     settings = {"candidates": k, "generator": draw, "sampling": (temperature, top_k, top_p)}
+    settings["pitches"] = (pitch_temperature, sampling.pitch_mask(generator.index))
     runs = gaps(numbers, spans)
     for i, gap in enumerate(runs):
         until = runs[i + 1][0] if i + 1 < len(runs) else len(symbols)
@@ -240,6 +244,7 @@ def run(args):
             temperature=args.temperature,
             top_k=args.top_k,
             top_p=args.top_p,
+            pitch_temperature=args.pitch_temperature,
         )
         asked = "all bars" if bars is None else f"bars {args.regenerate}"
         how = ", new pitches over the same rhythm" if keep else ""

@@ -171,6 +171,7 @@ class MelodyGenerator:
         ambitus=None,
         candidates=None,
         form=None,
+        pitch_temperature=None,
     ):
         """Sample one melody: the seed's symbols, then up to num_steps generated ones (the final `/`
         left out), as a Melody (a list of symbols that knows its meter, mode, pickup and bars).
@@ -184,6 +185,8 @@ class MelodyGenerator:
             `/` + the last N symbols (one forward call). The model then conditions on between N and
             2N recent symbols, at about one extra step of work per step.
         temperature: sample from softmax(log p / temperature); below 1 is safer, above 1 wilder.
+        pitch_temperature: the same for which pitch a note takes, apart from whether a note
+            starts (None: config.PITCH_TEMPERATURE; 1: the model's own distribution).
         top_k: sample only among the k likeliest symbols (1 = always the likeliest: greedy).
         top_p: sample only among the likeliest symbols whose probabilities add up to top_p
             (nucleus).
@@ -230,6 +233,7 @@ class MelodyGenerator:
             ambitus=ambitus,
             candidates=candidates,
             form=form,
+            pitch_temperature=pitch_temperature,
         )[0]
 
     @torch.inference_mode()
@@ -254,6 +258,7 @@ class MelodyGenerator:
         ambitus=None,
         candidates=None,
         form=None,
+        pitch_temperature=None,
     ):
         """Sample n melodies from the same seed (or primer) as one batch; a list of n Melody (see
         generate_melody). Each melody draws its own unset controls.
@@ -271,7 +276,9 @@ class MelodyGenerator:
         check_count("num_steps", num_steps, minimum=0)
         if max_sequence_length is not None:
             check_count("max_sequence_length", max_sequence_length, minimum=1)
-        sampling.check_sampling(temperature, top_k, top_p)
+        if pitch_temperature is None:
+            pitch_temperature = config.PITCH_TEMPERATURE
+        sampling.check_sampling(temperature, top_k, top_p, pitch_temperature)
         generator = sampling.make_generator(rng)
         given = {"meter": meter, "mode": mode, "bars": bars, "pickup": pickup, "style": style}
         plans = self._plans(n, len(seed_indices), generator, **given, final=final, ambitus=ambitus)
@@ -296,6 +303,7 @@ class MelodyGenerator:
             top_k=top_k,
             top_p=top_p,
             generator=generator,
+            pitch_temperature=pitch_temperature,
             copying=self._copying(plans, seed_rows, num_steps),
         )
         melodies = self._melodies(seed_indices, tokens, plans, opening)
@@ -455,6 +463,7 @@ class MelodyGenerator:
         temperature=1.0,
         top_k=None,
         top_p=None,
+        pitch_temperature=None,
     ):
         """A new Melody with the bars asked sampled again, every other bar kept exactly, and the
         melody's meter, mode, pickup, length, style and key (melody/editing.py says how).
@@ -463,13 +472,13 @@ class MelodyGenerator:
             1), e.g. [3, 4]; None: all of them. A bar outside the melody is a ValueError.
         keep: None, or "rhythm": new pitches over the same onsets, holds and rests.
         candidates: samples of each run of bars, weighed by how likely the model finds the kept
-            bars after them (None: config.EDIT_CANDIDATES); rng, temperature, top_k, top_p: as
-            generate_melody takes them.
+            bars after them (None: config.EDIT_CANDIDATES); rng, temperature, top_k, top_p,
+            pitch_temperature: as generate_melody takes them.
         """
         from melody import editing  # editing builds on this module
 
         return editing.regenerate(
-            self, melody, bars, keep, rng, candidates, temperature, top_k, top_p
+            self, melody, bars, keep, rng, candidates, temperature, top_k, top_p, pitch_temperature
         )
 
 

@@ -34,13 +34,13 @@ def is_positive_number(value):
     )
 
 
-def check_sampling(temperature, top_k, top_p):
+def check_sampling(temperature, top_k, top_p, pitch_temperature=1.0):
     """Refuse sampling settings that have no meaning, with a sentence saying what is allowed."""
-    if not is_positive_number(temperature):
-        raise ValueError(
-            "temperature must be a positive number (1 samples the model as trained), not "
-            f"{temperature!r}"
-        )
+    for name, value in (("temperature", temperature), ("pitch_temperature", pitch_temperature)):
+        if not is_positive_number(value):
+            raise ValueError(
+                f"{name} must be a positive number (1 samples the model as trained), not {value!r}"
+            )
     if top_k is not None:
         check_count("top_k", top_k, minimum=1)
     if top_p is not None and (
@@ -60,12 +60,23 @@ def make_generator(rng):
     return torch.Generator().manual_seed(int(rng))
 
 
-def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
-    """One symbol index per row of logits [n, vocab]: temperature, then top-k, then top-p, then a
-    draw on the CPU.
+def sample(
+    logits,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    generator=None,
+    pitch_temperature=1.0,
+    pitches=None,
+):
+    """One symbol index per row of logits [n, vocab]: the pitch temperature (reshape_pitches),
+    then temperature, then top-k, then top-p, then a draw on the CPU.
     """
+    scores = logits.float().cpu()
+    if pitch_temperature != 1 and pitches is not None:
+        scores = reshape_pitches(scores, pitch_temperature, pitches)
     # softmax(log p / T) == softmax(logits / T): log p is the logits shifted by a constant per row.
-    scores = logits.float().cpu() / temperature
+    scores = scores / temperature
     if top_k is not None and top_k < scores.shape[-1]:
         kth = scores.topk(top_k, dim=-1).values[:, -1:]
         scores = scores.masked_fill(scores < kth, float("-inf"))
@@ -78,6 +89,26 @@ def sample(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     # fewer small operations per step than torch.multinomial.
     noise = torch.empty_like(scores).exponential_(generator=generator).log_()
     return (scores - noise).argmax(dim=-1)
+
+
+def reshape_pitches(scores, pitch_temperature, pitches):
+    """Log-probabilities [n, vocab] from scores, the distribution among the pitches (pitches: a
+    [vocab] mask) raised to 1 / pitch_temperature and their total kept: how likely a note is to
+    start stays the model's, which note it is becomes surer (below 1) or freer (above 1)."""
+    log_probs = torch.log_softmax(scores, dim=-1)
+    pitch_mass = log_probs.masked_fill(~pitches, float("-inf")).logsumexp(-1, keepdim=True)
+    reshaped = log_probs / pitch_temperature
+    among = reshaped.masked_fill(~pitches, float("-inf")).logsumexp(-1, keepdim=True)
+    # a row whose pitches are all ruled out (-inf) keeps them so, rather than NaN
+    moved = torch.where(pitch_mass > float("-inf"), reshaped - among + pitch_mass, log_probs)
+    return torch.where(pitches, moved, log_probs)
+
+
+def pitch_mask(index):
+    """[vocab] True at the pitch symbols (MIDI numbers) of index (symbol -> index)."""
+    mask = torch.zeros(len(index), dtype=torch.bool)
+    mask[[i for symbol, i in index.items() if symbol.isdigit()]] = True
+    return mask
 
 
 def read(net, rows, delimiter, device, max_sequence_length, fields=None):
@@ -109,6 +140,7 @@ def sample_symbols(
     top_k,
     top_p,
     generator,
+    pitch_temperature=1.0,
     copying=None,
 ):
     """Up to num_steps symbol indices sampled after each of seed_rows [rows, seed], as
@@ -116,9 +148,11 @@ def sample_symbols(
 
     fields: the control fields of each row's steps, end: the step of each row's `/` (both None for
     a model without controls); index: symbol -> index; max_sequence_length, temperature, top_k,
-    top_p: as MelodyGenerator.generate_melody takes them; copying: a Copying for a form, or None.
+    top_p, pitch_temperature: as MelodyGenerator.generate_melody takes them; copying: a Copying for
+    a form, or None.
     """
     delimiter = index[DELIMITER]
+    pitches = pitch_mask(index)
     rows, seed_length = seed_rows.shape
     if end is not None:  # a melody of unknown meter has no planned end: it ends at its `/`
         planned = end < OPEN_END
@@ -139,7 +173,9 @@ def sample_symbols(
                 logits[:, index[HOLD]] = float("-inf")
             if copying is not None:
                 copying.restrict(logits, t)
-            next_symbols = sample(logits, temperature, top_k, top_p, generator)
+            next_symbols = sample(
+                logits, temperature, top_k, top_p, generator, pitch_temperature, pitches
+            )
             if copying is not None:
                 next_symbols = copying.keep(next_symbols, t)
             if end is not None:

@@ -13,7 +13,8 @@ import torch
 from conftest import ROOT, TINY_SONGS
 from music21 import converter
 
-from melody import artefacts, checkpoints
+import config
+from melody import artefacts, checkpoints, sampling
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER, encode_events, events_from_stream
 from melody.generation import MelodyGenerator
@@ -356,6 +357,8 @@ def test_max_sequence_length_bounds_the_context_at_per_step_cost(mg, monkeypatch
         ({"temperature": math.nan}, "temperature"),
         ({"temperature": math.inf}, "temperature"),
         ({"temperature": "hot"}, "temperature"),
+        ({"pitch_temperature": 0}, "pitch_temperature must be a positive number"),
+        ({"pitch_temperature": math.nan}, "pitch_temperature"),
         ({"top_k": 0}, "top_k"),
         ({"top_k": 1.5}, "top_k"),
         ({"top_p": 0}, "top_p"),
@@ -369,6 +372,28 @@ def test_bad_sampling_settings_are_clear(mg, kwargs, words):
     arguments = {"seed": "60", "n": 2, "num_steps": 5, **kwargs}
     with pytest.raises(ValueError, match=words):
         mg.generate_melodies(**arguments)
+
+
+def test_pitch_temperature_reshapes_the_pitches_and_keeps_when_a_note_starts():
+    # hold, rest, two pitches: 0.5 to hold or rest, 0.5 to start a note
+    probs = torch.tensor([[0.4, 0.1, 0.3, 0.2]])
+    pitches = torch.tensor([False, False, True, True])
+    reshaped = sampling.reshape_pitches(probs.log(), 0.5, pitches).exp()
+    squared = torch.tensor([0.09, 0.04]) / 0.13 * 0.5  # p^(1/0.5), renormalised to their 0.5
+    assert torch.allclose(reshaped, torch.cat([probs[0, :2], squared])[None])
+    assert torch.allclose(sampling.reshape_pitches(probs.log(), 1.0, pitches).exp(), probs)
+    # a row with no pitch left (a hold forced) stays as it was
+    forced = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf")]])
+    assert torch.equal(sampling.reshape_pitches(forced, 0.5, pitches), forced)
+
+
+def test_the_pitch_temperature_changes_the_pitches_not_the_rhythm(mg):
+    free = mg.generate_melodies("", 6, 40, rng=3, pitch_temperature=1.0)
+    sure = mg.generate_melodies("", 6, 40, rng=3, pitch_temperature=0.05)
+    assert free != sure
+    assert mg.generate_melodies("", 6, 40, rng=3) == mg.generate_melodies(
+        "", 6, 40, rng=3, pitch_temperature=config.PITCH_TEMPERATURE
+    )
 
 
 def test_seed_symbols_outside_the_vocabulary_are_named(mg):

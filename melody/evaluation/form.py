@@ -71,6 +71,7 @@ def asked_forms(run, path):
                 1,
                 run.num_steps,
                 temperature=run.args.temperature,
+                pitch_temperature=run.args.pitch_temperature,
                 top_p=run.args.top_p,
                 rng=rng,
                 candidates=run.args.candidates,

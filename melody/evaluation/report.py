@@ -170,12 +170,13 @@ class Run:
 
     def sample(self, generator, n, **control):
         """n melodies from the song start with the report's sampling settings (--temperature,
-        --top-p, --seed, --candidates) and any controls asked."""
+        --pitch-temperature, --top-p, --seed, --candidates) and any controls asked."""
         return generator.generate_melodies(
             "",
             n,
             self.num_steps,
             temperature=self.args.temperature,
+            pitch_temperature=self.args.pitch_temperature,
             top_p=self.args.top_p,
             rng=self.args.seed,
             **{"candidates": self.args.candidates, **control},
@@ -262,7 +263,8 @@ def header_lines(run, models):
         f"{run.bar_steps} steps). Split from the checkpoint (its `val_songs`): "
         f"{len(run.train_songs)} training songs, {len(run.test_songs)} held-out songs. Random seed "
         f"{args.seed}; {args.num_melodies} melodies per model sampled from the song start at "
-        f"temperature {args.temperature}, at most {run.num_steps} steps each. torch "
+        f"temperature {args.temperature} (pitches {args.pitch_temperature}), at most "
+        f"{run.num_steps} steps each. torch "
         f"{torch.__version__} on {args.device}. Every table is also in `results.json`, under the "
         "name given above it.",
         "",
@@ -281,6 +283,7 @@ def command(args, paths):
         "--seed": args.seed,
         "--max-order": args.max_order,
         "--temperature": args.temperature,
+        "--pitch-temperature": args.pitch_temperature,
         "--top-p": args.top_p,
         "--candidates": args.candidates,
         "--cv-folds": args.cv_folds,
