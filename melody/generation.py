@@ -178,20 +178,16 @@ class MelodyGenerator:
 
         seed: a space-separated string of symbols ("55 _ _ _ 60 _") or a list of them; "" or []
             starts the song from nothing.
-        max_sequence_length: None (recommended) lets the model see the whole melody through its
-            carried state, the context it was trained with. An int N bounds the context like the
-            tutorial's window: the state starts from `/` + the last N seed symbols and, once N
-            symbols have been generated since then and the melody is longer than N, is rebuilt from
-            `/` + the last N symbols (one forward call). The model then conditions on between N and
-            2N recent symbols, at about one extra step of work per step.
+        max_sequence_length: None (recommended): the model sees the whole melody through its
+            carried state, as trained. An int N bounds the context like the tutorial's window: the
+            state is rebuilt from `/` + the last N symbols each time N more are generated (the
+            model conditions on N to 2N recent symbols, at about one extra step of work per step).
         temperature: sample from softmax(log p / temperature); below 1 is safer, above 1 wilder.
-        pitch_temperature: the same for which pitch a note takes, apart from whether a note
-            starts (None: config.PITCH_TEMPERATURE; 1: the model's own distribution).
+        pitch_temperature: the same among the pitches alone, how likely a note is to start kept
+            (None: config.PITCH_TEMPERATURE; 1: the model's own distribution).
         top_k: sample only among the k likeliest symbols (1 = always the likeliest: greedy).
-        top_p: sample only among the likeliest symbols whose probabilities add up to top_p
-            (nucleus).
-        rng: an int or a torch.Generator; the same rng gives the same melody. None uses torch's
-            global RNG.
+        top_p: sample only among the likeliest symbols up to that probability mass (nucleus).
+        rng: an int or a torch.Generator; the same rng gives the same melody (None: torch's).
         meter ("3/4"), mode ("major" or "minor"), bars (the length in bars: the melody ends at the
             end of bar `bars`, its pickup counted as real songs count it, so it lasts
             bars * bar-length steps) and pickup (steps before the first barline): each one left
