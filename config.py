@@ -85,7 +85,7 @@ TRAINING_LOG = "training_log.csv"
 TRAINING_PLOT = "training_curve.png"
 RUNS_DIR = "runs"  # `train.py --data NAME` writes the four files above in RUNS_DIR/NAME/
 # melodygenerator.py's model when there is no MODEL_PATH: one that ships with the repo
-PRETRAINED_MODEL = "pretrained/deutschl-lstm/model.pth"
+PRETRAINED_MODEL = "pretrained/deutschl-transformer/model.pth"
 
 # Generation and evaluation
 OUTPUT_PATH = "generated.mid"

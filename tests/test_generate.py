@@ -499,9 +499,9 @@ def test_script_without_a_usable_model_says_so_in_one_line(tmp_path):
     missing = run_script("--steps", "5", cwd=tmp_path)
     assert missing.returncode == 1 and "Traceback" not in missing.stderr
     assert missing.stderr.strip().splitlines() == [
-        "error: model.pth not found, nor the pretrained model pretrained/deutschl-lstm/model.pth: "
-        "train one (python preprocess.py && python train.py), or pass --model (model_path=) a "
-        "model.pth"
+        "error: model.pth not found, nor the pretrained model "
+        "pretrained/deutschl-transformer/model.pth: train one (python preprocess.py && python "
+        "train.py), or pass --model (model_path=) a model.pth"
     ]
     (tmp_path / "model.pth").write_bytes(os.urandom(2000))
     corrupt = run_script("--steps", "5", cwd=tmp_path)
