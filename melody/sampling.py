@@ -234,7 +234,7 @@ class Copying:
         self.history = torch.cat([seed_rows, torch.zeros(rows, num_steps, dtype=torch.long)], 1)
         self.vocabulary = sorted(index, key=index.get)
         self.index = index
-        self.pitches = torch.tensor([symbol.isdigit() for symbol in self.vocabulary])
+        self.pitches = pitch_mask(index)
         self.shifts = {}  # (row, moved phrase's first step) -> semitones, None: no move fits
         self.forced = self.earlier = None
         self.choosing = {}  # row -> (moved phrase, its first onset's earlier pitch) at this step
