@@ -248,7 +248,8 @@ def run(args):
         )
         asked = "all bars" if bars is None else f"bars {args.regenerate}"
         how = ", new pitches over the same rhythm" if keep else ""
-        print(f"{Path(args.edit).name} ({describe_plan(melody)}, in {melody.key}): {asked}{how}")
+        plan = describe_plan(melody, generator.time_step)
+        print(f"{Path(args.edit).name} ({plan}, in {melody.key}): {asked}{how}")
         print(" ".join(edited))
         for output in args.output:
             path = generator.save_melody(

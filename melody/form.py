@@ -49,6 +49,9 @@ REPEAT_SHARES = (
 VARIED, MOVED, RHYTHM = "'", "^", "~"
 EXACT = ""  # Form.copies' mark of a step that takes the earlier step's symbol as it is
 NO_FORM = "-"  # asked for no form (None: a training song's, drawn with the plan)
+# How closely a bar comes back: repeats' kinds, and what each mark of the notation asks for
+STRENGTH = {None: 0, "rhythm": 1, "transposed": 2, "exact": 3}
+MARK_STRENGTH = {EXACT: 3, MOVED: 2, RHYTHM: 1}
 _FORM = re.compile(r"\s*((?:[A-Za-z](?:'+|~|\^)?)+)\s*(?:/\s*(\d+))?\s*")
 _TOKEN = re.compile(r"([A-Za-z])('+|~|\^)?")
 
@@ -246,6 +249,32 @@ class Form:
             how = EXACT if mark == VARIED else mark
             copies += [(start + o, source + o, how) for o in range(min(span, end - start))]
         return copies
+
+    def planned_strengths(self, bars, bar_steps):
+        """Per bar of a melody of this form, how closely it is to come back (STRENGTH): 0 in a
+        letter's first phrase, else as the phrase's mark says; a varied phrase (A') takes its
+        opening half's bars as they are and may keep the rhythm of its close."""
+        _, length = self.fit(bars, bar_steps)
+        seen, strengths = set(), []
+        for token in self.letters:
+            name, mark = token[0], token[1:]
+            for bar in range(length):
+                if name not in seen:
+                    strengths.append(0)
+                elif mark == VARIED:
+                    strengths.append(STRENGTH["exact" if 2 * (bar + 1) <= length else "rhythm"])
+                else:
+                    strengths.append(MARK_STRENGTH[mark])
+            seen.add(name)
+        return strengths
+
+
+def unplanned_repeats(symbols, form, bars, bar_steps, pickup=0):
+    """How many bars of a melody made to `form` (a Form, in `bars` bars) come back more closely
+    than the form asks: a bar of a new phrase that repeats an earlier bar, by its notes, moved or
+    by its rhythm; a bar meant to keep a rhythm that keeps the notes too."""
+    found = [STRENGTH[kind] for kind in repeats(bars_of(symbols, bar_steps, pickup))]
+    return sum(f > p for f, p in zip(found, form.planned_strengths(bars, bar_steps)))
 
 
 def parse_form(text):

@@ -303,7 +303,7 @@ class MelodyGenerator:
             copying=self._copying(plans, seed_rows, num_steps),
         )
         melodies = self._melodies(seed_indices, tokens, plans, opening)
-        return sampling.choose(melodies, k, chosen)
+        return sampling.choose(melodies, k, chosen, self.time_step)
 
     @property
     def styles(self):
@@ -500,9 +500,9 @@ def run(args):
             **control_settings(args),
         )
         for i, melody in enumerate(melodies, start=1):
-            new = len(melody) - melody.opening
+            new, plan = len(melody) - melody.opening, describe_plan(melody, generator.time_step)
             print(
-                f"melody {i} ({describe_plan(melody)}; {new} symbols after the "
+                f"melody {i} ({plan}; {new} symbols after the "
                 f"{'primer (in ' + melody.key + ')' if args.primer else 'seed'}"
                 f"{', then /' if new < args.steps else ''}): {' '.join(melody)}"
             )
@@ -519,8 +519,15 @@ def run(args):
     print(f"random seed {random_seed} (pass --random-seed {random_seed} to repeat this run)")
 
 
-def describe_plan(melody):
-    """The plan a melody was made to, in a few words: "3/4, minor, pickup 2, 8 bars, final 5"."""
+def describe_plan(melody, time_step):
+    """The plan a melody was made to, in a few words, and the phrases it has: "2/4, major, pickup
+    2, 8 bars, final 1, form AABB, phrases AABB"."""
+    bar = controls.bar_steps(melody.meter, time_step)
+    # A form drawn with the plan is a training song's, bar by bar ("ABA~C.../1"): long to read,
+    # so only a form asked is said; the phrases, read back, say what came back.
+    asked = melody.form and not melody.form.endswith("/1") and bar and melody.bars
+    length = forms.parse_form(melody.form).fit(melody.bars, bar)[1] if asked else None
+    phrases = forms.phrase_form(melody, bar, length, melody.pickup) if bar else []
     return (
         f"{melody.meter}, {melody.mode or 'no mode'}, pickup {melody.pickup}"
         + (f", {melody.bars} bars" if melody.bars else "")
@@ -531,5 +538,6 @@ def describe_plan(melody):
             else ""
         )
         + (f", ambitus {melody.ambitus}" if melody.ambitus is not None else "")
-        + (f", form {melody.form}" if melody.form else "")
+        + (f", form {melody.form}" if asked else "")
+        + (f", phrases {''.join(phrases)}" if phrases else "")
     )

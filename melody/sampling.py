@@ -295,27 +295,44 @@ class Copying:
 
 def candidates_to_sample(candidates, plans, end, stop):
     """How many candidates to sample per melody (candidates; None: config.END_CANDIDATES), and
-    which melodies choose among theirs: those with a planned final or ambitus whose planned end
-    (end) falls before stop, the step where sampling is cut off."""
+    which melodies choose among theirs: those with a planned final, ambitus or form whose planned
+    end (end) falls before stop, the step where sampling is cut off."""
     k = config.END_CANDIDATES if candidates is None else candidates
     check_count("candidates", k, minimum=1)
     # A melody is chosen by how it ends, so only one that reaches its planned end is: a melody
     # cut short by num_steps, or planned by a model saved before plans had shapes, is sampled
     # once.
     reached = [] if end is None else (end < stop).tolist()
-    shaped = [p.final is not None or p.ambitus is not None for p in plans]
+    shaped = [p.final is not None or p.ambitus is not None or p.form is not None for p in plans]
     chosen = [r and s for r, s in zip(reached, shaped)] or [False] * len(plans)
     return (k if any(chosen) else 1), chosen
 
 
-def best_candidate(candidates):
-    """The candidate that fits its plan best (controls.misfit): it closes on the final if any
-    does, and of those the ambitus nearest the plan's; the first of equals."""
-    return min(candidates, key=lambda melody: controls.misfit(melody.plan, melody))
+def best_candidate(candidates, time_step):
+    """The candidate that fits its plan best: it closes on the final if any does (controls.misfit),
+    and of those the one whose ambitus is nearest the plan's, each bar that comes back where the
+    plan's form does not ask for it (unplanned_repeats) counting as a semitone more; the first of
+    equals. A model repeats bars on its own too: without the count, those repeats come on top of
+    the form's, and melodies repeat more than songs."""
+
+    def misfit(melody):
+        final, ambitus = controls.misfit(melody.plan, melody)
+        return final, ambitus + unplanned_repeats(melody, time_step)
+
+    return min(candidates, key=misfit)
 
 
-def choose(melodies, k, chosen):
+def unplanned_repeats(melody, time_step):
+    """form.unplanned_repeats of a melody with its plan's form (0 where it has none)."""
+    plan = melody.plan
+    bar = controls.bar_steps(plan.meter, time_step)
+    if not plan.form or not bar or not plan.bars:
+        return 0
+    return forms.unplanned_repeats(melody, forms.parse_form(plan.form), plan.bars, bar, plan.pickup)
+
+
+def choose(melodies, k, chosen, time_step):
     """One melody per group of k neighbouring candidates: the best fit where chosen, else the
     first."""
     groups = [melodies[g * k : (g + 1) * k] for g in range(len(chosen))]
-    return [best_candidate(group) if c else group[0] for group, c in zip(groups, chosen)]
+    return [best_candidate(group, time_step) if c else group[0] for group, c in zip(groups, chosen)]

@@ -11,11 +11,11 @@ import pytest
 import torch
 from conftest import ROOT, train_tiny
 
-from melody import controls, form
+from melody import controls, form, sampling
 from melody.controls import Plan
 from melody.evaluation import form as report_form
 from melody.evaluation import twosample
-from melody.generation import MelodyGenerator
+from melody.generation import Melody, MelodyGenerator
 from melody.sampling import Copying
 
 # Bars of 2/4 (8 sixteenths)
@@ -146,6 +146,33 @@ def test_copies_say_which_earlier_step_each_returning_step_takes():
     assert form.parse_form("AA").copies(2, 2, pickup=1) == [(3, 1, "")]
     with pytest.raises(ValueError, match="needs bars"):
         form.parse_form("AB").copies(2, None)
+
+
+def test_unplanned_repeats_count_bars_that_come_back_more_than_the_form_asks():
+    melody = C + C + C_OTHER + C  # 1-bar phrases of 2/4
+    assert form.parse_form("ABA~C").planned_strengths(4, 8) == [0, 0, 1, 0]
+    assert form.unplanned_repeats(melody, form.parse_form("ABA~C"), 4, 8) == 2  # bars 2 and 4
+    assert form.unplanned_repeats(melody, form.parse_form("AAA~A"), 4, 8) == 0
+    assert form.unplanned_repeats(C + C_OTHER + C_OTHER + C, form.parse_form("AA~A~A"), 4, 8) == 1
+    # A' in 2-bar phrases: its first bar is A's own, its second may keep A's rhythm
+    assert form.parse_form("AA'").planned_strengths(4, 8) == [0, 0, 3, 1]
+    assert form.unplanned_repeats(C + LONG + C + LONG, form.parse_form("AA'"), 4, 8) == 1
+
+
+def test_of_candidates_alike_in_final_and_ambitus_the_one_true_to_its_form_is_kept():
+    plan = Plan("2/4", "major", bars=4, form="ABCD/1")
+    echo = Melody(C + C + C_OTHER + LONG, **vars_of(plan))  # bar 2 repeats bar 1 unasked
+    true = Melody(C + LONG + REST + "64 _ _ _ _ _ 62 _".split(), **vars_of(plan))  # 4 rhythms
+    assert sampling.unplanned_repeats(echo, 0.25) == 2
+    assert sampling.unplanned_repeats(true, 0.25) == 0
+    assert sampling.best_candidate([echo, true], 0.25) is true
+    assert sampling.best_candidate([true, echo], 0.25) is true
+    free = Melody(C + C + C + C, meter="2/4", mode="major", bars=4)  # no form: nothing to count
+    assert sampling.unplanned_repeats(free, 0.25) == 0
+
+
+def vars_of(plan):
+    return {"meter": plan.meter, "mode": plan.mode, "bars": plan.bars, "form": plan.form}
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -329,7 +356,7 @@ def test_script_takes_a_form(structured, tmp_path):
         cwd=folder, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
-    assert "8 bars" in result.stdout and "form AABB" in result.stdout
+    assert "8 bars" in result.stdout and "form AABB, phrases AABB" in result.stdout
     symbols = result.stdout.split("): ")[1].splitlines()[0].split()
     pickup = int(re.search(r"pickup (\d+)", result.stdout)[1])
     assert form.phrase_form(symbols, 8, 2, pickup) == ["A", "A", "B", "B"]
