@@ -67,6 +67,7 @@ class GenerateRequest(BaseModel):
     steps: int = Field(config.WEB_STEPS, ge=1)
     num_melodies: int = Field(1, ge=1)
     temperature: float = Field(config.TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
+    pitch_temperature: float = Field(config.PITCH_TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
     top_p: float | None = Field(config.TOP_P, gt=0, le=1)
     top_k: int | None = Field(None, ge=1, le=10_000)
     meter: Name | None = None
@@ -77,7 +78,7 @@ class GenerateRequest(BaseModel):
     final: int | None = Field(None, ge=1, le=7)
     ambitus: int | None = Field(None, ge=0, le=config.WEB_MAX_AMBITUS)
     form: (
-        Annotated[str, StringConstraints(pattern=r"^(-|[A-Za-z'~]{0,64}(/[0-9]{1,2})?)$")] | None
+        Annotated[str, StringConstraints(pattern=r"^(-|[A-Za-z'~^]{0,64}(/[0-9]{1,2})?)$")] | None
     ) = None
     key: Annotated[str, StringConstraints(pattern=r"^[A-G][#b]?$")] | None = None
     bpm: float = Field(config.BPM, ge=config.WEB_MIN_BPM, le=config.WEB_MAX_BPM)

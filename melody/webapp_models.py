@@ -133,6 +133,11 @@ def control_specs(generator, limits):
         {"name": "temperature", "label": "temperature", "kind": "number", "min": 0.05,
          "max": config.WEB_MAX_TEMPERATURE, "step": 0.05, "default": config.TEMPERATURE,
          "help": "1 follows the model; lower is safer and plainer, higher is wilder"},
+        {"name": "pitch_temperature", "label": "pitch temperature", "kind": "number",
+         "min": 0.05, "max": config.WEB_MAX_TEMPERATURE, "step": 0.05,
+         "default": config.PITCH_TEMPERATURE,
+         "help": "the same for which note comes, not when: 1 follows the model; lower stays "
+                 "nearer the likeliest notes"},
         {"name": "top_p", "label": "top-p", "kind": "number", "min": 0.05, "max": 1,
          "step": 0.05, "default": config.TOP_P or 1,
          "help": "draw only from the likeliest symbols that make up this share; 1: all"},

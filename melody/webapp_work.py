@@ -156,6 +156,7 @@ def generate(models, store, request, limits):
         request.num_melodies,
         steps,
         temperature=request.temperature,
+        pitch_temperature=request.pitch_temperature,
         top_k=request.top_k,
         top_p=request.top_p,
         rng=random_seed,

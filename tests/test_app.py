@@ -56,9 +56,10 @@ def test_models_list_the_controls_the_checkpoint_takes(client, model):
     controls = {c["name"]: c for c in models[0]["controls"]}
     assert controls["meter"]["options"] == ["2/4", "3/4", "6/8"]
     assert controls["mode"]["options"] == ["major", "minor"]
-    assert {"steps", "num_melodies", "temperature", "top_p", "key", "bars", "pickup"} <= set(
+    assert {"steps", "num_melodies", "temperature", "pitch_temperature", "top_p", "key"} <= set(
         controls
     )
+    assert {"bars", "pickup"} <= set(controls)
     assert (controls["final"]["min"], controls["final"]["max"]) == (1, 7)  # a scale degree
     assert controls["ambitus"]["none"] == "drawn"
 
@@ -126,6 +127,7 @@ def test_generate_returns_scores_and_files_that_read_back(client):
         ({"steps": 10**9}, 422, "steps must be at most 4096"),
         ({"num_melodies": 1000}, 422, "num_melodies must be at most 8"),
         ({"temperature": -1}, 422, "temperature: Input should be greater than 0"),
+        ({"pitch_temperature": 0}, 422, "pitch_temperature: Input should be greater than 0"),
         ({"seed": "60 _ 999 x"}, 422, "seed: symbols not in the model's vocabulary: 999 x"),
         ({"meter": "5/4"}, 422, "meter '5/4': this model never saw it"),
         ({"final": 9}, 422, "final: Input should be less than or equal to 7"),

@@ -358,20 +358,26 @@ def test_the_primer_says_its_tonic_and_mode(client):
     assert (body["tonic"], body["mode"], body["meter"]) == ("G", "major", "2/4")
 
 
-def test_form_is_passed_to_the_generator_and_returned(client, monkeypatch):
+def test_form_and_pitch_temperature_are_passed_to_the_generator(client, monkeypatch):
     given = []
     original = generation.MelodyGenerator.generate_melodies
 
     def spy(self, *args, **kwargs):
-        given.append(kwargs["form"])
+        given.append((kwargs["form"], kwargs["pitch_temperature"]))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(generation.MelodyGenerator, "generate_melodies", spy)
     asked = post(client, form="AA'BA~/1", bars=4, meter="2/4", random_seed=1).json()
     assert asked["melodies"][0]["form"] == "AA'BA~/1"
+    assert post(client, form="AA^", bars=2, meter="2/4", random_seed=1).status_code == 200
     assert post(client, form="-", random_seed=1).json()["melodies"][0]["form"] is None
-    post(client, form="", random_seed=1)
-    assert given == ["AA'BA~/1", "-", None]  # empty: the form comes with the plan drawn
+    post(client, form="", pitch_temperature=0.5, random_seed=1)
+    assert given == [  # empty: the form comes with the plan drawn
+        ("AA'BA~/1", config.PITCH_TEMPERATURE),
+        ("AA^", config.PITCH_TEMPERATURE),
+        ("-", config.PITCH_TEMPERATURE),
+        (None, 0.5),
+    ]
     assert "form" in {c["name"] for c in client.get("/api/models").json()["models"][0]["controls"]}
 
 
