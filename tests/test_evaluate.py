@@ -276,8 +276,8 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     assert "Skipped: 1 melodies in the smallest set" in report  # one held-out song: too few
     results = json.loads((out / "results.json").read_text())
     assert sorted(results) == [
-        "features", "form", "form_letters", "memorisation", "models", "ngram_orders", "prediction",
-        "surprisal",
+        "features", "form", "form_held", "form_letters", "memorisation", "models", "ngram_orders",
+        "prediction", "surprisal",
     ]  # fmt: skip
     assert [r["model"] for r in results["prediction"]][:2] == [str(m) for m in models]
     pngs = sorted(p.name for p in out.glob("*.png"))
@@ -298,7 +298,7 @@ def test_script_end_to_end_on_tiny_trained_models(tiny_artefacts, tmp_path):
     assert "## 3. Memorisation" in report and "## 1. Held-out prediction" not in report
     assert "--sections memorisation form" in report
     assert sorted(json.loads((some / "results.json").read_text())) == [
-        "form", "form_letters", "memorisation", "models"
+        "form", "form_held", "form_letters", "memorisation", "models"
     ]  # fmt: skip
 
 

@@ -198,6 +198,12 @@ def test_form_section_pools_the_shares_and_counts_the_opening_forms():
     assert summary["count"] == 3 and summary["bars"] == 16 + 16 + 1
     assert summary["bar repeats"] == (12 + 11) / 33  # REST, LONG, C come back inside ABAB
     assert summary["4-bar repeats"] == (3 + 2) / 8
+    roles = [role for role, _ in report_form.bar_roles(phrase * 2, 8, 0)]
+    before = "new, before a return"  # LONG before C_HIGH (C moved), REST before C
+    assert roles == ["new", before, "returning", before, *["returning"] * 3, "last"]
+    held = report_form.held_by_role([(phrase * 2, 8, 0)])  # C holds 4 steps, LONG 6, REST 5
+    assert held["new"] == 4 / 8 and held[before] == (6 + 5) / 16
+    assert held["returning"] == (4 + 4 + 6 + 4) / 32 and held["last"] == 5 / 8
     table = report_form.form_distribution(measured)
     assert table.to_dict("records") == [
         {"form": "AAAA", "count": 1, "share": 1 / 3},

@@ -12,12 +12,15 @@ from tqdm import tqdm
 
 from melody import controls
 from melody import form as forms
+from melody.encoding import HOLD
 from melody.evaluation import classifier, twosample
 from melody.evaluation.common import Section, markdown, percent, save_figure, three
 
 TOP_FORMS = 6  # forms listed per set of melodies; the rest are "other"
 OPENING_PHRASES = 4  # a melody's form is read on its first phrases: a whole song's is unique
 PICTURES = 3  # melodies drawn per set in the self-similarity picture
+# A whole bar's part in the melody's form (bar_roles)
+ROLES = ("new", "new, before a return", "returning", "last")
 
 
 def section(run):
@@ -38,6 +41,10 @@ def section(run):
             [form_distribution(m).assign(melodies=n) for n, m in measured.items()],
             ignore_index=True,
         )[["melodies", "form", "count", "share"]],
+        "form_held": pd.DataFrame(
+            [{"melodies": n, **held_by_role(m)} for n, m in measured.items()],
+            columns=["melodies", *ROLES],
+        ),
     }
     if asked and min(len(run.real_symbols), *(len(m) for m in asked.values())) >= run.args.cv_folds:
         tables["form_classifier_auc"] = asked_auc(run, {n: sets[n] for n in asked})
@@ -119,6 +126,32 @@ def form_summary(measured):
     return {"count": len(measured), "bars": totals["bars"], **shares}
 
 
+def bar_roles(symbols, bar, pickup):
+    """[(role, bar)] of each whole bar (form.bars_of): "returning" where it repeats an earlier
+    bar (its notes, moved, or its rhythm: form.repeats), else "new, before a return" where the
+    next bar returns, else "new"; the last whole bar is "last"."""
+    bars = forms.bars_of(symbols, bar, pickup)
+    kinds = forms.repeats(bars) + [None]
+
+    def role(i):
+        if i == len(bars) - 1:
+            return "last"
+        return "returning" if kinds[i] else "new, before a return" if kinds[i + 1] else "new"
+
+    return [(role(i), b) for i, b in enumerate(bars)]
+
+
+def held_by_role(measured):
+    """{role: the share of the steps of the melodies' bars of that role that hold a note (`_`)}
+    (NaN for a role no bar has): how long the notes are where the form returns, and before."""
+    held, steps = Counter(), Counter()
+    for symbols, bar, pickup in measured:
+        for role, symbols_of_bar in bar_roles(symbols, bar, pickup):
+            held[role] += symbols_of_bar.count(HOLD)
+            steps[role] += len(symbols_of_bar)
+    return {role: held[role] / steps[role] if steps[role] else float("nan") for role in ROLES}
+
+
 def opening_form(symbols, bar, pickup):
     """The letters of a melody's first OPENING_PHRASES phrases in its meter's phrase length
     ("AABB"); "" for a melody shorter than a phrase."""
@@ -191,6 +224,15 @@ def report_lines(args, tables):
         "",
     ]
     lines += markdown(tables["form_letters"], {"share": percent})
+    lines += [
+        "",
+        "How long the notes are in each part of the form: the share of steps that hold a note "
+        "(`_`) in the bars that are new, new and followed by a bar that returns (where a phrase "
+        "closes before its opening comes back), returning (the same notes, moved, or the same "
+        "rhythm as an earlier bar), and the last whole bar, `form_held`:",
+        "",
+    ]
+    lines += markdown(tables["form_held"], {role: percent for role in ROLES})
     lines += ["", "![bar-by-bar self-similarity](form.png)"]
     if "form_classifier_auc" not in tables:
         return lines
