@@ -267,8 +267,9 @@ def report_lines(args, tables):
         "Each melody's plan also has a final (its last note) and an ambitus (from its lowest "
         "note to its highest, semitones), drawn from a training song. Generation samples "
         f"{args.candidates} candidates per melody and keeps the one that fits its plan "
-        "best: closing on its final, with the ambitus nearest the plan's (section 2's "
-        "melodies); beside them, the melodies as sampled with one candidate, and the "
+        "best: closing on its final, with the ambitus nearest the plan's, each bar that "
+        "comes back where its form does not ask for it counting as a semitone more (section "
+        "2's melodies); beside them, the melodies as sampled with one candidate, and the "
         "held-out songs with their own plans, `plans`:",
         "",
     ]
