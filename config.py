@@ -75,6 +75,9 @@ TRAINING_WINDOW = 256  # steps per training window (train.py --seq-len)
 BATCH_SIZE = 16  # training windows per batch
 EPOCHS = 50
 VALIDATION_SPLIT = 0.1  # share of songs held out, split by song
+# share of training songs whose form the model is not told: so that it also writes without one
+# (form "-"), and so that evaluate.py can score held-out songs told nothing of their form
+FORM_UNTOLD = 0.2
 PATIENCE = 0  # stop after this many epochs without a better validation loss; 0 = never
 # LSTM gradients spike now and then: clipping keeps one spike from undoing an epoch
 GRAD_CLIP_NORM = 1.0

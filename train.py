@@ -123,6 +123,18 @@ def add_run_flags(parser):
     run.add_argument(
         "--patience", type=int, help=f"early stopping, 0 = off; config PATIENCE={config.PATIENCE}"
     )
+    run.add_argument(
+        "--form-untold",
+        type=float,
+        help="share of songs whose form the model is not told (so that it writes without one "
+        f"too); config FORM_UNTOLD={config.FORM_UNTOLD}",
+    )
+    run.add_argument(
+        "--init-from",
+        metavar="MODEL",
+        help="start from this model.pth's weights (its architecture and sizes; fields it lacks, "
+        "such as the form, start fresh): fine-tuning, on the same symbols",
+    )
     return run
 
 
@@ -164,6 +176,8 @@ def main():
         seed=args.seed,
         validation_split=args.validation_split,
         patience=args.patience,
+        form_untold=args.form_untold,
+        init_from=args.init_from,
         device=args.device,
         resume=args.resume,
         max_minutes=args.max_minutes,

@@ -16,6 +16,9 @@ more collections):
     final       the song's last note, in semitones above the tonic (0: it ends on the tonic,
                 7: on the fifth), 12 for none (a song without notes); only in a model whose
                 space lists it among its shapes
+    form        the form of the bar the step is in (form.bar_roles): how closely it comes back
+                (new, rhythm, moved, exact) and whether the next bar comes back; "none" where
+                the plan has no form; only in a model whose space lists it among its shapes
 
 A plan is drawn from one training song, so the model knows from the first step where the melody
 is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
@@ -38,6 +41,7 @@ from fractions import Fraction
 import numpy as np
 
 import config
+from melody import form as forms
 
 UNKNOWN_METER = "?"
 MODES = ["major", "minor"]
@@ -47,7 +51,18 @@ DEGREES = {"major": [0, 2, 4, 5, 7, 9, 11], "minor": [0, 2, 3, 5, 7, 8, 10]}
 # The pitch classes of the key every song is moved to: C major's, which A minor shares
 KEY_PITCH_CLASSES = frozenset((TONICS["major"] + d) % 12 for d in DEGREES["major"])
 # The fields of a song's shape, after the style: their number of values (the next is "none")
-SHAPES = {"final": 12}
+SHAPES = {"final": 12, "form": forms.ROLE_VALUES}
+
+
+def form_column(plan, t, bar, length):
+    """The form field of steps t (form.bar_roles of the bar each falls in; the pickup's steps are
+    a new bar's, the closing `/` the last bar's), or "none" where the plan has no form that fits."""
+    bars = None if bar is None or length is None else -(-length // bar)
+    roles = forms.bar_roles(plan.form, bars, bar)
+    if roles is None:
+        return np.full(len(t), SHAPES["form"])
+    index = np.clip((t - plan.pickup) // bar, -1, len(roles) - 1)
+    return np.where(index < 0, 0, np.asarray(roles)[np.maximum(index, 0)])
 
 
 def final_of(symbols, mode):
@@ -251,8 +266,11 @@ class ControlSpace:
         if self.styles:
             rows[:, 4] = self.styles.index(plan.style)
         for column, name in enumerate(self.shapes, len(rows[0]) - len(self.shapes)):
-            value = getattr(plan, name)
-            rows[:, column] = SHAPES[name] if value is None else value
+            if name == "form":
+                rows[:, column] = form_column(plan, t, bar, length)
+            else:
+                value = getattr(plan, name)
+                rows[:, column] = SHAPES[name] if value is None else value
         return rows
 
     def song_fields(self, plan, length):
@@ -388,6 +406,25 @@ class ControlSpace:
                 f"knows {', '.join(known)}"
             )
         return semitones
+
+
+def with_form(plan, symbols):
+    """A training song's plan with its form (form.song_form) where that covers its bars, for
+    the model to be told and for generation to draw with the rest of the plan."""
+    text = forms.song_form(symbols, bar_steps(plan.meter), plan.pickup)
+    if text is None or len(forms.parse_form(text).letters) != plan.bars:
+        return plan
+    return dataclasses.replace(plan, form=text)
+
+
+def told_plans(plans, val_songs, untold_share, seed):
+    """The plans as the model is told them: a share of the songs (drawn with the seed) without
+    their form, so that the model also writes without one; and the validation songs without, as
+    evaluate.py scores held-out songs (a song's form says which of its bars repeat: no plan field
+    should give that away for free)."""
+    untold = np.random.default_rng(seed).random(len(plans)) < untold_share
+    untold[list(val_songs)] = True
+    return [dataclasses.replace(p, form=None) if u else p for p, u in zip(plans, untold)]
 
 
 def checkpoint_space(checkpoint):

@@ -52,6 +52,9 @@ NO_FORM = "-"  # asked for no form (None: a training song's, drawn with the plan
 # How closely a bar comes back: repeats' kinds, and what each mark of the notation asks for
 STRENGTH = {None: 0, "rhythm": 1, "transposed": 2, "exact": 3}
 MARK_STRENGTH = {EXACT: 3, MOVED: 2, RHYTHM: 1}
+# The form field the model reads (bar_roles): a bar's STRENGTH, + RETURN_NEXT before a return
+RETURN_NEXT = len(STRENGTH)
+ROLE_VALUES = 2 * RETURN_NEXT
 _FORM = re.compile(r"\s*((?:[A-Za-z](?:'+|~|\^)?)+)\s*(?:/\s*(\d+))?\s*")
 _TOKEN = re.compile(r"([A-Za-z])('+|~|\^)?")
 
@@ -275,6 +278,21 @@ def unplanned_repeats(symbols, form, bars, bar_steps, pickup=0):
     by its rhythm; a bar meant to keep a rhythm that keeps the notes too."""
     found = [STRENGTH[kind] for kind in repeats(bars_of(symbols, bar_steps, pickup))]
     return sum(f > p for f, p in zip(found, form.planned_strengths(bars, bar_steps)))
+
+
+def bar_roles(text, bars, bar_steps):
+    """The form field of each bar of a melody of form `text` in `bars` bars: how closely the bar
+    comes back (STRENGTH: 0 new, 1 rhythm, 2 moved, 3 exact), plus RETURN_NEXT where the next bar
+    comes back, so that a bar knows it closes before a return; None where the text is no form
+    (None, NO_FORM) or does not fit the bars."""
+    if text in (None, NO_FORM) or not bar_steps or bars is None:
+        return None
+    try:
+        strengths = parse_form(text).planned_strengths(bars, bar_steps)
+    except ValueError:
+        return None
+    ahead = strengths[1:] + [0]
+    return [s + RETURN_NEXT * bool(n) for s, n in zip(strengths, ahead)]
 
 
 def parse_form(text):

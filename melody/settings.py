@@ -19,6 +19,8 @@ COMMON_SETTINGS = [
     "batch_size",
     "seed",
     "validation_split",
+    "form_untold",
+    "init_from",
 ]
 
 
@@ -58,6 +60,8 @@ def config_settings(arch=None):
         "batch_size": config.BATCH_SIZE,
         "seed": config.SEED,
         "validation_split": config.VALIDATION_SPLIT,
+        "form_untold": config.FORM_UNTOLD,
+        "init_from": None,
         "epochs": config.EPOCHS,
         "patience": config.PATIENCE,
     }
@@ -75,6 +79,11 @@ def settings_for_resume(saved, given, state_path):
     """The saved run settings, with the stopping settings the caller changed; refuses other
     changes.
     """
+    if "form_untold" not in saved:
+        raise UserError(
+            f"{state_path} was started before models read the form: leave out --resume to start "
+            "afresh, or start from its model with --init-from"
+        )
     for name in run_settings(saved["arch"]):
         if given.get(name) is not None and given[name] != saved[name]:
             raise UserError(
@@ -86,6 +95,29 @@ def settings_for_resume(saved, given, state_path):
         **saved,
         **{name: given[name] for name in ("epochs", "patience") if given.get(name) is not None},
     }
+
+
+def settings_from_checkpoint(given, checkpoint, vocabulary):
+    """The settings given, with the architecture and its sizes of the model that --init-from
+    starts from (its checkpoint); a different one given, or other symbols, refused in one line."""
+    start, arch = given["init_from"], checkpoint["arch"]
+    if checkpoint["vocabulary"] != vocabulary:
+        raise UserError(
+            f"--init-from {start}: its model knows other symbols than this dataset's mapping; "
+            "start from a model trained on data preprocessed the same way"
+        )
+    names = getattr(models.ARCHITECTURES[arch], "SETTING_NAMES", {})
+    own = {names.get(k, k): v for k, v in checkpoint["hyperparameters"].items()}
+    own = {k: v for k, v in own.items() if k in models.ARCHITECTURES[arch].SETTINGS}
+    for name, value in {"arch": arch, **own}.items():
+        value = list(value) if isinstance(value, tuple) else value
+        if given.get(name) is not None and given[name] != value:
+            raise UserError(
+                f"{flag(name)} {show(given[name])}: the model of --init-from {start} has "
+                f"{show(value)}; leave it out to take the model's"
+            )
+        given = {**given, name: value}
+    return given
 
 
 def refuse_other_settings(arch, given):
@@ -111,6 +143,7 @@ def check_settings(s):
         "min_lr": (not 0 <= s["min_lr"] <= s["lr"], f"at least 0 and at most --lr ({s['lr']})"),
         "batch_size": (s["batch_size"] < 1, "1 or more"),
         "validation_split": (not 0 < s["validation_split"] < 1, "between 0 and 1"),
+        "form_untold": (not 0 <= s["form_untold"] <= 1, "between 0 and 1"),
         "epochs": (s["epochs"] < 1, "1 or more"),
         "patience": (s["patience"] < 0, "0 (off) or more"),
     }

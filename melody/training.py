@@ -12,7 +12,6 @@ Validation reads each song as generation does (zero state, `/`, the whole song),
 picks the best epoch is the one that matters for sampling.
 """
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -27,7 +26,6 @@ from tqdm import tqdm
 
 import config
 from melody import artefacts, checkpoints, controls, devices, models
-from melody import form as forms
 from melody.artefacts import UserError
 from melody.batches import PADDING, training_data
 from melody.encoding import DELIMITER
@@ -39,6 +37,7 @@ from melody.settings import (
     given_settings,
     refuse_other_settings,
     settings_for_resume,
+    settings_from_checkpoint,
     show,
 )
 from melody.training_log import write_log, write_plot
@@ -62,6 +61,8 @@ def train(
     seed=None,
     validation_split=None,
     patience=None,
+    form_untold=None,
+    init_from=None,
     device="auto",
     resume=False,
     max_minutes=None,
@@ -105,6 +106,8 @@ def train(
         validation_split=validation_split,
         epochs=epochs,
         patience=patience,
+        form_untold=form_untold,
+        init_from=init_from and str(init_from),
     )
     corpus = read_corpus(paths["dataset"], paths["mapping"], metadata)
     rank, world, device = devices.start_processes(devices.pick_device(device))
@@ -199,6 +202,9 @@ def settings_and_state(given, corpus, paths, resume, ranks):
                 f"{state_path} was written: leave out --resume to train afresh on the new data"
             )
         settings = settings_for_resume(saved["settings"], given, state_path)
+    elif given["init_from"]:
+        checkpoint = artefacts.load_torch(given["init_from"], what="model")
+        settings = fresh_settings(settings_from_checkpoint(given, checkpoint, corpus.vocabulary))
     else:
         settings = fresh_settings(given)
     refuse_other_settings(settings["arch"], given)
@@ -247,33 +253,30 @@ class Run:
             print(*args, **kwargs)
 
 
-def with_form(corpus, i):
-    """Song i's plan with its form (form.song_form) where that covers its bars, for generation to
-    draw with the rest of the plan."""
-    plan, bar = corpus.plans[i], controls.bar_steps(corpus.plans[i].meter)
-    text = forms.song_form([corpus.vocabulary[s] for s in corpus.songs[i]], bar, plan.pickup)
-    if text is None or len(forms.parse_form(text).letters) != plan.bars:
-        return plan
-    return dataclasses.replace(plan, form=text)
-
-
 def start_run(settings, corpus, paths, device, ranks):
     """A new run: the songs split, their controls, the model, its optimizer; no epoch yet."""
     songs = corpus.songs
     train_songs, val_songs = artefacts.split_songs(
         len(songs), settings["validation_split"], settings["seed"]
     )
+    plans = [
+        controls.with_form(plan, [corpus.vocabulary[s] for s in song])
+        for plan, song in zip(corpus.plans, songs)
+    ]
     space = controls.ControlSpace.from_songs(
-        [with_form(corpus, i) for i in train_songs],
+        [plans[i] for i in train_songs],
         meters={p.meter for p in corpus.plans},
         styles={p.style for p in corpus.plans if p.style},
     )
-    song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(corpus.plans, songs)]
+    plans = controls.told_plans(plans, val_songs, settings["form_untold"], settings["seed"])
+    song_controls = [space.song_fields(plan, len(song)) for plan, song in zip(plans, songs)]
     data = training_data(settings, songs, song_controls, train_songs, corpus.delimiter_index)
     amp_dtype, needs_scaler = devices.mixed_precision(device)
 
     torch.manual_seed(settings["seed"])  # the initial weights, then dropout masks, follow from it
     model = models.build(settings["arch"], len(corpus.vocabulary), space.sizes(), settings)
+    if settings["init_from"]:
+        model = warm_start(model, settings["init_from"])
     model = model.to(device)
     return Run(
         settings=settings,
@@ -293,6 +296,14 @@ def start_run(settings, corpus, paths, device, ranks):
         optimizer=model.optimizer(settings["lr"], settings),
         scaler=torch.amp.GradScaler(device.type, enabled=needs_scaler),
     )
+
+
+def warm_start(model, path):
+    """The fresh model with the weights of the model in `path` (models.warm_start)."""
+    try:
+        return models.warm_start(model, artefacts.load_torch(path, what="model"))
+    except ValueError as error:  # fewer control fields: a dataset of fewer styles, say
+        raise UserError(f"--init-from {path}: {error} this dataset's model") from None
 
 
 def resume_run(run, saved):

@@ -93,7 +93,8 @@ def test_train_data_name_reads_data_and_writes_its_own_run_folder(two, monkeypat
         "data/two/song_metadata.csv",
     )
     assert checkpoint["controls"]["styles"] == ["down", "up"]
-    assert checkpoint["hyperparameters"]["control_sizes"][-1] == 2  # one-hot style, 5th field
+    sizes = checkpoint["hyperparameters"]["control_sizes"]
+    assert sizes[4] == 2 and checkpoint["controls"]["shapes"] == ["form"]  # style, 5th field
 
     # --resume goes on in the run's folder
     copy = two / "copy"

@@ -2,6 +2,7 @@
 repeats, phrase letters, the self-similarity matrix and the form notation; then generation that
 follows a form, read back by form.py, for both architectures."""
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -157,6 +158,27 @@ def test_unplanned_repeats_count_bars_that_come_back_more_than_the_form_asks():
     # A' in 2-bar phrases: its first bar is A's own, its second may keep A's rhythm
     assert form.parse_form("AA'").planned_strengths(4, 8) == [0, 0, 3, 1]
     assert form.unplanned_repeats(C + LONG + C + LONG, form.parse_form("AA'"), 4, 8) == 1
+
+
+def test_the_form_field_says_how_each_bar_comes_back_and_whether_the_next_does():
+    # AABB in 8 bars: 2-bar phrases; +4 where the next bar comes back
+    assert form.bar_roles("AABB", 8, 16) == [0, 4, 7, 3, 0, 4, 7, 3]
+    assert form.bar_roles("ABA~C/1", 4, 8) == [0, 4, 1, 0]  # A~: its rhythm only
+    assert form.bar_roles("AA^", 2, 8) == [4, 2]  # moved
+    for untold in [(None, 4, 8), ("-", 4, 8), ("AAB", 4, 8), ("AB", 4, None), ("AB", None, 8)]:
+        assert form.bar_roles(*untold) is None
+
+
+def test_every_step_reads_the_form_field_of_its_bar():
+    told = Plan("2/4", "major", pickup=2, bars=4, form="ABAB/1")
+    space = controls.ControlSpace.from_songs([told, Plan("3/4", "minor", bars=2)])
+    assert space.shapes == ["form"] and space.sizes()[-1] == form.ROLE_VALUES + 1
+    column = space.fields(told, 0, 33)[:, -1].tolist()  # 32 steps and the closing `/`
+    # the pickup leads into bar 1; the last bar is 6 steps, completing the pickup
+    assert column == [0] * 2 + [0] * 8 + [4] * 8 + [7] * 8 + [3] * 7
+    none = form.ROLE_VALUES
+    assert set(space.fields(Plan("3/4", "minor", bars=2), 0, 24)[:, -1]) == {none}
+    assert set(space.fields(dataclasses.replace(told, form="-"), 0, 8)[:, -1]) == {none}
 
 
 def test_of_candidates_alike_in_final_and_ambitus_the_one_true_to_its_form_is_kept():

@@ -100,7 +100,7 @@ def test_candidates_make_melodies_fit_their_plan(mg):
         return np.sum([controls.misfit(m.plan, m) for m in melodies], axis=0)
 
     one, eight = misfits(1), misfits(8)
-    assert eight[0] < one[0] - 4 and eight[1] < one[1]  # closer to the final and the ambitus
+    assert eight[0] < one[0] - 4  # closer to the final, which counts before the ambitus
     melodies = mg.generate_melodies("", 5, 100, rng=0, candidates=8)
     assert mg.generate_melodies("", 5, 100, rng=0, candidates=8) == melodies  # still repeatable
     # the plans are drawn before the candidates: the same rng gives the same plans

@@ -17,7 +17,7 @@ import torch
 from conftest import ROOT, write_metadata
 
 import train
-from melody import artefacts, controls
+from melody import artefacts, controls, models
 from melody.artefacts import UserError
 from melody.encoding import DELIMITER
 from melody.models import MelodyLSTM, score, song_log_probs
@@ -286,3 +286,49 @@ def test_learning_rate_falls_along_a_cosine_to_min_lr():
     assert train.epoch_lr({"lr": 0.01, "min_lr": 0.01, "epochs": 5}, 3) == 0.01  # constant
     with pytest.raises(UserError, match="--min-lr 0.5: must be at least 0 and at most --lr"):
         train.check_settings({**train.config_settings(), "lr": 0.01, "min_lr": 0.5})
+
+
+def test_init_from_starts_from_a_models_weights_and_takes_its_sizes(tiny_artefacts, tmp_path):
+    first = train.train(**paths(tiny_artefacts), epochs=3, **TINY)
+    start = tmp_path / "start.pth"
+    start.write_bytes((tiny_artefacts / "model.pth").read_bytes())
+    # no --units given: the model's own; a learning rate of ~0 keeps its weights
+    still = {**TINY, "units": None, "lr": 1e-12, "min_lr": 0.0}
+    again = train.train(**paths(tiny_artefacts), epochs=1, init_from=start, **still)
+    assert again["best_val_loss"] == pytest.approx(first["best_val_loss"], rel=1e-6)
+    with pytest.raises(UserError, match=r"--units 32: the model of --init-from .* has 64"):
+        train.train(**paths(tiny_artefacts), epochs=1, init_from=start, **{**TINY, "units": [32]})
+
+
+def test_a_model_without_the_form_field_grows_one(tmp_path):
+    for arch, settings in [("lstm", {"units": [16], "dropout": 0.0}), ("transformer", None)]:
+        settings = settings or {**models.default_settings("transformer"), "width": 16}
+        old = models.build(arch, 7, [3, 2, 9], settings)
+        new = models.warm_start(models.build(arch, 7, [3, 2, 9, 9], settings), old_checkpoint(old))
+        for name, tensor in old.state_dict().items():
+            grown = new.state_dict()[name]
+            assert torch.equal(grown[tuple(slice(0, n) for n in tensor.shape)], tensor), name
+        with pytest.raises(ValueError, match="does not fit"):
+            models.warm_start(models.build(arch, 7, [3, 2], settings), old_checkpoint(old))
+
+
+def old_checkpoint(model):
+    return {"model_state": model.state_dict()}
+
+
+def test_a_run_started_before_the_form_field_is_not_resumed(tiny_artefacts):
+    train.train(**paths(tiny_artefacts), epochs=1, **TINY)
+    state = torch.load(tiny_artefacts / "train_state.pth", weights_only=True)
+    del state["settings"]["form_untold"]
+    torch.save(state, tiny_artefacts / "train_state.pth")
+    with pytest.raises(UserError, match="before models read the form: .* --init-from"):
+        train.train(**paths(tiny_artefacts), resume=True, epochs=2)
+
+
+def test_some_songs_are_told_no_form_and_validation_songs_none():
+    plans = [controls.Plan("2/4", "major", 0, 2, form="AB/1")] * 400
+    told = controls.told_plans(plans, range(300, 400), 0.25, seed=7)
+    assert told == controls.told_plans(plans, range(300, 400), 0.25, seed=7)
+    assert not any(p.form for p in told[300:])
+    assert 0.65 < sum(bool(p.form) for p in told[:300]) / 300 < 0.85
+    assert {p.form for p in controls.told_plans(plans, [], 0.0, seed=7)} == {"AB/1"}

@@ -17,6 +17,7 @@ an nn.Module class in ARCHITECTURES, and this is all they ask of it.
     TRAINS_ON                   "windows": settings["seq_len"] steps cut from the songs laid end
                                 to end, each read from a fresh state; "songs": each song whole
     LEARNING_RATES              the config names of its default --lr and --min-lr
+    SETTING_NAMES               (optional) {hyperparameter: setting} where the two names differ
     from_settings(vocab_size, control_sizes, settings)   a fresh model (a classmethod)
     problems(settings)          [(setting, whether its value is bad, what it must be)]
     model.optimizer(lr, settings)
@@ -66,6 +67,23 @@ def load(checkpoint):
     model = ARCHITECTURES[arch](**checkpoint["hyperparameters"])
     model.load_state_dict(checkpoint["model_state"])
     return model.eval()
+
+
+def warm_start(model, checkpoint):
+    """A fresh model started from a checkpoint's weights (train.py --init-from): of the same
+    architecture and sizes, but its control fields may be more (a field added, as the form was),
+    and those tensors larger. Each takes the checkpoint's values where the two overlap, so that
+    the old fields read as before; what is new keeps its fresh initialisation. A ValueError where
+    a tensor is missing or smaller."""
+    state = model.state_dict()
+    for name, saved in checkpoint["model_state"].items():
+        fresh = state.get(name)
+        smaller = fresh is None or fresh.dim() != saved.dim()
+        if smaller or any(map(int.__lt__, fresh.shape, saved.shape)):
+            raise ValueError(f"{name}: the checkpoint's {tuple(saved.shape)} does not fit")
+        fresh[tuple(slice(0, n) for n in saved.shape)] = saved
+    model.load_state_dict(state)
+    return model
 
 
 _threads_lock, _threads_users, _threads_before = threading.Lock(), 0, None

@@ -21,6 +21,7 @@ class MelodyLSTM(nn.Module):
     # train.py cuts the songs, laid end to end, into windows of seq_len steps, each read from a
     # zero state: the state forgets a run of `/` as it forgets anything
     TRAINS_ON = "windows"
+    SETTING_NAMES = {"num_units": "units"}  # the setting of each hyperparameter named otherwise
     LEARNING_RATES = ("LEARNING_RATE", "MIN_LEARNING_RATE")  # config's defaults of --lr, --min-lr
 
     def __init__(self, vocab_size, num_units=(256,), dropout=0.2, control_sizes=()):
