@@ -106,6 +106,8 @@ TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of
 # Melodies sampled per melody returned; the one that best fits its plan's final and ambitus is
 # kept (melodygenerator.generate_melody's candidates)
 END_CANDIDATES = 4
+# ... and nearest its number of notes: this many notes off it weigh as a semitone off its ambitus
+NOTES_PER_SEMITONE = 2
 # Samples of a gap in a melody that regenerate weighs by how well the bars after it follow
 EDIT_CANDIDATES = 64
 BPM = 120

@@ -24,7 +24,8 @@ A plan is drawn from one training song, so the model knows from the first step w
 is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
 the model is not told: generation keeps, of several candidates, the one that fits the plan best
 (misfit; melodygenerator's candidates). It is no field: told it, a model memorised its training
-songs more and came no closer to the ambitus asked.
+songs more and came no closer to the ambitus asked. So does the song's number of notes: a model
+writes busier melodies than the songs, and candidates chosen by ambitus alone busier still.
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (nearly all single-meter songs),
@@ -78,6 +79,11 @@ def ambitus_of(symbols):
     return max(notes) - min(notes) if notes else None
 
 
+def notes_of(symbols):
+    """A melody's number of notes (rests and holds are none)."""
+    return sum(s.isdigit() for s in symbols)
+
+
 def misfit(plan, symbols):
     """How far a melody is from the shape of its plan, to be minimised: (1 if it does not close on
     the plan's final else 0, semitones between its ambitus and the plan's); (0, 0) fits, as does
@@ -121,8 +127,9 @@ def bar_steps(meter, time_step=config.TIME_STEP):
 class Plan:
     """One melody's structure: meter, mode, pickup (steps), length in bars (None: open), style
     (the collection it is like; None for a model of one collection), final (its last note in
-    semitones above the tonic), ambitus (its range in semitones) and form (the bars that come
-    back, in form.py's notation: a training song's own, form.song_form); None: not planned."""
+    semitones above the tonic), ambitus (its range in semitones), form (the bars that come
+    back, in form.py's notation: a training song's own, form.song_form) and notes (how many
+    notes it has: a song's own, for its length in bars); None: not planned."""
 
     meter: str
     mode: str | None
@@ -132,6 +139,7 @@ class Plan:
     final: int | None = None
     ambitus: int | None = None
     form: str | None = None
+    notes: int | None = None
 
     @classmethod
     def from_row(cls, row):
@@ -386,6 +394,7 @@ class ControlSpace:
             bars=drawn.bars if bars is None else bars,
             style=style or drawn.style,
             form=drawn.form if bars in (None, drawn.bars) else None,
+            notes=drawn.notes if bars in (None, drawn.bars) else None,
         )
         bar = self.bar_steps(plan.meter)
         if bar is not None and plan.pickup >= bar:  # a pickup drawn for another meter
@@ -408,9 +417,11 @@ class ControlSpace:
         return semitones
 
 
-def with_form(plan, symbols):
-    """A training song's plan with its form (form.song_form) where that covers its bars, for
-    the model to be told and for generation to draw with the rest of the plan."""
+def song_plan(plan, symbols):
+    """A training song's plan completed from its symbols, for generation to draw: its number of
+    notes, and its form (form.song_form, for the model to be told too) where that covers its
+    bars."""
+    plan = dataclasses.replace(plan, notes=notes_of(symbols))
     text = forms.song_form(symbols, bar_steps(plan.meter), plan.pickup)
     if text is None or len(forms.parse_form(text).letters) != plan.bars:
         return plan

@@ -35,7 +35,8 @@ class Melody(list):
     the first barline), bars (its length in bars; None where open), style (the collection it
     was made like; None for a model of one collection), final (its planned last note, semitones
     above the tonic) and ambitus (its planned range, semitones; both None where not planned) read
-    the plan. save_melody writes the score in that meter with that pickup.
+    the plan; plan.notes is its planned number of notes. save_melody writes the score in that
+    meter with that pickup.
     """
 
     def __init__(
@@ -49,9 +50,10 @@ class Melody(list):
         final=None,
         ambitus=None,
         form=None,
+        notes=None,
     ):
         super().__init__(symbols)
-        self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus, form)
+        self.plan = controls.Plan(meter, mode, pickup, bars, style, final, ambitus, form, notes)
         self.key = None  # the key save_melody writes it in by default (a primer's); None: C / Am
         self.opening = 0  # symbols from the seed or primer; the generated ones follow
 

@@ -303,7 +303,7 @@ def candidates_to_sample(candidates, plans, end, stop):
     # cut short by num_steps, or planned by a model saved before plans had shapes, is sampled
     # once.
     reached = [] if end is None else (end < stop).tolist()
-    shaped = [p.final is not None or p.ambitus is not None or p.form is not None for p in plans]
+    shaped = [any(x is not None for x in (p.final, p.ambitus, p.form, p.notes)) for p in plans]
     chosen = [r and s for r, s in zip(reached, shaped)] or [False] * len(plans)
     return (k if any(chosen) else 1), chosen
 
@@ -311,13 +311,18 @@ def candidates_to_sample(candidates, plans, end, stop):
 def best_candidate(candidates, time_step):
     """The candidate that fits its plan best: it closes on the final if any does (controls.misfit),
     and of those the one whose ambitus is nearest the plan's, each bar that comes back where the
-    plan's form does not ask for it (unplanned_repeats) counting as a semitone more; the first of
-    equals. A model repeats bars on its own too: without the count, those repeats come on top of
-    the form's, and melodies repeat more than songs."""
+    plan's form does not ask for it (unplanned_repeats) counting as a semitone more, and each
+    config.NOTES_PER_SEMITONE notes more or fewer than the plan's as one; the first of equals. A
+    model repeats bars on its own too: without the count, those repeats come on top of the
+    form's, and melodies repeat more than songs. And a model writes more notes than the songs:
+    without the notes, the candidate nearest the ambitus is the busiest more often than not."""
 
     def misfit(melody):
         final, ambitus = controls.misfit(melody.plan, melody)
-        return final, ambitus + unplanned_repeats(melody, time_step)
+        notes = melody.plan.notes
+        busier = 0 if notes is None else abs(controls.notes_of(melody) - notes)
+        busier /= config.NOTES_PER_SEMITONE
+        return final, ambitus + unplanned_repeats(melody, time_step) + busier
 
     return min(candidates, key=misfit)
 

@@ -173,8 +173,8 @@ def read_corpus(dataset, mapping, metadata):
     artefacts.check_table(rows, songs, symbol_index, metadata)
     plans = [controls.Plan.from_row(r) for r in rows]
     vocabulary = sorted(symbol_index, key=symbol_index.get)
-    # the form, read from the songs at training, is left out: the digests of older runs stand
-    fields = [f for f in controls.PLAN_FIELDS if f != "form"]
+    # the form and notes, read from the songs at training, are left out: older runs' digests stand
+    fields = [f for f in controls.PLAN_FIELDS if f not in ("form", "notes")]
     digest = data_digest(songs, vocabulary, [[getattr(p, f) for f in fields] for p in plans])
     return Corpus(songs, plans, vocabulary, symbol_index[DELIMITER], metadata, digest)
 
@@ -260,7 +260,7 @@ def start_run(settings, corpus, paths, device, ranks):
         len(songs), settings["validation_split"], settings["seed"]
     )
     plans = [
-        controls.with_form(plan, [corpus.vocabulary[s] for s in song])
+        controls.song_plan(plan, [corpus.vocabulary[s] for s in song])
         for plan, song in zip(corpus.plans, songs)
     ]
     space = controls.ControlSpace.from_songs(

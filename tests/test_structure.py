@@ -14,7 +14,7 @@ import torch
 from conftest import BARS, ROOT
 from music21 import converter, key, meter, stream
 
-from melody import artefacts, checkpoints, controls
+from melody import artefacts, checkpoints, controls, sampling
 from melody.controls import ControlSpace, Plan
 from melody.encoding import DELIMITER
 from melody.generation import Melody, MelodyGenerator
@@ -112,6 +112,28 @@ def test_candidates_make_melodies_fit_their_plan(mg):
     assert controls.misfit(empty, "r _ _ _".split()) == (1, 12)  # no notes: no better than any
 
 
+def test_of_candidates_alike_otherwise_the_one_nearest_the_plans_number_of_notes_is_kept():
+    plan = Plan("2/4", "major", 0, 2, None, final=0, ambitus=4, notes=3)
+    busy = Melody("60 _ 62 _ 64 _ 62 _ 60 _ 62 _ 64 _ 60 _".split(), **vars(plan))
+    calm = Melody("60 _ _ _ 64 _ _ _ 62 _ _ _ 60 _ _ _".split(), **vars(plan))
+    assert (controls.notes_of(busy), controls.notes_of(calm)) == (8, 4)
+    assert sampling.best_candidate([busy, calm], 0.25) is calm
+    assert sampling.best_candidate([calm, busy], 0.25) is calm
+    unplanned = dataclasses.replace(plan, notes=None)  # a model saved before plans had notes
+    busy, calm = (Melody(m, **vars(unplanned)) for m in (busy, calm))
+    assert sampling.best_candidate([busy, calm], 0.25) is busy  # the first of equals
+
+
+def test_a_training_songs_plan_keeps_its_notes_where_the_bars_are_kept():
+    song = "60 _ 62 _ r _ 64 _ 60 _ _ _ _ _ _ _".split()
+    plan = controls.song_plan(Plan("2/4", "major", 0, 2), song)
+    assert plan.notes == 4
+    space = ControlSpace.from_songs([plan])
+    rng = random.Random(0)
+    assert space.choose(rng).notes == 4
+    assert space.choose(rng, bars=4).notes is None  # another length: no count to keep to
+
+
 def test_a_final_or_ambitus_asked_keeps_the_mode_and_meter_asked():
     space = ControlSpace.from_songs(
         [
@@ -134,8 +156,8 @@ def test_unset_controls_come_from_a_training_song_and_end_on_its_barline(mg, tra
     # one collection: the model takes no style, and its plans keep none
     plans = {dataclasses.replace(Plan.from_row(r), style=None) for r in rows}
     melodies = mg.generate_melodies("", 16, 200, rng=1)
-    for m in melodies:  # the plan of a training song, with that song's form
-        assert dataclasses.replace(m.plan, form=None) in plans
+    for m in melodies:  # the plan of a training song, with that song's form and notes
+        assert dataclasses.replace(m.plan, form=None, notes=None) in plans and m.plan.notes
         assert len(m) == m.bars * BARS[m.meter]
     assert len({m.meter for m in melodies}) > 1  # each melody draws its own
     again = mg.generate_melodies("", 16, 200, rng=1)
