@@ -89,13 +89,16 @@ class GenerateRequest(BaseModel):
 
 class RegenerateRequest(BaseModel):
     """POST /api/regenerate's body: a kept melody, the bars to sample again (score numbers: 0 is
-    a pickup; None: all), whether to keep their rhythm, and whether to score its notes."""
+    a pickup; None: all), whether to keep their rhythm, how hot to sample (as the page's
+    controls say), and whether to score its notes."""
 
     model_config = ConfigDict(extra="forbid")
 
     melody_id: Annotated[str, StringConstraints(max_length=64)]
     bars: list[BarNumber] | None = Field(None, max_length=config.WEB_MAX_STEPS)
     keep: Literal["rhythm"] | None = None
+    temperature: float = Field(config.TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
+    pitch_temperature: float = Field(config.PITCH_TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
     random_seed: int | None = Field(None, ge=0, le=2**63 - 1)
     score_width: int = Field(config.WEB_SCORE_WIDTH, ge=200, le=4000)
     surprisal: StrictBool = False

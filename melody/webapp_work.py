@@ -270,7 +270,14 @@ def regenerate(models, store, request):
         except ValueError as error:
             raise Refused(422, f"bars: {error}") from None
     random_seed = secrets.randbelow(2**31) if request.random_seed is None else request.random_seed
-    edited = generator.regenerate(entry.melody, request.bars, request.keep, rng=random_seed)
+    edited = generator.regenerate(
+        entry.melody,
+        request.bars,
+        request.keep,
+        rng=random_seed,
+        temperature=request.temperature,
+        pitch_temperature=request.pitch_temperature,
+    )
     kept = Entry(edited, entry.key, entry.bpm, entry.time_step, model_id)
     melody_id = store.add(kept)
     return {

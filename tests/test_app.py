@@ -186,6 +186,10 @@ def test_regenerate_samples_the_bars_asked_and_keeps_the_others_exactly(client, 
     assert changed
     again = edit(client, melody_id=kept["id"], bars=[3, 2], random_seed=2).json()["melody"]
     assert again["symbols"] == symbols  # the same seed, the same edit
+    hotter = edit(client, melody_id=kept["id"], bars=[3, 2], random_seed=2, pitch_temperature=2)
+    assert hotter.json()["melody"]["symbols"] != symbols  # sampled at the page's temperature
+    too_hot = edit(client, melody_id=kept["id"], bars=[2], temperature=99)
+    assert too_hot.status_code == 422 and "temperature" in too_hot.json()["error"]
     assert client.get(kept["midi"]).status_code == 200  # undo goes back to it
 
 

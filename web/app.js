@@ -294,7 +294,8 @@ async function edit(card, keep) {
     const result = await api("/api/regenerate", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ melody_id: melody.id, bars, keep, score_width: width, surprisal: surprisalAsked() }),
+      body: JSON.stringify({ melody_id: melody.id, bars, keep, score_width: width, surprisal: surprisalAsked(),
+        ...sampling() }),
     });
     card.versions.push(result.melody);
     const which = bars ? `bar${bars.length === 1 ? "" : "s"} ${barList(bars)}` : "every bar";
@@ -307,6 +308,12 @@ async function edit(card, keep) {
     buttons.forEach((b) => { b.disabled = false; });
     showVersion(card);
   }
+}
+
+// The page's temperatures, which a regenerated bar is sampled at as a new melody is.
+function sampling() {
+  const { temperature, pitch_temperature } = readControls();
+  return { temperature, pitch_temperature };
 }
 
 function surprisalAsked() {
