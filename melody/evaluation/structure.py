@@ -268,7 +268,8 @@ def report_lines(args, tables):
         "note to its highest, semitones), drawn from a training song. Generation samples "
         f"{args.candidates} candidates per melody and keeps the one that fits its plan "
         "best: closing on its final, with the ambitus nearest the plan's, each bar that "
-        "comes back where its form does not ask for it counting as a semitone more (section "
+        "comes back where its form does not ask for it counting as a semitone more, and "
+        f"each {config.NOTES_PER_SEMITONE} notes more or fewer than the song's as one (section "
         "2's melodies); beside them, the melodies as sampled with one candidate, and the "
         "held-out songs with their own plans, `plans`:",
         "",
