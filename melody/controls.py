@@ -24,8 +24,9 @@ A plan is drawn from one training song, so the model knows from the first step w
 is to close. The plan also carries the song's ambitus (its highest note less its lowest), which
 the model is not told: generation keeps, of several candidates, the one that fits the plan best
 (misfit; melodygenerator's candidates). It is no field: told it, a model memorised its training
-songs more and came no closer to the ambitus asked. So does the song's number of notes: a model
-writes busier melodies than the songs, and candidates chosen by ambitus alone busier still.
+songs more and came no closer to the ambitus asked. The song's number of notes is kept the same
+way: a model writes busier melodies than the songs, and candidates chosen by ambitus alone are
+busier still.
 
 A song of an unknown or changing meter gets a "none" position and bars-left. Real songs end on a
 barline of their meter with the last bar completing the pickup (nearly all single-meter songs),
