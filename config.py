@@ -105,7 +105,7 @@ SMALL_BATCH = 8  # sampling up to this many melodies on a CPU uses one torch thr
 TOP_P = None  # sample among the likeliest symbols up to this mass; None: all of them
 # Melodies sampled per melody returned; the one that best fits its plan's final and ambitus is
 # kept (melodygenerator.generate_melody's candidates)
-END_CANDIDATES = 4
+END_CANDIDATES = 8
 # ... and nearest its number of notes: this many notes off it weigh as a semitone off its ambitus
 NOTES_PER_SEMITONE = 2
 # Samples of a gap in a melody that regenerate weighs by how well the bars after it follow
