@@ -56,6 +56,10 @@ Name = Annotated[str, StringConstraints(max_length=64)]
 BarNumber = Annotated[int, Field(ge=0, le=config.WEB_MAX_STEPS)]  # a bar is at least a step
 
 
+# how hot a request may sample, in /api/generate and /api/regenerate alike
+Temperature = Annotated[float, Field(gt=0, le=config.WEB_MAX_TEMPERATURE)]
+
+
 class GenerateRequest(BaseModel):
     """The controls of POST /api/generate, each within the page's limits; None leaves a control to
     the model (or its default)."""
@@ -66,8 +70,8 @@ class GenerateRequest(BaseModel):
     seed: str | list[str] = ""  # its length is checked in symbols (webapp_work.seed_symbols)
     steps: int = Field(config.WEB_STEPS, ge=1)
     num_melodies: int = Field(1, ge=1)
-    temperature: float = Field(config.TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
-    pitch_temperature: float = Field(config.PITCH_TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
+    temperature: Temperature = config.TEMPERATURE
+    pitch_temperature: Temperature = config.PITCH_TEMPERATURE
     top_p: float | None = Field(config.TOP_P, gt=0, le=1)
     top_k: int | None = Field(None, ge=1, le=10_000)
     meter: Name | None = None
@@ -97,8 +101,8 @@ class RegenerateRequest(BaseModel):
     melody_id: Annotated[str, StringConstraints(max_length=64)]
     bars: list[BarNumber] | None = Field(None, max_length=config.WEB_MAX_STEPS)
     keep: Literal["rhythm"] | None = None
-    temperature: float = Field(config.TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
-    pitch_temperature: float = Field(config.PITCH_TEMPERATURE, gt=0, le=config.WEB_MAX_TEMPERATURE)
+    temperature: Temperature = config.TEMPERATURE
+    pitch_temperature: Temperature = config.PITCH_TEMPERATURE
     random_seed: int | None = Field(None, ge=0, le=2**63 - 1)
     score_width: int = Field(config.WEB_SCORE_WIDTH, ge=200, le=4000)
     surprisal: StrictBool = False
